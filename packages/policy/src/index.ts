@@ -1,0 +1,2 @@
+/** Placeholder entry point; see README.md. */
+export const packageName: string = '@pinhole/policy';
