@@ -1,2 +1,19 @@
-/** Placeholder entry point; see README.md. */
-export const packageName: string = '@pinhole/sip';
+export type {
+  Contact,
+  ContactStar,
+  CSeq,
+  HeaderField,
+  MediaDirection,
+  MediaEndpoint,
+  MediaEndpointsResult,
+  NameAddr,
+  ParseOptions,
+  ParseResult,
+  PartialMessage,
+  SessionExpires,
+  SipMessage,
+  SipParseError,
+  SipUri,
+  ValidationResult,
+  Via,
+} from './types.js';

@@ -123,7 +123,7 @@ export interface SipParseError {
 }
 
 export type ParseResult =
-  | { readonly ok: true; readonly message: import('./message.ts').SipMessage }
+  | { readonly ok: true; readonly message: SipMessage }
   | { readonly ok: false; readonly error: SipParseError };
 
 /** Result of `validate(message)`: what a proxy must answer for a message that parsed. */
@@ -161,3 +161,80 @@ export interface MediaEndpoint {
 export type MediaEndpointsResult =
   | { readonly ok: true; readonly media: readonly MediaEndpoint[] }
   | { readonly ok: false; readonly error: { readonly code: string; readonly reason: string } };
+
+/**
+ * A parsed SIP request or response. Header values are parsed lazily, on first use, and cached;
+ * a typed accessor returns `undefined` when its header is absent or malformed (`validate` says
+ * which). Editing methods change the message in place without reparsing; `serialize` of an
+ * unedited message returns exactly the bytes it was parsed from.
+ */
+export interface SipMessage {
+  readonly isRequest: boolean;
+  /** Request method (case kept); for a response, the CSeq method. */
+  readonly method: string;
+  /** Request-URI exactly as written; `''` for a response. */
+  readonly requestUri: string;
+  /** Status code; 0 for a request. */
+  readonly status: number;
+  /** Reason phrase (may be empty or non-ASCII); `''` for a request. */
+  readonly reason: string;
+  /** `SIP/2.0`. */
+  readonly version: string;
+  /** The body bytes (framed by Content-Length). */
+  readonly body: Uint8Array;
+
+  /** Every header line in order. */
+  headers(): readonly HeaderField[];
+  /** First value of a header (name case-insensitive, compact or long form). */
+  get(name: string): string | undefined;
+  /** Every value of a header, comma-separated list headers split into their elements. */
+  getAll(name: string): string[];
+  has(name: string): boolean;
+
+  requestUriParsed(): SipUri | undefined;
+  /** All Via values, top first. */
+  via(): readonly Via[];
+  topVia(): Via | undefined;
+  from(): NameAddr | undefined;
+  to(): NameAddr | undefined;
+  callId(): string | undefined;
+  cseq(): CSeq | undefined;
+  maxForwards(): number | undefined;
+  /** Contact values in order (empty for `Contact: *`, see `contactStar`). */
+  contacts(): readonly Contact[];
+  contactStar(): boolean;
+  route(): readonly NameAddr[];
+  recordRoute(): readonly NameAddr[];
+  contentLength(): number | undefined;
+  /** Media type in lower case without parameters, e.g. `application/sdp`. */
+  contentType(): string | undefined;
+  expires(): number | undefined;
+  sessionExpires(): SessionExpires | undefined;
+  minSE(): number | undefined;
+  /** Option tags, lower case. */
+  supported(): readonly string[];
+  require(): readonly string[];
+  /** Methods, upper case. */
+  allow(): readonly string[];
+  /** The body decoded as UTF-8. */
+  bodyText(): string;
+
+  prependVia(value: string): void;
+  removeTopVia(): void;
+  prependRecordRoute(value: string): void;
+  /** Removes the first Route value (one element of a comma list, or the whole line). */
+  removeTopRoute(): void;
+  setRequestUri(uri: string): void;
+  /** Decrements Max-Forwards (adding `Max-Forwards: 70` first when absent) and returns the new value. */
+  decrementMaxForwards(): number;
+  /** Replaces the body and keeps Content-Length (and Content-Type when given) right. */
+  setBody(body: Uint8Array | string, contentType?: string): void;
+  /** Adds a header line, last by default. */
+  addHeader(name: string, value: string, position?: 'first' | 'last'): void;
+  /** Replaces every line of the header with one line of this value. */
+  setHeader(name: string, value: string): void;
+  /** Removes every line of the header; returns how many were removed. */
+  removeHeader(name: string): number;
+  /** A deep copy that can be edited independently (e.g. one per forked branch). */
+  clone(): SipMessage;
+}
