@@ -1,12 +1,5 @@
-import { defineConfig } from 'vitest/config';
+import type { ViteUserConfig } from 'vitest/config';
+import { pinholeVitestConfig } from '../../vitest.shared.ts';
 
-export default defineConfig({
-  test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 60_000,
-    reporters: process.env.PINHOLE_TEST_RESULTS_DIR ? ['default', 'json'] : ['default'],
-    outputFile: process.env.PINHOLE_TEST_RESULTS_DIR
-      ? { json: process.env.PINHOLE_TEST_RESULTS_DIR + '/' + 'policy' + '.json' }
-      : undefined,
-  },
-});
+const config: ViteUserConfig = pinholeVitestConfig('policy');
+export default config;
