@@ -1,2 +1,8 @@
-/** Placeholder entry point; see README.md. */
-export const packageName: string = '@pinhole/fcp';
+export type {
+  FirewallBackend,
+  FirewallRule,
+  InstalledRule,
+  IpPrefix,
+  PortRange,
+  RuleMeta,
+} from './backend.js';
