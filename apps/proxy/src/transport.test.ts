@@ -1,0 +1,91 @@
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseListen } from './config.js';
+import { SOCKET_BUFFER_BYTES, Transports, type Inbound } from './transport.js';
+
+const opened: Transports[] = [];
+afterEach(async () => {
+  for (const t of opened.splice(0)) await t.close();
+});
+
+function make(): { t: Transports; got: Inbound[] } {
+  const got: Inbound[] = [];
+  const t = new Transports({ onMessage: (m) => got.push(m) });
+  opened.push(t);
+  return { t, got };
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+const OPTIONS = 'OPTIONS sip:x@y SIP/2.0\r\nContent-Length: 0\r\n\r\n';
+
+describe('transport', () => {
+  it('receives UDP on IPv4 and IPv6 listeners and asks for 4 MiB buffers', async () => {
+    const { t, got } = make();
+    const [u4, u6] = await t.listen([
+      parseListen('l', 'udp:127.0.0.1:0'),
+      parseListen('l', 'udp:[::1]:0'),
+    ]);
+    expect(u4!.port).toBeGreaterThan(0);
+    expect(u4!.recvBufferBytes).toBeGreaterThan(0);
+    expect(SOCKET_BUFFER_BYTES).toBe(4 * 1024 * 1024);
+    const c4 = createSocket('udp4');
+    const c6 = createSocket('udp6');
+    c4.send(OPTIONS, u4!.port, '127.0.0.1');
+    c6.send(OPTIONS, u6!.port, '::1');
+    await until(() => got.length === 2);
+    c4.close();
+    c6.close();
+    expect(got.map((g) => g.listener.family).sort()).toEqual([4, 6]);
+    expect(got[0]!.bytes.toString()).toBe(OPTIONS);
+  });
+
+  it('frames TCP input and answers over the same connection', async () => {
+    const { t, got } = make();
+    const [l] = await t.listen([parseListen('l', 'tcp:127.0.0.1:0')]);
+    const sock = connect(l!.port, '127.0.0.1');
+    let reply = '';
+    sock.on('data', (d) => (reply += d.toString()));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(OPTIONS.slice(0, 10));
+    sock.write(OPTIONS.slice(10) + OPTIONS);
+    await until(() => got.length === 2);
+    expect(got).toHaveLength(2);
+    expect(t.send(Buffer.from('SIP/2.0 200 OK\r\n\r\n'), got[0]!.peer)).toBe(true);
+    await until(() => reply.length > 0);
+    expect(reply).toBe('SIP/2.0 200 OK\r\n\r\n');
+    sock.destroy();
+  });
+
+  it('opens an outbound TCP connection and receives on it', async () => {
+    const a = make();
+    const b = make();
+    const [la] = await a.t.listen([parseListen('l', 'tcp:127.0.0.1:0')]);
+    await b.t.listen([parseListen('l', 'tcp:127.0.0.1:0')]);
+    b.t.send(Buffer.from(OPTIONS), { transport: 'tcp', address: '127.0.0.1', port: la!.port });
+    await until(() => a.got.length === 1);
+    a.t.send(Buffer.from(OPTIONS), a.got[0]!.peer);
+    await until(() => b.got.length === 1);
+    expect(b.got[0]!.bytes.toString()).toBe(OPTIONS);
+  });
+
+  it('reports a handler exception instead of throwing out of the socket', async () => {
+    const errors: string[] = [];
+    const t = new Transports({
+      onMessage: () => {
+        throw new Error('boom');
+      },
+      onError: (e) => errors.push(e.message),
+    });
+    opened.push(t);
+    const [l] = await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
+    const c = createSocket('udp4');
+    c.send('garbage', l!.port, '127.0.0.1');
+    await until(() => errors.length > 0);
+    c.close();
+    expect(errors[0]).toMatch(/boom/);
+  });
+});

@@ -1,0 +1,282 @@
+/**
+ * UDP and TCP transport (RFC 3261 §18) over several listen addresses, IPv4 and IPv6. Delivers
+ * each received message as bytes with where it came from; sends bytes to a peer, over the
+ * connection a request arrived on when there is one (§18.2.2) or a new one.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, connect, isIP, type Server, type Socket as TcpSocket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { ListenAddress, TransportName } from './config.js';
+import { ProxyError, ProxyErrorCode } from './errors.js';
+import { StreamFramer } from './stream-framer.js';
+
+/** Socket buffers: Kamailio's first failure at high rates was datagrams dropped at its socket. */
+export const SOCKET_BUFFER_BYTES: number = 4 * 1024 * 1024;
+
+export interface Peer {
+  readonly transport: TransportName;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** A bound listener with its real port and the address put in Via and Record-Route. */
+export interface Listener {
+  readonly transport: TransportName;
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+  /** IP for Via / Record-Route (the bound host, or the advertised one for a wildcard bind). */
+  readonly advertise: string;
+  /** The receive buffer the kernel granted (UDP), bytes. */
+  readonly recvBufferBytes?: number;
+}
+
+export interface Inbound {
+  readonly bytes: Buffer;
+  readonly peer: Peer;
+  readonly listener: Listener;
+}
+
+export interface TransportEvents {
+  onMessage(msg: Inbound): void;
+  /** A stream that cannot be framed, a refused connection, a send error. Never throws. */
+  onError?(err: { peer?: Peer; message: string }): void;
+}
+
+export interface TransportOptions {
+  /** IP for Via/Record-Route when bound to 0.0.0.0 or ::. */
+  readonly advertise?: string | undefined;
+  readonly maxMessageBytes?: number;
+  /** Idle TCP connections are closed after this long (default 10 min). */
+  readonly tcpIdleMs?: number;
+}
+
+function wildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/** The first non-internal address of a family, for a wildcard bind without --advertise. */
+export function defaultAdvertise(family: 4 | 6): string {
+  const ifs = networkInterfaces();
+  for (const list of Object.values(ifs)) {
+    for (const a of list ?? []) {
+      if (a.internal) continue;
+      if ((family === 4 && a.family === 'IPv4') || (family === 6 && a.family === 'IPv6')) {
+        if (family === 6 && a.address.startsWith('fe80')) continue;
+        return a.address;
+      }
+    }
+  }
+  return family === 4 ? '127.0.0.1' : '::1';
+}
+
+function peerKey(p: { address: string; port: number }): string {
+  return `${p.address}|${p.port}`;
+}
+
+interface UdpBinding {
+  readonly socket: UdpSocket;
+  readonly listener: Listener;
+}
+
+interface TcpBinding {
+  readonly server: Server;
+  readonly listener: Listener;
+}
+
+export class Transports {
+  readonly #events: TransportEvents;
+  readonly #opts: TransportOptions;
+  readonly #udp: UdpBinding[] = [];
+  readonly #tcp: TcpBinding[] = [];
+  /** Open TCP connections by remote address and port (inbound and outbound). */
+  readonly #conns = new Map<string, { socket: TcpSocket; listener: Listener }>();
+  #closed = false;
+
+  constructor(events: TransportEvents, opts: TransportOptions = {}) {
+    this.#events = events;
+    this.#opts = opts;
+  }
+
+  get listeners(): Listener[] {
+    return [...this.#udp.map((u) => u.listener), ...this.#tcp.map((t) => t.listener)];
+  }
+
+  async listen(addrs: readonly ListenAddress[]): Promise<Listener[]> {
+    const out: Listener[] = [];
+    for (const a of addrs) {
+      out.push(a.transport === 'udp' ? await this.#listenUdp(a) : await this.#listenTcp(a));
+    }
+    return out;
+  }
+
+  #advertise(a: ListenAddress): string {
+    if (!wildcard(a.host)) return a.host;
+    const adv = this.#opts.advertise;
+    if (adv !== undefined && isIP(adv) === a.family) return adv;
+    return defaultAdvertise(a.family);
+  }
+
+  async #listenUdp(a: ListenAddress): Promise<Listener> {
+    const socket = createSocket({
+      type: a.family === 6 ? 'udp6' : 'udp4',
+      ipv6Only: a.family === 6,
+      recvBufferSize: SOCKET_BUFFER_BYTES,
+      sendBufferSize: SOCKET_BUFFER_BYTES,
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) =>
+        reject(
+          new ProxyError(ProxyErrorCode.LISTEN, `cannot listen on udp:${a.host}:${a.port}`, {
+            cause: err,
+          }),
+        ),
+      );
+      socket.bind({ address: a.host, port: a.port, exclusive: true }, () => resolve());
+    });
+    socket.removeAllListeners('error');
+    let recv: number | undefined;
+    try {
+      recv = socket.getRecvBufferSize();
+    } catch {
+      recv = undefined;
+    }
+    const listener: Listener = {
+      transport: 'udp',
+      host: a.host,
+      port: socket.address().port,
+      family: a.family,
+      advertise: this.#advertise(a),
+      ...(recv !== undefined ? { recvBufferBytes: recv } : {}),
+    };
+    socket.on('message', (bytes, rinfo) => {
+      this.#deliver({
+        bytes,
+        peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
+        listener,
+      });
+    });
+    socket.on('error', (err) => this.#events.onError?.({ message: `udp: ${err.message}` }));
+    this.#udp.push({ socket, listener });
+    return listener;
+  }
+
+  async #listenTcp(a: ListenAddress): Promise<Listener> {
+    const server = createServer({ noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) =>
+        reject(
+          new ProxyError(ProxyErrorCode.LISTEN, `cannot listen on tcp:${a.host}:${a.port}`, {
+            cause: err,
+          }),
+        ),
+      );
+      server.listen({ host: a.host, port: a.port, ipv6Only: a.family === 6 }, () => resolve());
+    });
+    server.removeAllListeners('error');
+    const addr = server.address();
+    const listener: Listener = {
+      transport: 'tcp',
+      host: a.host,
+      port: typeof addr === 'object' && addr ? addr.port : a.port,
+      family: a.family,
+      advertise: this.#advertise(a),
+    };
+    server.on('connection', (socket) => this.#adopt(socket, listener));
+    server.on('error', (err) => this.#events.onError?.({ message: `tcp: ${err.message}` }));
+    this.#tcp.push({ server, listener });
+    return listener;
+  }
+
+  #deliver(msg: Inbound): void {
+    try {
+      this.#events.onMessage(msg);
+    } catch (err) {
+      // Wire input never throws out of a socket handler.
+      this.#events.onError?.({ peer: msg.peer, message: `handler: ${(err as Error).message}` });
+    }
+  }
+
+  #adopt(socket: TcpSocket, listener: Listener): void {
+    const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const peer: Peer = { transport: 'tcp', address, port: socket.remotePort ?? 0 };
+    const key = peerKey(peer);
+    this.#conns.set(key, { socket, listener });
+    const framer = new StreamFramer(this.#opts.maxMessageBytes);
+    socket.setNoDelay(true);
+    socket.setTimeout(this.#opts.tcpIdleMs ?? 600_000, () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => {
+      const r = framer.push(chunk);
+      for (const bytes of r.messages) this.#deliver({ bytes, peer, listener });
+      if (!r.ok) {
+        this.#events.onError?.({ peer, message: `tcp framing: ${r.reason}` });
+        socket.destroy();
+      }
+    });
+    socket.on('error', (err) => this.#events.onError?.({ peer, message: err.message }));
+    socket.on('close', () => {
+      if (this.#conns.get(key)?.socket === socket) this.#conns.delete(key);
+    });
+  }
+
+  /** The listener a message to this peer leaves from (same transport and family). */
+  listenerFor(transport: TransportName, address: string): Listener | undefined {
+    const fam = isIP(address) === 6 ? 6 : 4;
+    const list = transport === 'udp' ? this.#udp : this.#tcp;
+    return (list.find((b) => b.listener.family === fam) ?? list[0])?.listener;
+  }
+
+  /**
+   * Sends one message. `via` picks the UDP socket (responses leave from the socket their request
+   * arrived on). Errors are reported through `onError` and as `false`, never thrown.
+   */
+  send(bytes: Buffer | Uint8Array, peer: Peer, via?: Listener): boolean {
+    if (this.#closed) return false;
+    if (peer.transport === 'udp') {
+      const fam = isIP(peer.address) === 6 ? 6 : 4;
+      const b =
+        (via && this.#udp.find((u) => u.listener === via && u.listener.family === fam)) ??
+        this.#udp.find((u) => u.listener.family === fam);
+      if (!b) {
+        this.#events.onError?.({ peer, message: `no udp${fam} listener to send from` });
+        return false;
+      }
+      b.socket.send(bytes, peer.port, peer.address, (err) => {
+        if (err) this.#events.onError?.({ peer, message: `udp send: ${err.message}` });
+      });
+      return true;
+    }
+    const existing = this.#conns.get(peerKey(peer));
+    if (existing) {
+      existing.socket.write(bytes);
+      return true;
+    }
+    const listener = this.listenerFor('tcp', peer.address);
+    if (!listener) {
+      this.#events.onError?.({ peer, message: 'no tcp listener' });
+      return false;
+    }
+    const socket = connect({ host: peer.address, port: peer.port, noDelay: true });
+    socket.on('error', (err) => this.#events.onError?.({ peer, message: err.message }));
+    // Writes before `connect` completes are queued by Node.
+    this.#conns.set(peerKey(peer), { socket, listener });
+    socket.once('connect', () => {
+      this.#conns.delete(peerKey(peer));
+      this.#adopt(socket, listener);
+    });
+    socket.write(bytes);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const { socket } of this.#conns.values()) socket.destroy();
+    this.#conns.clear();
+    await Promise.all([
+      ...this.#udp.map((u) => new Promise<void>((r) => u.socket.close(() => r()))),
+      ...this.#tcp.map((t) => new Promise<void>((r) => t.server.close(() => r()))),
+    ]);
+    this.#udp.length = 0;
+    this.#tcp.length = 0;
+  }
+}
