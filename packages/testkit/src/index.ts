@@ -1,2 +1,17 @@
 export { systemTestGate, systemTestsRequired, missingRequirements } from './system.js';
 export type { SystemRequirement } from './system.js';
+export {
+  Netns,
+  NetnsError,
+  cleanupNetns,
+  createNetns,
+  createRoutedTopology,
+  enableForwarding,
+  liveNetns,
+  randomName,
+  run,
+  vethPair,
+} from './netns.js';
+export type { ExecResult, RoutedTopology, VethEnd } from './netns.js';
+export { UdpAgent, eventually, udpReaches } from './udp-agent.js';
+export type { UdpMessage } from './udp-agent.js';
