@@ -1,0 +1,351 @@
+/**
+ * Sidecar configuration: a JSON file and command-line flags (flags win; a repeatable flag given
+ * on the command line replaces the file's list). Every error names the field or flag.
+ */
+import { readFileSync } from 'node:fs';
+import { SidecarConfigError } from './errors.js';
+import { canonicalIp, parseCidr, type Cidr } from './ip.js';
+import type { ServerAddress } from './normalizer.js';
+
+export interface TransportAddress {
+  readonly transport: 'udp' | 'tcp';
+  readonly host: string;
+  readonly port: number;
+}
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = [
+  'trace',
+  'debug',
+  'info',
+  'warn',
+  'error',
+  'fatal',
+  'silent',
+];
+
+export interface SidecarConfig {
+  /** HEP listeners (at least one). */
+  readonly hep: readonly TransportAddress[];
+  /** The firewall-control daemon (not used until pinhole control is wired). */
+  readonly fcp: TransportAddress | undefined;
+  readonly protected: readonly Cidr[];
+  /** Capture agent ids accepted; empty accepts all. */
+  readonly captureIds: readonly number[];
+  readonly authKey: string | undefined;
+  /** The SIP server's own addresses (at least one). */
+  readonly serverAddresses: readonly ServerAddress[];
+  readonly metrics: TransportAddress | undefined;
+  readonly twinWaitMs: number;
+  readonly dedupWindowMs: number;
+  readonly maxDedupEntries: number;
+  readonly tcpMaxConnections: number;
+  readonly tcpIdleTimeoutMs: number;
+  readonly tcpOnGarbage: 'close' | 'resync';
+  readonly logLevel: LogLevel;
+}
+
+/** Parses `udp:0.0.0.0:9060`, `tcp:[::1]:9060`. */
+export function parseTransportAddress(
+  field: string,
+  text: unknown,
+  allowed: readonly ('udp' | 'tcp')[],
+): TransportAddress {
+  if (typeof text !== 'string')
+    throw new SidecarConfigError(field, 'must be a string like udp:0.0.0.0:9060');
+  const colon = text.indexOf(':');
+  const transport = text.slice(0, colon);
+  if (colon === -1 || !(allowed as readonly string[]).includes(transport)) {
+    throw new SidecarConfigError(
+      field,
+      `${JSON.stringify(text)} must start with ${allowed.map((a) => `${a}:`).join(' or ')}`,
+    );
+  }
+  const hp = parseHostPort(field, text.slice(colon + 1), true);
+  return { transport: transport as 'udp' | 'tcp', host: hp.address, port: hp.port ?? 0 };
+}
+
+function parseHostPort(
+  field: string,
+  text: string,
+  portRequired: boolean,
+): { address: string; port: number | undefined } {
+  let host: string;
+  let port: string | undefined;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close === -1) throw new SidecarConfigError(field, `unclosed [ in ${JSON.stringify(text)}`);
+    host = text.slice(1, close);
+    const rest = text.slice(close + 1);
+    if (rest.length > 0) {
+      if (!rest.startsWith(':'))
+        throw new SidecarConfigError(field, `bad port in ${JSON.stringify(text)}`);
+      port = rest.slice(1);
+    }
+  } else {
+    const colons = text.split(':').length - 1;
+    if (colons === 1) {
+      host = text.slice(0, text.indexOf(':'));
+      port = text.slice(text.indexOf(':') + 1);
+    } else {
+      // No colon: an IPv4 address or name alone. Several: a bare IPv6 address (no port).
+      host = text;
+    }
+  }
+  const ip = canonicalIp(host);
+  if (!ip) throw new SidecarConfigError(field, `${JSON.stringify(host)} is not an IP address`);
+  if (port === undefined) {
+    if (portRequired) throw new SidecarConfigError(field, `${JSON.stringify(text)} needs a port`);
+    return { address: ip.address, port: undefined };
+  }
+  if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65535) {
+    throw new SidecarConfigError(field, `port must be 0..65535: ${JSON.stringify(port)}`);
+  }
+  return { address: ip.address, port: Number(port) };
+}
+
+/** Parses `198.18.0.1`, `198.18.0.1:5060`, `[2001:db8::1]:5060` or `2001:db8::1`. */
+export function parseServerAddress(field: string, text: unknown): ServerAddress {
+  if (typeof text !== 'string')
+    throw new SidecarConfigError(field, 'must be a string like 198.18.0.1:5060');
+  const hp = parseHostPort(field, text, false);
+  if (hp.port === 0) throw new SidecarConfigError(field, 'port 0 is not a SIP server port');
+  return hp.port === undefined ? { address: hp.address } : { address: hp.address, port: hp.port };
+}
+
+function int(field: string, v: unknown, min: number, max: number): number {
+  const n = typeof v === 'string' && /^-?[0-9]+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new SidecarConfigError(
+      field,
+      `must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`,
+    );
+  }
+  return n;
+}
+
+function list(field: string, v: unknown): unknown[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new SidecarConfigError(field, 'must be an array');
+  return v as unknown[];
+}
+
+/** The raw (unvalidated) shape of the JSON file and of the flags. */
+export interface RawSidecarConfig {
+  hep?: unknown;
+  fcp?: unknown;
+  protected?: unknown;
+  captureIds?: unknown;
+  authKey?: unknown;
+  serverAddresses?: unknown;
+  metrics?: unknown;
+  twinWaitMs?: unknown;
+  dedupWindowMs?: unknown;
+  maxDedupEntries?: unknown;
+  tcp?: unknown;
+  logLevel?: unknown;
+}
+
+const KNOWN_KEYS = new Set([
+  'hep',
+  'fcp',
+  'protected',
+  'captureIds',
+  'authKey',
+  'serverAddresses',
+  'metrics',
+  'twinWaitMs',
+  'dedupWindowMs',
+  'maxDedupEntries',
+  'tcp',
+  'logLevel',
+]);
+
+/** Validates a raw configuration object (the parsed JSON file merged with flags). */
+export function validateConfig(raw: unknown): SidecarConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new SidecarConfigError('config', 'must be a JSON object');
+  }
+  const r = raw as RawSidecarConfig & Record<string, unknown>;
+  for (const k of Object.keys(r)) {
+    if (!KNOWN_KEYS.has(k)) throw new SidecarConfigError(k, 'unknown configuration field');
+  }
+  const hep = list('hep', r.hep).map((v, i) =>
+    parseTransportAddress(`hep[${i}]`, v, ['udp', 'tcp']),
+  );
+  if (hep.length === 0)
+    throw new SidecarConfigError(
+      'hep',
+      'at least one HEP listener is needed (e.g. udp:0.0.0.0:9060)',
+    );
+  const serverAddresses = list('serverAddresses', r.serverAddresses).map((v, i) =>
+    parseServerAddress(`serverAddresses[${i}]`, v),
+  );
+  if (serverAddresses.length === 0) {
+    throw new SidecarConfigError(
+      'serverAddresses',
+      "the SIP server's own address is needed to tell received copies from sent ones",
+    );
+  }
+  const prot = list('protected', r.protected).map((v, i) => {
+    if (typeof v !== 'string')
+      throw new SidecarConfigError(`protected[${i}]`, 'must be a CIDR string');
+    const c = parseCidr(v);
+    if (typeof c === 'string') throw new SidecarConfigError(`protected[${i}]`, c);
+    return c;
+  });
+  const captureIds = list('captureIds', r.captureIds).map((v, i) =>
+    int(`captureIds[${i}]`, v, 0, 0xffffffff),
+  );
+  let authKey: string | undefined;
+  if (r.authKey !== undefined) {
+    if (typeof r.authKey !== 'string' || r.authKey.length === 0) {
+      throw new SidecarConfigError('authKey', 'must be a non-empty string');
+    }
+    authKey = r.authKey;
+  }
+  const tcp = r.tcp === undefined ? {} : r.tcp;
+  if (typeof tcp !== 'object' || tcp === null || Array.isArray(tcp)) {
+    throw new SidecarConfigError('tcp', 'must be an object');
+  }
+  const t = tcp as Record<string, unknown>;
+  for (const k of Object.keys(t)) {
+    if (!['maxConnections', 'idleTimeoutMs', 'onGarbage'].includes(k)) {
+      throw new SidecarConfigError(`tcp.${k}`, 'unknown configuration field');
+    }
+  }
+  const onGarbage = t.onGarbage ?? 'close';
+  if (onGarbage !== 'close' && onGarbage !== 'resync') {
+    throw new SidecarConfigError('tcp.onGarbage', 'must be "close" or "resync"');
+  }
+  const logLevel = r.logLevel ?? 'info';
+  if (typeof logLevel !== 'string' || !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new SidecarConfigError('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return {
+    hep,
+    fcp: r.fcp === undefined ? undefined : parseTransportAddress('fcp', r.fcp, ['tcp']),
+    protected: prot,
+    captureIds,
+    authKey,
+    serverAddresses,
+    metrics:
+      r.metrics === undefined ? undefined : parseTransportAddress('metrics', r.metrics, ['tcp']),
+    twinWaitMs: r.twinWaitMs === undefined ? 200 : int('twinWaitMs', r.twinWaitMs, 0, 10_000),
+    dedupWindowMs:
+      r.dedupWindowMs === undefined
+        ? 32_000
+        : int('dedupWindowMs', r.dedupWindowMs, 1_000, 600_000),
+    maxDedupEntries:
+      r.maxDedupEntries === undefined
+        ? 100_000
+        : int('maxDedupEntries', r.maxDedupEntries, 1, 10_000_000),
+    tcpMaxConnections:
+      t.maxConnections === undefined ? 64 : int('tcp.maxConnections', t.maxConnections, 1, 10_000),
+    tcpIdleTimeoutMs:
+      t.idleTimeoutMs === undefined
+        ? 300_000
+        : int('tcp.idleTimeoutMs', t.idleTimeoutMs, 0, 86_400_000),
+    tcpOnGarbage: onGarbage,
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+export const USAGE = `usage: pinhole-sidecar [--config FILE] [flags]
+
+  --config FILE            JSON configuration (flags override it)
+  --hep udp:HOST:PORT      HEP listener; repeatable; tcp:HOST:PORT for HEP over TCP
+  --server-address A[:P]   the SIP server's own address; repeatable; required
+  --capture-id N           accept HEP only from this capture agent id; repeatable
+  --auth-key KEY           require this HEP auth key (chunk 0x000e)
+  --fcp tcp:HOST:PORT      firewall-control daemon (pinhole control is not wired yet)
+  --protected CIDR         protected network; repeatable
+  --metrics tcp:HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
+  --twin-wait-ms N         wait this long for the sent copy of a received message (default 200)
+  --log-level LEVEL        trace, debug, info (default), warn, error, fatal, silent
+  --help                   this text
+`;
+
+type Flag = { key: keyof RawSidecarConfig; repeat: boolean };
+const FLAGS: Readonly<Record<string, Flag>> = {
+  '--hep': { key: 'hep', repeat: true },
+  '--server-address': { key: 'serverAddresses', repeat: true },
+  '--capture-id': { key: 'captureIds', repeat: true },
+  '--auth-key': { key: 'authKey', repeat: false },
+  '--fcp': { key: 'fcp', repeat: false },
+  '--protected': { key: 'protected', repeat: true },
+  '--metrics': { key: 'metrics', repeat: false },
+  '--twin-wait-ms': { key: 'twinWaitMs', repeat: false },
+  '--log-level': { key: 'logLevel', repeat: false },
+};
+
+export type ArgsResult =
+  { readonly help: true } | { readonly help: false; readonly config: SidecarConfig };
+
+/** Parses command-line arguments (and the `--config` file they name). */
+export function parseArgs(
+  argv: readonly string[],
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): ArgsResult {
+  const fromFlags: Record<string, unknown> = {};
+  let file: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--help' || a === '-h') return { help: true };
+    const eq = a.indexOf('=');
+    const name = a.startsWith('--') && eq !== -1 ? a.slice(0, eq) : a;
+    let value: string | undefined = a.startsWith('--') && eq !== -1 ? a.slice(eq + 1) : undefined;
+    if (name !== '--config' && FLAGS[name] === undefined) {
+      throw new SidecarConfigError(name, 'unknown flag (see --help)');
+    }
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new SidecarConfigError(name, 'needs a value');
+    }
+    if (name === '--config') {
+      file = value;
+      continue;
+    }
+    const f = FLAGS[name];
+    if (!f) continue;
+    if (f.repeat) {
+      const prev = fromFlags[f.key];
+      fromFlags[f.key] = [...(Array.isArray(prev) ? (prev as unknown[]) : []), value];
+    } else {
+      fromFlags[f.key] = value;
+    }
+  }
+  let base: Record<string, unknown> = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFile(file);
+    } catch (err) {
+      throw new SidecarConfigError('--config', `cannot read ${file}: ${(err as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new SidecarConfigError('--config', `${file} is not JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new SidecarConfigError('--config', `${file} must hold a JSON object`);
+    }
+    base = parsed as Record<string, unknown>;
+  }
+  try {
+    return { help: false, config: validateConfig({ ...base, ...fromFlags }) };
+  } catch (err) {
+    // Name the flag when the bad value came from one (`--server-address[0]`, not the JSON key).
+    if (err instanceof SidecarConfigError) {
+      const root = /^[A-Za-z]+/.exec(err.field)?.[0] ?? '';
+      const flag = Object.entries(FLAGS).find(([, f]) => f.key === root)?.[0];
+      if (flag !== undefined && root in fromFlags) {
+        const rest = err.field.slice(root.length);
+        throw new SidecarConfigError(`${flag}${rest}`, err.message.slice(err.field.length + 2));
+      }
+    }
+    throw err;
+  }
+}
