@@ -129,7 +129,14 @@ export type ParseResult =
 /** Result of `validate(message)`: what a proxy must answer for a message that parsed. */
 export type ValidationResult =
   | { readonly ok: true }
-  | { readonly ok: false; readonly status: number; readonly reason: string; readonly code: string };
+  | {
+      readonly ok: false;
+      readonly status: number;
+      readonly reason: string;
+      readonly code: string;
+      /** For 420: the Proxy-Require option tags to list in an Unsupported header. */
+      readonly unsupported?: readonly string[];
+    };
 
 /** Media direction attribute (RFC 4566 / RFC 3264). */
 export type MediaDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
@@ -156,6 +163,11 @@ export interface MediaEndpoint {
   readonly rtcpMux: boolean;
   /** Port 0: the stream is disabled or rejected (RFC 3264 §6). */
   readonly disabled: boolean;
+  /**
+   * True when `address` is a domain name (RFC 4566 allows an FQDN) rather than an IP literal:
+   * kept as written, never resolved here. A firewall pinhole needs an IP; treat with care.
+   */
+  readonly fqdn?: boolean;
 }
 
 export type MediaEndpointsResult =

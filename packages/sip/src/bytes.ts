@@ -1,0 +1,97 @@
+/** Named bytes and character classes shared by the scanners (RFC 3261 §25.1). */
+
+export const HT = 0x09;
+export const LF = 0x0a;
+export const CR = 0x0d;
+export const SP = 0x20;
+export const DQUOTE = 0x22;
+export const PERCENT = 0x25;
+export const COMMA = 0x2c;
+export const SLASH = 0x2f;
+export const COLON = 0x3a;
+export const SEMI = 0x3b;
+export const LAQUOT = 0x3c;
+export const EQUAL = 0x3d;
+export const RAQUOT = 0x3e;
+export const QMARK = 0x3f;
+export const AT = 0x40;
+export const LBRACKET = 0x5b;
+export const BACKSLASH = 0x5c;
+export const RBRACKET = 0x5d;
+
+function table(chars: string, ranges: readonly (readonly [number, number])[] = []): Uint8Array {
+  const t = new Uint8Array(256);
+  for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] = 1;
+  for (const [a, b] of ranges) for (let c = a; c <= b; c++) t[c] = 1;
+  return t;
+}
+
+const ALNUM: readonly (readonly [number, number])[] = [
+  [0x30, 0x39],
+  [0x41, 0x5a],
+  [0x61, 0x7a],
+];
+
+/** token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~") */
+export const TOKEN: Uint8Array = table("-.!%*_+`'~", ALNUM);
+/** word = 1*(alphanum / token marks / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}") */
+export const WORD: Uint8Array = table('-.!%*_+`\'~()<>:\\"/[]?{}', ALNUM);
+/** unreserved = alphanum / mark */
+export const UNRESERVED: Uint8Array = table("-_.!~*'()", ALNUM);
+/** user = 1*( unreserved / escaped / user-unreserved ); user-unreserved = & = + $ , ; ? / */
+export const USER: Uint8Array = table("-_.!~*'()&=+$,;?/", ALNUM);
+/** password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," ) */
+export const PASSWORD: Uint8Array = table("-_.!~*'()&=+$,", ALNUM);
+/** paramchar = param-unreserved / unreserved / escaped; param-unreserved = [ ] / : & + $ */
+export const PARAMCHAR: Uint8Array = table("-_.!~*'()[]/:&+$", ALNUM);
+/** hname / hvalue chars: hnv-unreserved = [ ] / ? : + $ */
+export const HNVCHAR: Uint8Array = table("-_.!~*'()[]/?:+$", ALNUM);
+/** Host name characters (alphanum, "-", "." and, leniently, "_"). */
+export const HOSTCHAR: Uint8Array = table('-._', ALNUM);
+/** URI scheme characters after the first ALPHA. */
+export const SCHEMECHAR: Uint8Array = table('+-.', ALNUM);
+/** Telephone-subscriber characters for tel: URIs (RFC 3966), kept liberal. */
+export const TELCHAR: Uint8Array = table("-_.!~*'()+#/&=$,:[]%", ALNUM);
+
+export function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+export function isAlpha(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
+
+export function isWsp(c: number): boolean {
+  return c === SP || c === HT;
+}
+
+export function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** True when every character of `s` is a token character (and `s` is not empty). */
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f || TOKEN[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** Parses 1*DIGIT into a number; -1 when not all digits, empty, or above `max`. */
+export function parseDigits(s: string, max: number): number {
+  if (s.length === 0 || s.length > 20) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+    n = n * 10 + (c - 0x30);
+  }
+  return n > max ? -1 : n;
+}
+
+export const UINT32_MAX = 4_294_967_295;

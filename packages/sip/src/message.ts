@@ -1,0 +1,721 @@
+/**
+ * The parsed message: raw bytes plus a header index. Values are decoded and parsed on first use
+ * and cached; edits change the index in place (no reparse) and `serialize` reassembles the bytes.
+ */
+import { CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes.js';
+import { SipError, SipErrorCode, isSipError } from './errors.js';
+import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
+import { firstListElement, splitList, unfold } from './lex.js';
+import { parseContact, parseNameAddr } from './name-addr.js';
+import { readParams } from './params.js';
+import type {
+  Contact,
+  CSeq,
+  HeaderField,
+  NameAddr,
+  SessionExpires,
+  SipMessage,
+  SipUri,
+  Via,
+} from './types.js';
+import { parseUri } from './uri.js';
+import { parseVia } from './via.js';
+
+type SliceBuffer = Buffer & {
+  utf8Slice?(start: number, end: number): string;
+  latin1Slice?(start: number, end: number): string;
+};
+
+/** Decodes `buf[start..end)` as UTF-8 (the fast internal slice when Node provides it). */
+export function decodeUtf8(buf: Buffer, start: number, end: number): string {
+  const b = buf as SliceBuffer;
+  return b.utf8Slice !== undefined ? b.utf8Slice(start, end) : buf.toString('utf8', start, end);
+}
+
+/** Decodes `buf[start..end)` as Latin-1 (header names are ASCII tokens). */
+export function decodeLatin1(buf: Buffer, start: number, end: number): string {
+  const b = buf as SliceBuffer;
+  return b.latin1Slice !== undefined
+    ? b.latin1Slice(start, end)
+    : buf.toString('latin1', start, end);
+}
+
+/**
+ * One header line. Wire lines point into the message buffer (`lineStart >= 0`); lines added or
+ * rewritten by an edit are synthetic (`lineStart === -1`) and carry their text.
+ */
+export class HeaderLine {
+  id: number;
+  lineStart: number;
+  nameEnd: number;
+  valueStart: number;
+  valueEnd: number;
+  lineEnd: number;
+  folded: boolean;
+  rawName: string | undefined;
+  value: string | undefined;
+  canonical: string | undefined;
+
+  constructor(
+    id: number,
+    lineStart: number,
+    nameEnd: number,
+    valueStart: number,
+    valueEnd: number,
+    lineEnd: number,
+    folded: boolean,
+  ) {
+    this.id = id;
+    this.lineStart = lineStart;
+    this.nameEnd = nameEnd;
+    this.valueStart = valueStart;
+    this.valueEnd = valueEnd;
+    this.lineEnd = lineEnd;
+    this.folded = folded;
+    this.rawName = undefined;
+    this.value = undefined;
+    this.canonical = id === H.UNKNOWN ? undefined : CANONICAL[id];
+  }
+
+  static synthetic(id: number, rawName: string, canonical: string, value: string): HeaderLine {
+    const h = new HeaderLine(id, -1, -1, -1, -1, -1, false);
+    h.rawName = rawName;
+    h.canonical = canonical;
+    h.value = value;
+    return h;
+  }
+
+  copy(): HeaderLine {
+    const h = new HeaderLine(
+      this.id,
+      this.lineStart,
+      this.nameEnd,
+      this.valueStart,
+      this.valueEnd,
+      this.lineEnd,
+      this.folded,
+    );
+    h.rawName = this.rawName;
+    h.value = this.value;
+    h.canonical = this.canonical;
+    return h;
+  }
+}
+
+/** Offsets of a scanned message head, as produced by the scanner. */
+export interface MessageLayout {
+  /** The buffer holding the message (possibly with other data before/after). */
+  readonly buf: Buffer;
+  /** First byte of the start line. */
+  readonly start: number;
+  /** End of the start line's content (before CR LF). */
+  readonly startLineEnd: number;
+  /** First byte after the start line's terminator. */
+  readonly startLineNext: number;
+  readonly lines: HeaderLine[];
+  /** Start of the empty line ending the head (== bodyStart when it is missing). */
+  readonly sepStart: number;
+  readonly bodyStart: number;
+  /** One past the last byte of the message (end of body). */
+  readonly end: number;
+}
+
+export interface StartLine {
+  readonly isRequest: boolean;
+  readonly method: string;
+  readonly requestUri: string;
+  readonly status: number;
+  readonly reason: string;
+  readonly version: string;
+}
+
+const EMPTY_BODY = new Uint8Array(0);
+const UNPARSED = Symbol('unparsed');
+type Lazy<T> = T | typeof UNPARSED;
+
+export class Message implements SipMessage {
+  readonly isRequest: boolean;
+  #method: string;
+  #requestUri: string;
+  readonly status: number;
+  readonly reason: string;
+  readonly version: string;
+
+  readonly #buf: Buffer;
+  readonly #start: number;
+  readonly #end: number;
+  readonly #startLineEnd: number;
+  readonly #startLineNext: number;
+  readonly #sepStart: number;
+  readonly #bodyStart: number;
+  #lines: HeaderLine[];
+  #edited = false;
+  #startLineEdited = false;
+  #newBody: Uint8Array | undefined;
+
+  // caches (reset on every edit)
+  #via: Lazy<readonly Via[]> = UNPARSED;
+  #topVia: Lazy<Via | undefined> = UNPARSED;
+  #from: Lazy<NameAddr | undefined> = UNPARSED;
+  #to: Lazy<NameAddr | undefined> = UNPARSED;
+  #cseq: Lazy<CSeq | undefined> = UNPARSED;
+  #ruri: Lazy<SipUri | undefined> = UNPARSED;
+
+  constructor(layout: MessageLayout, startLine: StartLine) {
+    this.#buf = layout.buf;
+    this.#start = layout.start;
+    this.#end = layout.end;
+    this.#startLineEnd = layout.startLineEnd;
+    this.#startLineNext = layout.startLineNext;
+    this.#sepStart = layout.sepStart;
+    this.#bodyStart = layout.bodyStart;
+    this.#lines = layout.lines;
+    this.isRequest = startLine.isRequest;
+    this.#method = startLine.method;
+    this.#requestUri = startLine.requestUri;
+    this.status = startLine.status;
+    this.reason = startLine.reason;
+    this.version = startLine.version;
+  }
+
+  get method(): string {
+    if (this.isRequest) return this.#method;
+    return this.cseq()?.method ?? '';
+  }
+
+  get requestUri(): string {
+    return this.#requestUri;
+  }
+
+  get body(): Uint8Array {
+    if (this.#newBody !== undefined) return this.#newBody;
+    if (this.#bodyStart >= this.#end) return EMPTY_BODY;
+    return this.#buf.subarray(this.#bodyStart, this.#end);
+  }
+
+  /** True once any edit was made (serialize then rebuilds the bytes). */
+  get edited(): boolean {
+    return this.#edited;
+  }
+
+  // ---- raw header access -------------------------------------------------------------------
+
+  #rawName(h: HeaderLine): string {
+    if (h.rawName === undefined) h.rawName = decodeLatin1(this.#buf, h.lineStart, h.nameEnd);
+    return h.rawName;
+  }
+
+  #canonical(h: HeaderLine): string {
+    if (h.canonical === undefined) h.canonical = this.#rawName(h).toLowerCase();
+    return h.canonical;
+  }
+
+  #value(h: HeaderLine): string {
+    if (h.value === undefined) {
+      if (h.valueStart >= h.valueEnd) h.value = '';
+      else {
+        const v = decodeUtf8(this.#buf, h.valueStart, h.valueEnd);
+        h.value = h.folded ? unfold(v).trim() : v;
+      }
+    }
+    return h.value;
+  }
+
+  #first(id: number): HeaderLine | undefined {
+    const lines = this.#lines;
+    for (let i = 0; i < lines.length; i++) {
+      const h = lines[i] as HeaderLine;
+      if (h.id === id) return h;
+    }
+    return undefined;
+  }
+
+  #matches(h: HeaderLine, id: number, canonical: string): boolean {
+    return id !== H.UNKNOWN ? h.id === id : h.id === H.UNKNOWN && this.#canonical(h) === canonical;
+  }
+
+  #linesOf(name: string): HeaderLine[] {
+    const { id, canonical } = resolveName(name);
+    return this.#lines.filter((h) => this.#matches(h, id, canonical));
+  }
+
+  /** List elements of every line of header `id`, in order. */
+  #elementsOf(id: number): string[] {
+    const out: string[] = [];
+    for (const h of this.#lines) {
+      if (h.id !== id) continue;
+      for (const e of splitList(this.#value(h))) out.push(e);
+    }
+    return out;
+  }
+
+  headers(): readonly HeaderField[] {
+    return this.#lines.map((h) => ({
+      rawName: this.#rawName(h),
+      name: this.#canonical(h),
+      value: this.#value(h),
+    }));
+  }
+
+  get(name: string): string | undefined {
+    const { id, canonical } = resolveName(name);
+    for (const h of this.#lines) if (this.#matches(h, id, canonical)) return this.#value(h);
+    return undefined;
+  }
+
+  getAll(name: string): string[] {
+    const { canonical } = resolveName(name);
+    const lines = this.#linesOf(name);
+    if (!LIST_HEADERS.has(canonical)) return lines.map((h) => this.#value(h));
+    const out: string[] = [];
+    for (const h of lines) for (const e of splitList(this.#value(h))) out.push(e);
+    return out;
+  }
+
+  has(name: string): boolean {
+    const { id, canonical } = resolveName(name);
+    return this.#lines.some((h) => this.#matches(h, id, canonical));
+  }
+
+  /** How many lines of header `name` there are (for validation of singletons). */
+  count(name: string): number {
+    return this.#linesOf(name).length;
+  }
+
+  // ---- typed accessors ---------------------------------------------------------------------
+
+  requestUriParsed(): SipUri | undefined {
+    if (this.#ruri === UNPARSED) {
+      if (!this.isRequest) this.#ruri = undefined;
+      else {
+        const u = parseUri(this.#requestUri);
+        this.#ruri = isSipError(u) ? undefined : u;
+      }
+    }
+    return this.#ruri;
+  }
+
+  via(): readonly Via[] {
+    if (this.#via === UNPARSED) {
+      const out: Via[] = [];
+      for (const e of this.#elementsOf(H.VIA)) {
+        const v = parseVia(e);
+        if (isSipError(v)) break;
+        out.push(v);
+      }
+      this.#via = out;
+    }
+    return this.#via;
+  }
+
+  topVia(): Via | undefined {
+    if (this.#topVia === UNPARSED) {
+      const h = this.#first(H.VIA);
+      if (h === undefined) this.#topVia = undefined;
+      else {
+        const v = parseVia(firstListElement(this.#value(h)));
+        this.#topVia = isSipError(v) ? undefined : v;
+      }
+    }
+    return this.#topVia;
+  }
+
+  #nameAddr(id: number): NameAddr | undefined {
+    const h = this.#first(id);
+    if (h === undefined) return undefined;
+    const v = parseNameAddr(this.#value(h));
+    return isSipError(v) ? undefined : v;
+  }
+
+  from(): NameAddr | undefined {
+    if (this.#from === UNPARSED) this.#from = this.#nameAddr(H.FROM);
+    return this.#from;
+  }
+
+  to(): NameAddr | undefined {
+    if (this.#to === UNPARSED) this.#to = this.#nameAddr(H.TO);
+    return this.#to;
+  }
+
+  callId(): string | undefined {
+    const h = this.#first(H.CALL_ID);
+    if (h === undefined) return undefined;
+    const v = this.#value(h);
+    return v.length > 0 ? v : undefined;
+  }
+
+  cseq(): CSeq | undefined {
+    if (this.#cseq === UNPARSED) {
+      const h = this.#first(H.CSEQ);
+      this.#cseq = h === undefined ? undefined : parseCSeq(this.#value(h));
+    }
+    return this.#cseq;
+  }
+
+  maxForwards(): number | undefined {
+    const h = this.#first(H.MAX_FORWARDS);
+    if (h === undefined) return undefined;
+    const n = parseDigits(this.#value(h), 255);
+    return n < 0 ? undefined : n;
+  }
+
+  contacts(): readonly Contact[] {
+    const out: Contact[] = [];
+    for (const e of this.#elementsOf(H.CONTACT)) {
+      if (e === '*') continue;
+      const c = parseContact(e);
+      if (isSipError(c)) break;
+      out.push(c);
+    }
+    return out;
+  }
+
+  contactStar(): boolean {
+    const els = this.#elementsOf(H.CONTACT);
+    return els.length === 1 && els[0] === '*';
+  }
+
+  #addressList(id: number): NameAddr[] {
+    const out: NameAddr[] = [];
+    for (const e of this.#elementsOf(id)) {
+      const v = parseNameAddr(e);
+      if (isSipError(v)) break;
+      out.push(v);
+    }
+    return out;
+  }
+
+  route(): readonly NameAddr[] {
+    return this.#addressList(H.ROUTE);
+  }
+
+  recordRoute(): readonly NameAddr[] {
+    return this.#addressList(H.RECORD_ROUTE);
+  }
+
+  contentLength(): number | undefined {
+    if (this.#newBody !== undefined) return this.#newBody.length;
+    const h = this.#first(H.CONTENT_LENGTH);
+    if (h === undefined) return undefined;
+    const n = parseDigits(this.#value(h), UINT32_MAX);
+    return n < 0 ? undefined : n;
+  }
+
+  contentType(): string | undefined {
+    const h = this.#first(H.CONTENT_TYPE);
+    if (h === undefined) return undefined;
+    const v = this.#value(h);
+    const semi = v.indexOf(';');
+    const media = (semi === -1 ? v : v.slice(0, semi)).replace(/\s+/g, '').toLowerCase();
+    const slash = media.indexOf('/');
+    if (slash <= 0 || !isToken(media.slice(0, slash)) || !isToken(media.slice(slash + 1))) {
+      return undefined;
+    }
+    return media;
+  }
+
+  expires(): number | undefined {
+    const h = this.#first(H.EXPIRES);
+    if (h === undefined) return undefined;
+    const n = parseDigits(this.#value(h), UINT32_MAX);
+    return n < 0 ? undefined : n;
+  }
+
+  sessionExpires(): SessionExpires | undefined {
+    const h = this.#first(H.SESSION_EXPIRES);
+    if (h === undefined) return undefined;
+    return parseSessionExpires(this.#value(h));
+  }
+
+  minSE(): number | undefined {
+    const h = this.#first(H.MIN_SE);
+    if (h === undefined) return undefined;
+    return parseSessionExpires(this.#value(h))?.delta;
+  }
+
+  #tokens(id: number): string[] {
+    const out: string[] = [];
+    for (const e of this.#elementsOf(id)) if (e.length > 0) out.push(e);
+    return out;
+  }
+
+  supported(): readonly string[] {
+    return this.#tokens(H.SUPPORTED).map((t) => t.toLowerCase());
+  }
+
+  require(): readonly string[] {
+    return this.#tokens(H.REQUIRE).map((t) => t.toLowerCase());
+  }
+
+  /** Proxy-Require option tags, lower case. */
+  proxyRequire(): readonly string[] {
+    return this.#tokens(H.PROXY_REQUIRE).map((t) => t.toLowerCase());
+  }
+
+  allow(): readonly string[] {
+    return this.#tokens(H.ALLOW).map((t) => t.toUpperCase());
+  }
+
+  bodyText(): string {
+    const b = this.body;
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+  }
+
+  // ---- editing -----------------------------------------------------------------------------
+
+  #touch(): void {
+    this.#edited = true;
+    this.#via = UNPARSED;
+    this.#topVia = UNPARSED;
+    this.#from = UNPARSED;
+    this.#to = UNPARSED;
+    this.#cseq = UNPARSED;
+    this.#ruri = UNPARSED;
+  }
+
+  #newLine(name: string, value: string): HeaderLine {
+    checkHeaderText(name, value);
+    const { id, canonical } = resolveName(name);
+    const rawName = id !== H.UNKNOWN && name.length > 1 ? (PRETTY[id] ?? name) : name;
+    return HeaderLine.synthetic(id, rawName, canonical, value);
+  }
+
+  #indexOfFirst(id: number): number {
+    return this.#lines.findIndex((h) => h.id === id);
+  }
+
+  prependVia(value: string): void {
+    const line = this.#newLine('Via', value);
+    const at = this.#indexOfFirst(H.VIA);
+    this.#lines.splice(at === -1 ? 0 : at, 0, line);
+    this.#touch();
+  }
+
+  /** Removes the first element of the first line of header `id`; false when there is none. */
+  #removeFirstElement(id: number): boolean {
+    const at = this.#indexOfFirst(id);
+    if (at === -1) return false;
+    const h = this.#lines[at] as HeaderLine;
+    const elements = splitList(this.#value(h));
+    if (elements.length <= 1) this.#lines.splice(at, 1);
+    else {
+      const rest = HeaderLine.synthetic(
+        h.id,
+        this.#rawName(h),
+        this.#canonical(h),
+        elements.slice(1).join(', '),
+      );
+      this.#lines[at] = rest;
+    }
+    this.#touch();
+    return true;
+  }
+
+  removeTopVia(): void {
+    this.#removeFirstElement(H.VIA);
+  }
+
+  prependRecordRoute(value: string): void {
+    const line = this.#newLine('Record-Route', value);
+    let at = this.#indexOfFirst(H.RECORD_ROUTE);
+    if (at === -1) {
+      // After the Via block keeps the common layout; any position is valid (RFC 3261 §7.3.1).
+      let lastVia = -1;
+      this.#lines.forEach((h, i) => {
+        if (h.id === H.VIA) lastVia = i;
+      });
+      at = lastVia + 1;
+    }
+    this.#lines.splice(at, 0, line);
+    this.#touch();
+  }
+
+  removeTopRoute(): void {
+    this.#removeFirstElement(H.ROUTE);
+  }
+
+  setRequestUri(uri: string): void {
+    if (!this.isRequest) throw new SipError(SipErrorCode.INVALID_ARGUMENT, 'not a request');
+    if (/[\s]/.test(uri) || uri.length === 0) {
+      throw new SipError(SipErrorCode.INVALID_ARGUMENT, 'Request-URI must be non-empty, no LWS');
+    }
+    this.#requestUri = uri;
+    this.#startLineEdited = true;
+    this.#touch();
+  }
+
+  decrementMaxForwards(): number {
+    const at = this.#indexOfFirst(H.MAX_FORWARDS);
+    if (at === -1) {
+      // RFC 3261 §16.6 step 3: "If the copy does not contain a Max-Forwards header field, the
+      // proxy MUST add one with a field value, which SHOULD be 70."
+      const line = this.#newLine('Max-Forwards', '70');
+      const lastVia = this.#lines.reduce((acc, h, i) => (h.id === H.VIA ? i : acc), -1);
+      this.#lines.splice(lastVia + 1, 0, line);
+      this.#touch();
+      return 70;
+    }
+    const h = this.#lines[at] as HeaderLine;
+    const current = parseDigits(this.#value(h), UINT32_MAX);
+    // "If the copy contains a Max-Forwards header field, the proxy MUST decrement its value by
+    // one (1)." A malformed value is replaced by 70 - 1; zero stays zero (answer 483 first).
+    const next = current < 0 ? 69 : current === 0 ? 0 : Math.min(current, 256) - 1;
+    this.#lines[at] = HeaderLine.synthetic(h.id, this.#rawName(h), 'max-forwards', String(next));
+    this.#touch();
+    return next;
+  }
+
+  setBody(body: Uint8Array | string, contentType?: string): void {
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    this.#newBody = bytes;
+    this.setHeader('Content-Length', String(bytes.length));
+    if (contentType !== undefined) this.setHeader('Content-Type', contentType);
+    this.#touch();
+  }
+
+  addHeader(name: string, value: string, position: 'first' | 'last' = 'last'): void {
+    const line = this.#newLine(name, value);
+    if (position === 'first') this.#lines.unshift(line);
+    else this.#lines.push(line);
+    this.#touch();
+  }
+
+  setHeader(name: string, value: string): void {
+    const line = this.#newLine(name, value);
+    const { id, canonical } = resolveName(name);
+    const at = this.#lines.findIndex((h) => this.#matches(h, id, canonical));
+    if (at === -1) {
+      this.#lines.push(line);
+    } else {
+      const old = this.#lines[at] as HeaderLine;
+      line.rawName = this.#rawName(old);
+      this.#lines[at] = line;
+      this.#lines = this.#lines.filter((h, i) => i <= at || !this.#matches(h, id, canonical));
+    }
+    this.#touch();
+  }
+
+  removeHeader(name: string): number {
+    const { id, canonical } = resolveName(name);
+    const before = this.#lines.length;
+    this.#lines = this.#lines.filter((h) => !this.#matches(h, id, canonical));
+    const removed = before - this.#lines.length;
+    if (removed > 0) this.#touch();
+    return removed;
+  }
+
+  clone(): Message {
+    const layout: MessageLayout = {
+      buf: this.#buf,
+      start: this.#start,
+      startLineEnd: this.#startLineEnd,
+      startLineNext: this.#startLineNext,
+      lines: this.#lines.map((h) => h.copy()),
+      sepStart: this.#sepStart,
+      bodyStart: this.#bodyStart,
+      end: this.#end,
+    };
+    const m = new Message(layout, {
+      isRequest: this.isRequest,
+      method: this.#method,
+      requestUri: this.#requestUri,
+      status: this.status,
+      reason: this.reason,
+      version: this.version,
+    });
+    if (this.#edited) m.#edited = true;
+    m.#startLineEdited = this.#startLineEdited;
+    m.#newBody = this.#newBody;
+    return m;
+  }
+
+  // ---- serialisation -----------------------------------------------------------------------
+
+  /** The message as bytes: the original bytes when unedited, otherwise reassembled. */
+  toBytes(): Buffer {
+    if (!this.#edited) return this.#buf.subarray(this.#start, this.#end);
+    const buf = this.#buf;
+    const parts: (Buffer | string)[] = [];
+    let size = 0;
+    const pushRange = (s: number, e: number): void => {
+      if (e > s) {
+        parts.push(buf.subarray(s, e));
+        size += e - s;
+      }
+    };
+    const pushText = (t: string): void => {
+      parts.push(t);
+      size += Buffer.byteLength(t, 'utf8');
+    };
+    if (this.#startLineEdited) {
+      pushText(`${this.#method} ${this.#requestUri} ${this.version}\r\n`);
+    } else {
+      pushRange(this.#start, this.#startLineNext);
+      if (this.#startLineNext === this.#startLineEnd) pushText('\r\n');
+    }
+    for (const h of this.#lines) {
+      if (h.lineStart >= 0) {
+        pushRange(h.lineStart, h.lineEnd);
+        const last = buf[h.lineEnd - 1];
+        if (last !== LF) pushText('\r\n');
+      } else {
+        pushText(`${h.rawName ?? ''}: ${h.value ?? ''}\r\n`);
+      }
+    }
+    if (this.#sepStart < this.#bodyStart) pushRange(this.#sepStart, this.#bodyStart);
+    else pushText('\r\n');
+    const body = this.body;
+    const out = Buffer.allocUnsafe(size + body.length);
+    let at = 0;
+    for (const p of parts) {
+      if (typeof p === 'string') at += out.write(p, at, 'utf8');
+      else at += p.copy(out, at);
+    }
+    out.set(body, at);
+    return out;
+  }
+
+  toString(): string {
+    return this.toBytes().toString('utf8');
+  }
+}
+
+/** Rejects header text that would break framing (CR/LF not followed by WSP, bad names). */
+function checkHeaderText(name: string, value: string): void {
+  if (!isToken(name)) {
+    throw new SipError(SipErrorCode.INVALID_ARGUMENT, `header name is not a token: ${name}`);
+  }
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === CR || c === LF || (c < SP && c !== HT)) {
+      throw new SipError(SipErrorCode.INVALID_ARGUMENT, `header ${name} value has a control char`);
+    }
+  }
+}
+
+/** CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16); the number must fit 32 bits unsigned. */
+export function parseCSeq(v: string): CSeq | undefined {
+  let i = 0;
+  while (i < v.length && v.charCodeAt(i) >= 0x30 && v.charCodeAt(i) <= 0x39) i++;
+  if (i === 0) return undefined;
+  const seq = parseDigits(v.slice(0, i), UINT32_MAX);
+  if (seq < 0) return undefined;
+  if (v.charCodeAt(i) !== SP && v.charCodeAt(i) !== HT) return undefined;
+  const method = v.slice(i).trim();
+  if (!isToken(method)) return undefined;
+  return { seq, method };
+}
+
+/** Session-Expires / Min-SE value: delta-seconds *(SEMI param) (RFC 4028 §4). */
+export function parseSessionExpires(v: string): SessionExpires | undefined {
+  let i = 0;
+  while (i < v.length && v.charCodeAt(i) >= 0x30 && v.charCodeAt(i) <= 0x39) i++;
+  const delta = parseDigits(v.slice(0, i), UINT32_MAX);
+  if (delta < 0) return undefined;
+  const pr = readParams(v, i);
+  if (pr === undefined || pr.end !== v.length) return undefined;
+  const r = pr.params.get('refresher')?.toLowerCase();
+  const refresher = r === 'uac' || r === 'uas' ? r : undefined;
+  if (r !== undefined && refresher === undefined) return undefined;
+  return { delta, refresher, params: pr.params };
+}

@@ -1,0 +1,75 @@
+/** Header parameters: *( SEMI generic-param ), generic-param = token [ EQUAL gen-value ] (RFC 3261 §25.1). */
+import { DQUOTE, SEMI, TOKEN } from './bytes.js';
+import { readQuoted, skipWs, tokenEnd } from './lex.js';
+
+/** gen-value = token / host / quoted-string: token characters plus `:` `[` `]` for hosts. */
+function valueEnd(s: string, i: number): number {
+  while (i < s.length) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) break;
+    if (TOKEN[c] !== 1 && c !== 0x3a && c !== 0x5b && c !== 0x5d) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * Reads parameters starting at `i` (at a `;`, possibly after whitespace). Names are lower-cased,
+ * quoted values are unquoted, valueless parameters map to `''`. Returns the index where parsing
+ * stopped (the caller checks it reached the end), or undefined on an empty or malformed
+ * parameter (`;;`, `;=x`, `;a=`).
+ */
+export function readParams(
+  s: string,
+  i: number,
+): { params: Map<string, string>; end: number } | undefined {
+  const params = new Map<string, string>();
+  for (;;) {
+    const j = skipWs(s, i);
+    if (j >= s.length || s.charCodeAt(j) !== SEMI) return { params, end: j };
+    const nameStart = skipWs(s, j + 1);
+    const nameEnd = tokenEnd(s, nameStart);
+    if (nameEnd === nameStart) return undefined;
+    const name = s.slice(nameStart, nameEnd).toLowerCase();
+    let k = skipWs(s, nameEnd);
+    let value = '';
+    if (k < s.length && s.charCodeAt(k) === 0x3d) {
+      k = skipWs(s, k + 1);
+      if (k < s.length && s.charCodeAt(k) === DQUOTE) {
+        const q = readQuoted(s, k);
+        if (q === undefined) return undefined;
+        value = q.text;
+        k = q.end;
+      } else {
+        const e = valueEnd(s, k);
+        if (e === k) return undefined;
+        value = s.slice(k, e);
+        k = e;
+      }
+      i = k;
+    } else {
+      i = nameEnd;
+    }
+    params.set(name, value);
+  }
+}
+
+/** Finds a parameter's value quickly without building the map (for hot-path accessors). */
+export function quickParam(s: string, name: string): string | undefined {
+  const lower = s.toLowerCase();
+  let from = 0;
+  for (;;) {
+    const at = lower.indexOf(name, from);
+    if (at === -1) return undefined;
+    from = at + name.length;
+    let b = at - 1;
+    while (b >= 0 && (lower.charCodeAt(b) === 0x20 || lower.charCodeAt(b) === 0x09)) b--;
+    if (b < 0 || lower.charCodeAt(b) !== SEMI) continue;
+    let k = from;
+    while (k < s.length && (s.charCodeAt(k) === 0x20 || s.charCodeAt(k) === 0x09)) k++;
+    if (k < s.length && s.charCodeAt(k) !== 0x3d && s.charCodeAt(k) !== SEMI) continue;
+    if (k >= s.length || s.charCodeAt(k) === SEMI) return '';
+    k = skipWs(s, k + 1);
+    return s.slice(k, valueEnd(s, k));
+  }
+}

@@ -1,0 +1,376 @@
+/**
+ * The wire scanner: one index-based pass over the bytes finds the start line, every header line
+ * (name, value range, folding) and the end of the head, resolving header names to ids. Nothing
+ * else is decoded until a caller asks.
+ */
+import { COLON, CR, HT, LF, SP, TOKEN, UINT32_MAX, isDigit } from './bytes.js';
+import { SipErrorCode } from './errors.js';
+import { H, nameHashStep, resolveWireName } from './header-names.js';
+import { splitList, unfold } from './lex.js';
+import { HeaderLine, Message, decodeLatin1, decodeUtf8, type StartLine } from './message.js';
+import type {
+  ParseOptions,
+  ParseResult,
+  PartialMessage,
+  SipMessage,
+  SipParseError,
+} from './types.js';
+
+export interface Limits {
+  readonly maxMessageBytes: number;
+  readonly maxHeaders: number;
+  readonly maxHeaderLineBytes: number;
+  readonly maxBodyBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxMessageBytes: 65_535,
+  maxHeaders: 256,
+  maxHeaderLineBytes: 8_192,
+  maxBodyBytes: 65_535,
+};
+
+export function resolveLimits(opts: ParseOptions | undefined): Limits {
+  if (opts === undefined) return DEFAULT_LIMITS;
+  return {
+    maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
+    maxHeaders: opts.maxHeaders ?? DEFAULT_LIMITS.maxHeaders,
+    maxHeaderLineBytes: opts.maxHeaderLineBytes ?? DEFAULT_LIMITS.maxHeaderLineBytes,
+    maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes,
+  };
+}
+
+/** The result of scanning a head. `error` set means the head is malformed (lines still kept). */
+export interface ScannedHead {
+  startLineEnd: number;
+  startLineNext: number;
+  lines: HeaderLine[];
+  sepStart: number;
+  bodyStart: number;
+  /** Content-Length value, -1 when absent. */
+  contentLength: number;
+  error: SipParseError | undefined;
+  /** True when the error makes the byte stream unframeable (bad Content-Length, limits). */
+  fatal: boolean;
+}
+
+function err(code: string, reason: string): SipParseError {
+  return { code, reason };
+}
+
+/**
+ * Scans `buf[start..end)` as a message head. The head ends at an empty line or at `end` (a
+ * datagram whose header section is not closed by an empty line). Accepts CRLF and bare LF line
+ * ends and RFC 3261 §7.3.1 folding (a line starting with SP/HT continues the previous one).
+ */
+export function scanHead(buf: Buffer, start: number, end: number, limits: Limits): ScannedHead {
+  const head: ScannedHead = {
+    startLineEnd: end,
+    startLineNext: end,
+    lines: [],
+    sepStart: end,
+    bodyStart: end,
+    contentLength: -1,
+    error: undefined,
+    fatal: false,
+  };
+  let pos = start;
+  while (pos < end && buf[pos] !== LF) pos++;
+  head.startLineNext = pos < end ? pos + 1 : end;
+  head.startLineEnd = pos > start && buf[pos - 1] === CR ? pos - 1 : pos;
+  if (head.startLineEnd - start > limits.maxHeaderLineBytes) {
+    head.error = err(SipErrorCode.HEADER_TOO_LONG, 'Start line too long');
+    head.fatal = true;
+    return head;
+  }
+  pos = head.startLineNext;
+  const lines = head.lines;
+  const maxLine = limits.maxHeaderLineBytes;
+  while (pos < end) {
+    let c = buf[pos] as number;
+    if (c === LF) {
+      head.sepStart = pos;
+      head.bodyStart = pos + 1;
+      return head;
+    }
+    if (c === CR && (pos + 1 >= end || buf[pos + 1] === LF)) {
+      head.sepStart = pos;
+      head.bodyStart = Math.min(pos + 2, end);
+      return head;
+    }
+    const lineStart = pos;
+    let hash = 0;
+    let nameOk = true;
+    while (pos < end) {
+      c = buf[pos] as number;
+      if (c === COLON || c === SP || c === HT || c === CR || c === LF) break;
+      if (TOKEN[c] !== 1) nameOk = false;
+      hash = nameHashStep(hash, c);
+      pos++;
+    }
+    const nameEnd = pos;
+    while (pos < end && (buf[pos] === SP || buf[pos] === HT)) pos++;
+    const hasColon = pos < end && buf[pos] === COLON;
+    if (hasColon) pos++;
+    // value: skip leading WSP, then run to the end of the (possibly folded) line
+    while (pos < end && (buf[pos] === SP || buf[pos] === HT)) pos++;
+    const valueStart = pos;
+    let valueEnd = pos;
+    let folded = false;
+    let lineEnd: number;
+    for (;;) {
+      while (pos < end && buf[pos] !== LF) pos++;
+      const contentEnd = pos > valueStart && buf[pos - 1] === CR ? pos - 1 : pos;
+      if (contentEnd > valueEnd) valueEnd = contentEnd;
+      if (pos >= end) {
+        lineEnd = end;
+        break;
+      }
+      pos++;
+      if (pos < end && (buf[pos] === SP || buf[pos] === HT)) {
+        folded = true;
+        continue;
+      }
+      lineEnd = pos;
+      break;
+    }
+    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HT)) {
+      valueEnd--;
+    }
+    if (lineEnd - lineStart > maxLine) {
+      head.error = err(SipErrorCode.HEADER_TOO_LONG, 'Header line too long');
+      head.fatal = true;
+      return head;
+    }
+    if (!hasColon || nameEnd === lineStart || !nameOk) {
+      // Keep scanning so that `partial` still gets Via/Call-ID/CSeq for a 400 answer.
+      head.error ??= err(
+        SipErrorCode.BAD_HEADER,
+        `Malformed header line: ${decodeLatin1(buf, lineStart, Math.min(nameEnd, lineStart + 40))}`,
+      );
+      continue;
+    }
+    if (lines.length >= limits.maxHeaders) {
+      head.error = err(SipErrorCode.TOO_MANY_HEADERS, 'Too many header lines');
+      head.fatal = true;
+      return head;
+    }
+    const id = resolveWireName(buf, lineStart, nameEnd, hash);
+    const line = new HeaderLine(id, lineStart, nameEnd, valueStart, valueEnd, lineEnd, folded);
+    lines.push(line);
+    if (id === H.CONTENT_LENGTH) {
+      const n = readContentLength(buf, valueStart, valueEnd, folded);
+      if (n < 0) {
+        head.error = err(SipErrorCode.CONTENT_LENGTH, 'Bad Content-Length');
+        head.fatal = true;
+      } else if (head.contentLength >= 0 && head.contentLength !== n) {
+        // RFC 4475 §3.3.9: conflicting Content-Length values make framing impossible.
+        head.error = err(SipErrorCode.CONTENT_LENGTH, 'Conflicting Content-Length values');
+        head.fatal = true;
+      } else {
+        head.contentLength = n;
+      }
+    }
+  }
+  return head;
+}
+
+function readContentLength(buf: Buffer, s: number, e: number, folded: boolean): number {
+  if (folded) {
+    const v = unfold(decodeLatin1(buf, s, e)).trim();
+    if (!/^\d{1,10}$/.test(v)) return -1;
+    const n = Number(v);
+    return n > UINT32_MAX ? -1 : n;
+  }
+  if (e <= s || e - s > 10) return -1;
+  let n = 0;
+  for (let i = s; i < e; i++) {
+    const c = buf[i] as number;
+    if (!isDigit(c)) return -1;
+    n = n * 10 + (c - 0x30);
+  }
+  return n > UINT32_MAX ? -1 : n;
+}
+
+function isVersion(v: string): boolean {
+  // SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT ("SIP" is case-insensitive, RFC 3261 §7.1)
+  return /^SIP\/\d+\.\d+$/i.test(v);
+}
+
+/** Parses the start line `buf[start..end)`; a SipParseError when it is malformed. */
+export function parseStartLine(buf: Buffer, start: number, end: number): StartLine | SipParseError {
+  const text = decodeUtf8(buf, start, end);
+  if (
+    (buf[start] === 0x53 || buf[start] === 0x73) &&
+    text.length > 4 &&
+    text.slice(0, 4).toUpperCase() === 'SIP/'
+  ) {
+    // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+    const sp = text.indexOf(' ');
+    const version = sp === -1 ? text : text.slice(0, sp);
+    if (!isVersion(version)) {
+      return err(SipErrorCode.BAD_START_LINE, 'Malformed SIP-Version in status line');
+    }
+    const rest = sp === -1 ? '' : text.slice(sp + 1);
+    const sp2 = rest.indexOf(' ');
+    const code = sp2 === -1 ? rest : rest.slice(0, sp2);
+    if (!/^[1-6]\d\d$/.test(code)) {
+      return err(SipErrorCode.BAD_STATUS, `Bad status code: ${code.slice(0, 20)}`);
+    }
+    return {
+      isRequest: false,
+      method: '',
+      requestUri: '',
+      status: Number(code),
+      reason: sp2 === -1 ? '' : rest.slice(sp2 + 1),
+      version,
+    };
+  }
+  // Request-Line = Method SP Request-URI SP SIP-Version CRLF: exactly one SP between elements
+  // (RFC 4475 §3.1.2.8-10: extra or trailing whitespace is rejected, never forwarded).
+  const sp1 = text.indexOf(' ');
+  const sp2 = sp1 === -1 ? -1 : text.indexOf(' ', sp1 + 1);
+  if (sp1 <= 0 || sp2 === -1) {
+    return err(SipErrorCode.BAD_START_LINE, 'Malformed Request-Line');
+  }
+  const method = text.slice(0, sp1);
+  const requestUri = text.slice(sp1 + 1, sp2);
+  const version = text.slice(sp2 + 1);
+  for (let i = 0; i < method.length; i++) {
+    const c = method.charCodeAt(i);
+    if (c > 0x7f || TOKEN[c] !== 1) {
+      return err(SipErrorCode.BAD_START_LINE, 'Malformed method in Request-Line');
+    }
+  }
+  if (requestUri.length === 0 || /[\s]/.test(requestUri)) {
+    return err(SipErrorCode.BAD_START_LINE, 'Whitespace in Request-Line');
+  }
+  if (!isVersion(version)) {
+    return err(SipErrorCode.BAD_START_LINE, 'Malformed SIP-Version in Request-Line');
+  }
+  return { isRequest: true, method, requestUri, status: 0, reason: '', version };
+}
+
+/** What could be read from a failed message, so that a proxy can still answer 400. */
+export function partialFrom(buf: Buffer, start: number, head: ScannedHead): PartialMessage {
+  const out: {
+    method?: string;
+    status?: number;
+    via?: string[];
+    callId?: string;
+    cseq?: string;
+    from?: string;
+    to?: string;
+  } = {};
+  const sl = decodeUtf8(buf, start, head.startLineEnd);
+  const first = sl.split(' ', 2);
+  if (sl.toUpperCase().startsWith('SIP/')) {
+    const n = Number(first[1]);
+    if (Number.isInteger(n) && n >= 100 && n <= 699) out.status = n;
+  } else if (first[0] !== undefined && first[0].length > 0 && first[0].length < 64) {
+    out.method = first[0];
+  }
+  const value = (h: HeaderLine): string => {
+    const v = h.valueStart >= h.valueEnd ? '' : decodeUtf8(buf, h.valueStart, h.valueEnd);
+    return h.folded ? unfold(v).trim() : v;
+  };
+  for (const h of head.lines) {
+    switch (h.id) {
+      case H.VIA:
+        (out.via ??= []).push(...splitList(value(h)));
+        break;
+      case H.CALL_ID:
+        out.callId ??= value(h);
+        break;
+      case H.CSEQ:
+        out.cseq ??= value(h);
+        break;
+      case H.FROM:
+        out.from ??= value(h);
+        break;
+      case H.TO:
+        out.to ??= value(h);
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+function fail(error: SipParseError, partial?: PartialMessage): ParseResult {
+  return { ok: false, error: partial === undefined ? error : { ...error, partial } };
+}
+
+/** Builds the message from a scanned head whose body ends at `end`. */
+export function buildMessage(
+  buf: Buffer,
+  start: number,
+  head: ScannedHead,
+  end: number,
+): ParseResult {
+  if (head.error !== undefined) return fail(head.error, partialFrom(buf, start, head));
+  const sl = parseStartLine(buf, start, head.startLineEnd);
+  if ('code' in sl) return fail(sl, partialFrom(buf, start, head));
+  const message: SipMessage = new Message(
+    {
+      buf,
+      start,
+      startLineEnd: head.startLineEnd,
+      startLineNext: head.startLineNext,
+      lines: head.lines,
+      sepStart: head.sepStart,
+      bodyStart: head.bodyStart,
+      end,
+    },
+    sl,
+  );
+  return { ok: true, message };
+}
+
+export function toBuffer(bytes: Uint8Array | string): Buffer {
+  if (typeof bytes === 'string') return Buffer.from(bytes, 'utf8');
+  if (Buffer.isBuffer(bytes)) return bytes;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Parses one datagram (RFC 3261 §18.3 message-oriented framing). Leading CRLFs are skipped;
+ * with Content-Length the body is that many bytes and any further bytes are ignored; without it
+ * the body runs to the end of the datagram. Never throws on wire input.
+ */
+export function parse(bytes: Uint8Array | string, opts?: ParseOptions): ParseResult {
+  const limits = resolveLimits(opts);
+  const buf = toBuffer(bytes);
+  const len = buf.length;
+  if (len > limits.maxMessageBytes) {
+    return fail(err(SipErrorCode.MESSAGE_TOO_LARGE, 'Message too large'));
+  }
+  let start = 0;
+  while (start < len && (buf[start] === CR || buf[start] === LF)) start++;
+  if (start >= len) return fail(err(SipErrorCode.EMPTY, 'Empty message'));
+  const head = scanHead(buf, start, len, limits);
+  if (head.error !== undefined) return fail(head.error, partialFrom(buf, start, head));
+  let end = len;
+  if (head.contentLength >= 0) {
+    if (head.contentLength > limits.maxBodyBytes) {
+      return fail(
+        err(SipErrorCode.BODY_TOO_LARGE, 'Body too large'),
+        partialFrom(buf, start, head),
+      );
+    }
+    // "If the transport packet ends before the end of the message body, this is considered an
+    // error. If the message is a response, it MUST be discarded. If the message is a request,
+    // the element SHOULD generate a 400 (Bad Request) response." (RFC 3261 §18.3)
+    end = head.bodyStart + head.contentLength;
+    if (end > len) {
+      return fail(
+        err(SipErrorCode.BODY_TRUNCATED, 'Content-Length exceeds the datagram body'),
+        partialFrom(buf, start, head),
+      );
+    }
+  } else if (len - head.bodyStart > limits.maxBodyBytes) {
+    return fail(err(SipErrorCode.BODY_TOO_LARGE, 'Body too large'), partialFrom(buf, start, head));
+  }
+  return buildMessage(buf, start, head, end);
+}
