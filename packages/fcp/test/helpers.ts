@@ -1,0 +1,132 @@
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+import type { TimerApi } from '../src/expiry-queue.js';
+
+/** A raw TCP peer that collects everything the server sends. */
+export class RawPeer {
+  readonly socket: net.Socket;
+  data = '';
+  closed = false;
+  readonly #waiters: (() => void)[] = [];
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.data += d;
+      this.#wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.#wake();
+    });
+    socket.on('error', () => {});
+  }
+
+  static connect(port: number, host = '127.0.0.1'): Promise<RawPeer> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, host, () => resolve(new RawPeer(s)));
+      s.once('error', reject);
+    });
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Waits until `pred(data)` holds or the socket closes (bounded by `ms`). */
+  async until(pred: (data: string) => boolean, ms = 5000): Promise<string> {
+    const deadline = Date.now() + ms;
+    while (!pred(this.data)) {
+      if (this.closed) break;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timeout waiting; got ${JSON.stringify(this.data)}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    return this.data;
+  }
+
+  /** Waits for `n` complete replies (each ends with an empty line). */
+  async replies(n: number): Promise<string[]> {
+    await this.until((d) => d.split('\r\n\r\n').length - 1 >= n);
+    return this.data
+      .split('\r\n\r\n')
+      .slice(0, n)
+      .map((x) => `${x}\r\n\r\n`);
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+export function udpExchange(port: number, datagrams: string[], expect: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const got: string[] = [];
+    const t = setTimeout(() => {
+      sock.close();
+      reject(new Error(`udp timeout, got ${JSON.stringify(got)}`));
+    }, 5000);
+    sock.on('message', (m) => {
+      got.push(m.toString('latin1'));
+      if (got.length >= expect) {
+        clearTimeout(t);
+        sock.close();
+        resolve(got);
+      }
+    });
+    sock.bind(0, '127.0.0.1', () => {
+      for (const d of datagrams) sock.send(d, port, '127.0.0.1');
+    });
+  });
+}
+
+/** A manual clock: `advance(ms)` fires due timers in order. */
+export class FakeTimers implements TimerApi {
+  t = 1_000_000;
+  #seq = 0;
+  readonly #timers = new Map<number, { at: number; fn: () => void }>();
+
+  now(): number {
+    return this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#seq;
+    this.#timers.set(id, { at: this.t + ms, fn });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (let guard = 0; guard < 100_000; guard++) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const e of this.#timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
+      if (!next) break;
+      this.#timers.delete(next[0]);
+      this.t = Math.max(this.t, next[1].at);
+      next[1].fn();
+    }
+    this.t = end;
+  }
+}
+
+/** Lets pending promise callbacks run. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r));
+}
