@@ -1,0 +1,148 @@
+import type { FirewallRule } from '@pinhole/fcp';
+import {
+  UdpAgent,
+  cleanupNetns,
+  eventually,
+  createRoutedTopology,
+  systemTestGate,
+  udpReaches,
+  type RoutedTopology,
+} from '@pinhole/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canonicalKey } from '../src/nft-ruleset.js';
+import { NftablesBackend } from '../src/nftables-backend.js';
+
+const ok = systemTestGate('fcpd nftables backend', ['root', 'nft', 'ip', 'netns']);
+
+function hole(dst: string, port: number, extra: Partial<FirewallRule> = {}): FirewallRule {
+  const base = {
+    family: 4 as const,
+    proto: 17,
+    src: undefined,
+    srcPorts: undefined,
+    dst: { address: dst, prefix: 32 },
+    dstPorts: [port, port] as const,
+    action: 'pass' as const,
+    ...extra,
+  };
+  return { key: canonicalKey(base), ...base };
+}
+
+describe.runIf(ok)('NftablesBackend in a network namespace', () => {
+  let t: RoutedTopology;
+  let out: UdpAgent;
+  let inn: UdpAgent;
+  let port: number;
+
+  beforeAll(async () => {
+    t = await createRoutedTopology();
+    out = UdpAgent.start(t.outside);
+    inn = UdpAgent.start(t.inside);
+    port = await inn.bind(t.insideAddr, 0);
+  });
+
+  afterAll(async () => {
+    await cleanupNetns();
+  });
+
+  const backend = (o: Partial<ConstructorParameters<typeof NftablesBackend>[0]> = {}) =>
+    new NftablesBackend({
+      protected: [t.insideNet],
+      nftCommand: t.router.argv('nft'),
+      ...o,
+    });
+
+  const reaches = (attempts = 10) => udpReaches(out, inn, t.insideAddr, port, { attempts });
+  const blocked = async () => !(await udpReaches(out, inn, t.insideAddr, port, { attempts: 3 }));
+
+  it('opens and closes a hole, and touches no other table', async () => {
+    await t.router.exec('nft', ['add table ip sitefilter']);
+    expect(await reaches()).toBe(true);
+    const b = backend();
+    expect(await b.open()).toEqual([]);
+    expect(await blocked()).toBe(true);
+    const r = hole(t.insideAddr, port);
+    await b.install(r, { owner: '127.0.0.1', timerSec: 30 });
+    expect(await reaches()).toBe(true);
+    await b.remove(r);
+    expect(await blocked()).toBe(true);
+    // Removing an absent rule succeeds.
+    await b.remove(r);
+    await b.close();
+    const { stdout } = await t.router.exec('nft', ['list', 'tables']);
+    expect(stdout).toContain('table ip sitefilter');
+    expect(stdout).toContain('table inet pinhole');
+  });
+
+  it('coalesces concurrent calls and isolates a failing one', async () => {
+    const b = backend();
+    await b.open();
+    const rules = Array.from({ length: 200 }, (_, i) => hole('198.19.1.50', 20000 + i));
+    const results = await Promise.allSettled([
+      ...rules.map((r) => b.install(r, { owner: 'a', timerSec: 30 })),
+      // A rule with an owner too long for the comment is refused alone.
+      b.install(hole('198.19.1.51', 1), { owner: 'x'.repeat(200), timerSec: 30 }),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(200);
+    const { stdout } = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'h4d']);
+    expect(stdout.match(/198\.19\.1\.50 \. udp/g)).toHaveLength(200);
+    await Promise.all(rules.map((r) => b.remove(r)));
+    await b.close();
+  });
+
+  it('adopts rules with their remaining lifetime after a restart', async () => {
+    const b1 = backend();
+    await b1.open();
+    const r = hole(t.insideAddr, port, { src: { address: t.outsideAddr, prefix: 32 } });
+    await b1.install(r, { owner: '127.0.0.7', timerSec: 20 });
+    await b1.close();
+    const b2 = backend();
+    const adopted = await b2.open();
+    expect(adopted).toHaveLength(1);
+    expect(adopted[0]?.rule).toEqual(r);
+    expect(adopted[0]?.meta).toEqual({ owner: '127.0.0.7', timerSec: 20 });
+    expect(adopted[0]?.remainingMs).toBeGreaterThan(10_000);
+    expect(adopted[0]?.remainingMs).toBeLessThanOrEqual(20_000);
+    expect(await reaches()).toBe(true);
+    // A refresh restarts the kernel timer.
+    await b2.install(r, { owner: '127.0.0.7', timerSec: 100 });
+    const { stdout } = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'h4sd']);
+    expect(stdout).toMatch(/timeout 1m40s/);
+    await b2.remove(r);
+    expect(await blocked()).toBe(true);
+    await b2.close();
+  });
+
+  it('lets the kernel close a hole by itself', async () => {
+    const b = backend();
+    await b.open();
+    await b.install(hole(t.insideAddr, port), { owner: 'a', timerSec: 1 });
+    expect(await reaches()).toBe(true);
+    await b.close();
+    // Bounded: at most 40 polls 100 ms apart (the TIMER is 1 s).
+    expect(await eventually(blocked, 40, 100)).toBe(true);
+  });
+
+  it('in mark mode only marks: the site ruleset decides', async () => {
+    const b = backend({ mode: 'mark' });
+    await b.open();
+    const { stdout } = await t.router.exec('nft', ['list', 'table', 'inet', 'pinhole']);
+    expect(stdout).not.toContain('drop');
+    expect(stdout).not.toContain('sa_forward');
+    // Nothing is dropped by pinhole itself in mark mode.
+    expect(await reaches()).toBe(true);
+    await t.router.exec(
+      'nft',
+      ['-f', '-'],
+      `table ip sitefilter {\n chain sitefwd {\n type filter hook forward priority filter; policy accept;\n meta mark & 0x00100000 == 0x00100000 accept\n udp dport ${port} drop\n }\n}\n`,
+    );
+    expect(await blocked()).toBe(true);
+    const r = hole(t.insideAddr, port);
+    await b.install(r, { owner: 'a', timerSec: 30 });
+    expect(await reaches()).toBe(true);
+    await b.remove(r);
+    expect(await blocked()).toBe(true);
+    await b.close();
+    await t.router.exec('nft', ['delete', 'table', 'ip', 'sitefilter']);
+  });
+});
