@@ -1,0 +1,57 @@
+import type { SipMessage, Via } from '@pinhole/sip';
+
+/** A transport address: where a message came from or goes to. */
+export interface Address {
+  /** Upper case transport name as in Via: `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, `WSS`. */
+  readonly transport: string;
+  readonly host: string;
+  readonly port: number;
+  /** Identifies a connection of a connection-oriented transport, so a response reuses it. */
+  readonly connectionId?: string | number;
+}
+
+/**
+ * The injected transport. `send` may return a promise; a throw or a rejection is a transport
+ * error (RFC 3261 §17.1.4, §17.2.4) for the transaction that sent the message.
+ */
+export interface Transport {
+  send(message: SipMessage, destination: Address): void | Promise<void>;
+}
+
+/** Only UDP (and DTLS/UDP, which SIP does not define) is unreliable among the Via transports. */
+export function defaultIsReliable(transport: string): boolean {
+  return transport.toUpperCase() !== 'UDP';
+}
+
+/**
+ * Where a server transaction sends its responses (RFC 3261 §18.2.2 with RFC 3581 rport).
+ *
+ * §18.2.2: "If the 'sent-protocol' is a reliable transport protocol such as TCP or SCTP, or TLS
+ * over those, the response MUST be sent using the existing connection to the source of the
+ * original request that created the transaction, if that connection is still open."
+ * "Otherwise, if the Via header field value contains a 'maddr' parameter, the response MUST be
+ * forwarded to the address listed there, using the port indicated in 'sent-by', or port 5060 if
+ * none is present." "Otherwise (for unreliable unicast transports), if the top Via has a
+ * 'received' parameter, the response MUST be sent to the address in the 'received' parameter,
+ * using the port indicated in the 'sent-by' value, or using port 5060 if none is present
+ * explicitly." RFC 3581 §4: with rport, "the response MUST be sent to the source port".
+ */
+export function responseDestination(
+  via: Via | undefined,
+  source: Address,
+  reliable: boolean,
+): Address {
+  if (reliable || via === undefined) return source;
+  const defaultPort = via.transport === 'TLS' ? 5061 : 5060;
+  if (via.maddr !== undefined) {
+    return { transport: source.transport, host: via.maddr, port: via.port ?? defaultPort };
+  }
+  // The request came from `source`: its address is what `received` would say.
+  const port = via.rport !== undefined ? source.port : (via.port ?? defaultPort);
+  return { transport: source.transport, host: source.host, port };
+}
+
+export function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  return a.host === b.host && a.port === b.port && a.transport === b.transport;
+}

@@ -1,0 +1,1117 @@
+/**
+ * The transaction layer: the table, matching of incoming messages (RFC 3261 §17.1.3, §17.2.3),
+ * the callbacks, holds, proxy contexts, and observer mode.
+ */
+import type { SipMessage } from '@pinhole/sip';
+import { defaultIsReliable, responseDestination, type Address, type Transport } from './address.js';
+import { TransactionError } from './errors.js';
+import {
+  TransactionEvent,
+  isHoldable,
+  type Direction,
+  type ListenerEntry,
+  type ListenerOptions,
+  type TransactionEventInit,
+  type TransactionEventName,
+  type TransactionListener,
+} from './events.js';
+import { InviteClientTransaction } from './invite-client-transaction.js';
+import { InviteServerTransaction } from './invite-server-transaction.js';
+import { acceptedKey, cancelledInviteKey, clientKey, hasMagicCookie, serverKey } from './keys.js';
+import { buildAck, buildCancel, buildLocalResponse, newBranch } from './messages.js';
+import { NonInviteClientTransaction } from './non-invite-client-transaction.js';
+import { NonInviteServerTransaction } from './non-invite-server-transaction.js';
+import {
+  ProxyContext,
+  type ClientTransaction,
+  type ProxyHost,
+  type ServerTransaction,
+} from './proxy.js';
+import {
+  systemClock,
+  timerConfig,
+  timerValues,
+  type Clock,
+  type TimerConfig,
+  type TimerValues,
+} from './timers.js';
+import type { MachineHost, Note, Outcome, Transaction } from './transaction.js';
+
+export type AnyTransaction = ServerTransaction | ClientTransaction;
+
+/** The transaction user (the proxy or UA core) above the layer. */
+export interface TransactionUser {
+  /**
+   * A new request created a server transaction (any method but ACK). A matched CANCEL is
+   * answered by the layer itself and is not passed here; an unmatched CANCEL is (§16.10: a proxy
+   * "MUST statelessly forward the CANCEL request", a UAS answers 481).
+   */
+  request?(transaction: ServerTransaction): void;
+  /**
+   * An ACK that no server transaction absorbed: the ACK of a 2xx, which a proxy forwards
+   * statelessly. `transaction` is the accepted INVITE server transaction it acknowledges, if
+   * known.
+   */
+  ack?(
+    message: SipMessage,
+    source: Address,
+    transaction: InviteServerTransaction | undefined,
+  ): void;
+  /** A response that matched no client transaction (§18.1.2: "MUST be passed to the core"). */
+  response?(message: SipMessage, source: Address): void;
+}
+
+export interface TransactionLayerOptions {
+  /** `active` (default) sends and retransmits; `observer` only watches copies (the sidecar). */
+  readonly mode?: 'active' | 'observer';
+  /** Required in active mode. */
+  readonly transport?: Transport;
+  readonly clock?: Clock;
+  readonly timers?: Partial<TimerConfig>;
+  /** Largest number of live transactions (default 100 000). */
+  readonly maxTransactions?: number;
+  /** `host[:port]` this element puts in the Via of requests it forwards, per transport. */
+  readonly sentBy?: (transport: string) => string;
+  /** When an INVITE server transaction sends 100 Trying (default `delayed`: after 200 ms). */
+  readonly trying?: 'immediate' | 'delayed' | 'never';
+  /** Default longest hold of a holdable callback (default 2000 ms). */
+  readonly holdDeadlineMs?: number;
+  readonly isReliable?: (transport: string) => boolean;
+  /**
+   * What a proxy does with a branch that has no provisional when it must be cancelled: `wait`
+   * (default, §9.1) for a provisional and then send CANCEL, or `local-487`: stop it now.
+   */
+  readonly cancelUnanswered?: 'wait' | 'local-487';
+  readonly user?: TransactionUser;
+  /** Reports listener failures, hold deadlines and transport errors; never throws into the layer. */
+  readonly onError?: (error: TransactionError) => void;
+}
+
+/** Where an observed copy was seen. */
+export interface ObservedHop {
+  readonly direction: Direction;
+  readonly source: Address;
+  readonly destination: Address;
+}
+
+export interface LayerStats {
+  created: number;
+  destroyed: number;
+  retransmissionsReceived: number;
+  strayResponses: number;
+  strayAcks: number;
+  rejectedFull: number;
+  badMessages: number;
+  duplicatesObserved: number;
+}
+
+interface HopContext {
+  readonly source: Address | undefined;
+  readonly destination: Address | undefined;
+}
+
+type Holdable = Transaction & { holdChain?: Promise<void> | undefined };
+
+const GUARD_SLACK = 2;
+
+export class TransactionLayer implements MachineHost, ProxyHost {
+  readonly clock: Clock;
+  readonly observed: boolean;
+  readonly config: TimerConfig;
+  readonly cancelUnanswered: 'wait' | 'local-487';
+  readonly stats: LayerStats = {
+    created: 0,
+    destroyed: 0,
+    retransmissionsReceived: 0,
+    strayResponses: 0,
+    strayAcks: 0,
+    rejectedFull: 0,
+    badMessages: 0,
+    duplicatesObserved: 0,
+  };
+  readonly #table = new Map<string, AnyTransaction>();
+  readonly #accepted = new Map<string, InviteServerTransaction>();
+  readonly #contexts = new WeakMap<Transaction, ProxyContext>();
+  readonly #listeners = new Map<TransactionEventName, ListenerEntry[]>();
+  readonly #completedFired = new WeakSet<Transaction>();
+  readonly #failures = new WeakMap<Transaction, Outcome>();
+  readonly #transport: Transport | undefined;
+  readonly #max: number;
+  readonly #sentBy: ((transport: string) => string) | undefined;
+  readonly #trying: 'immediate' | 'delayed' | 'never';
+  readonly #holdDeadline: number;
+  readonly #isReliable: (transport: string) => boolean;
+  readonly #user: TransactionUser;
+  readonly #onError: ((error: TransactionError) => void) | undefined;
+  readonly #timersReliable: TimerValues;
+  readonly #timersUnreliable: TimerValues;
+  #hop: HopContext | undefined;
+
+  constructor(options: TransactionLayerOptions = {}) {
+    this.observed = options.mode === 'observer';
+    if (!this.observed && options.transport === undefined) {
+      throw new TransactionError('TXN_ERR_BAD_USAGE', 'an active layer needs a transport');
+    }
+    this.#transport = options.transport;
+    this.clock = options.clock ?? systemClock;
+    this.config = timerConfig(options.timers);
+    this.#max = options.maxTransactions ?? 100_000;
+    this.#sentBy = options.sentBy;
+    this.#trying = options.trying ?? 'delayed';
+    this.#holdDeadline = options.holdDeadlineMs ?? 2_000;
+    this.#isReliable = options.isReliable ?? defaultIsReliable;
+    this.cancelUnanswered = options.cancelUnanswered ?? 'wait';
+    this.#user = options.user ?? {};
+    this.#onError = options.onError;
+    this.#timersReliable = timerValues(this.config, true);
+    // An observer never retransmits: it gets the reliable schedule for A, E and G (none) and
+    // the unreliable one for every timeout, since the observed hop may be UDP.
+    const unreliable = timerValues(this.config, false);
+    this.#timersUnreliable = this.observed
+      ? { ...unreliable, A: undefined, E: undefined, G: undefined }
+      : unreliable;
+  }
+
+  /** Number of live transactions. */
+  get size(): number {
+    return this.#table.size;
+  }
+
+  get(id: string): AnyTransaction | undefined {
+    return this.#table.get(id);
+  }
+
+  transactions(): IterableIterator<AnyTransaction> {
+    return this.#table.values();
+  }
+
+  /** The proxy context of a server transaction or a branch, if one exists. */
+  contextOf(transaction: Transaction): ProxyContext | undefined {
+    return this.#contexts.get(transaction);
+  }
+
+  // ---------------------------------------------------------------- callbacks
+
+  /** Registers a global listener; returns a function that removes it. */
+  on(
+    name: TransactionEventName,
+    listener: TransactionListener,
+    options?: ListenerOptions,
+  ): () => void {
+    return addListener(this.#listeners, name, listener, options);
+  }
+
+  /**
+   * Registers a listener for one transaction. Listeners on a server transaction also hear the
+   * events of its branches (its proxy context).
+   */
+  onTransaction(
+    transaction: Transaction,
+    name: TransactionEventName,
+    listener: TransactionListener,
+    options?: ListenerOptions,
+  ): () => void {
+    const map = (transaction.listeners ??= new Map()) as Map<TransactionEventName, ListenerEntry[]>;
+    return addListener(map, name, listener, options);
+  }
+
+  #emit(init: TransactionEventInit): Promise<void> | undefined {
+    const event = new TransactionEvent(init);
+    const hold = isHoldable(init.name) && !this.observed;
+    let waits: Promise<unknown>[] | undefined;
+    let deadline = Infinity;
+    const run = (entries: readonly ListenerEntry[] | undefined): void => {
+      if (entries === undefined) return;
+      for (const entry of entries) {
+        let result: unknown;
+        try {
+          result = entry.listener(event);
+        } catch (err) {
+          this.#report('TXN_ERR_LISTENER', `${init.name} listener threw`, err);
+          continue;
+        }
+        if (!isThenable(result)) continue;
+        const settled = Promise.resolve(result).then(undefined, (err: unknown) =>
+          this.#report('TXN_ERR_LISTENER', `${init.name} listener rejected`, err),
+        );
+        if (hold) {
+          (waits ??= []).push(settled);
+          deadline = Math.min(deadline, entry.deadlineMs ?? this.#holdDeadline);
+        }
+      }
+    };
+    run(this.#listeners.get(init.name));
+    const txn = init.transaction;
+    const branch = init.branch;
+    if (txn?.listeners !== undefined)
+      run(txn.listeners.get(init.name) as ListenerEntry[] | undefined);
+    if (branch?.listeners !== undefined && branch !== txn) {
+      run(branch.listeners.get(init.name) as ListenerEntry[] | undefined);
+    }
+    const pending = waits;
+    if (pending === undefined) return undefined;
+    return new Promise<void>((resolve) => {
+      let done = false;
+      const timer = this.clock.setTimer(deadline, () => {
+        if (done) return;
+        done = true;
+        this.#report('TXN_ERR_HOLD_DEADLINE', `${init.name} hold passed ${deadline} ms`);
+        resolve();
+      });
+      void Promise.all(pending).then(() => {
+        if (done) return;
+        done = true;
+        this.clock.clearTimer(timer);
+        resolve();
+      });
+    });
+  }
+
+  #report(code: TransactionError['code'], message: string, cause?: unknown): void {
+    if (this.#onError === undefined) return;
+    try {
+      this.#onError(new TransactionError(code, message, { cause }));
+    } catch {
+      // The error sink itself failed; nothing left to tell.
+    }
+  }
+
+  #base(name: TransactionEventName): {
+    name: TransactionEventName;
+    observed: boolean;
+    time: number;
+  } {
+    return { name, observed: this.observed, time: this.clock.now() };
+  }
+
+  // ---------------------------------------------------------------- MachineHost
+
+  transmit(txn: Transaction, message: SipMessage, destination: Address): void {
+    const transport = this.#transport;
+    if (this.observed || transport === undefined) return;
+    let result: void | Promise<void>;
+    try {
+      result = transport.send(message, destination);
+    } catch (err) {
+      this.#transportFailed(txn, err);
+      return;
+    }
+    if (isThenable(result)) {
+      result.then(undefined, (err: unknown) => this.#transportFailed(txn, err));
+    }
+  }
+
+  #transportFailed(txn: Transaction, err: unknown): void {
+    this.#report('TXN_ERR_TRANSPORT', `transport failed for ${txn.kind} ${txn.id}`, err);
+    txn.transportError(err);
+  }
+
+  /** A transport noticed a failure after the fact (e.g. a TCP connection reset). */
+  transportFailed(transactionId: string, error: unknown): void {
+    const txn = this.#table.get(transactionId);
+    if (txn !== undefined) this.#transportFailed(txn, error);
+  }
+
+  buildAck(request: SipMessage, response: SipMessage): SipMessage {
+    return buildAck(request, response);
+  }
+
+  buildResponse(request: SipMessage, status: number): SipMessage {
+    return buildLocalResponse(request, status);
+  }
+
+  localResponse(request: SipMessage, status: number): SipMessage {
+    return buildLocalResponse(request, status);
+  }
+
+  notify(txn: Transaction, note: Note): void {
+    const t = txn as AnyTransaction;
+    const server = t.kind === 'ist' || t.kind === 'nist';
+    const ctx = this.#contexts.get(t);
+    const hop = this.#hop;
+    switch (note.kind) {
+      case 'response': {
+        const branch = t as ClientTransaction;
+        void this.#emit({
+          ...this.#base('responseReceived'),
+          message: note.message,
+          direction: 'received',
+          source: hop?.source ?? branch.peer,
+          destination: hop?.destination,
+          transaction: ctx?.server,
+          branch,
+          retransmission: note.retransmission,
+        });
+        ctx?.branchResponse(branch, note.message, note.retransmission);
+        return;
+      }
+      case 'request-retransmission':
+        this.stats.retransmissionsReceived++;
+        void this.#emit({
+          ...this.#base('requestReceived'),
+          message: note.message,
+          direction: 'received',
+          source: hop?.source ?? t.peer,
+          destination: hop?.destination,
+          transaction: t,
+          retransmission: true,
+        });
+        return;
+      case 'ack':
+        void this.#emit({
+          ...this.#base('ackReceived'),
+          message: note.message,
+          direction: 'received',
+          source: hop?.source ?? t.peer,
+          destination: hop?.destination,
+          transaction: t,
+          endToEnd: note.endToEnd,
+        });
+        return;
+      case 'timer-c':
+        if (!this.observed && t instanceof InviteClientTransaction) this.sendCancel(t);
+        return;
+      case 'guard':
+        // A TU that never answered an INVITE: the upstream client still waits, so answer 408.
+        if (!this.observed && t instanceof InviteServerTransaction && t.pending) {
+          this.relay(t, buildLocalResponse(t.request, 408), true);
+        }
+        return;
+      case 'completed':
+        this.#completed(t, note.outcome, server, ctx);
+        return;
+      case 'failed':
+        this.#failures.set(t, note.outcome);
+        this.#completed(t, note.outcome, server, ctx);
+        return;
+      case 'terminated':
+        this.#destroyed(t, ctx);
+        return;
+    }
+  }
+
+  #completed(
+    t: AnyTransaction,
+    outcome: Outcome,
+    server: boolean,
+    ctx: ProxyContext | undefined,
+  ): void {
+    if (this.#completedFired.has(t)) return;
+    this.#completedFired.add(t);
+    if (t instanceof InviteServerTransaction && t.state === 'accepted') {
+      // Index the Accepted transaction so the end-to-end ACK (a new branch) finds it.
+      const key = acceptedKey(t.request);
+      if (key !== undefined) this.#accepted.set(key, t);
+    }
+    void this.#emit({
+      ...this.#base('transactionCompleted'),
+      transaction: server ? t : ctx?.server,
+      branch: server ? undefined : t,
+      outcome,
+    });
+    if (server) return;
+    if (outcome.kind === 'response' && outcome.status < 300) return;
+    const branch = t as ClientTransaction;
+    void this.#emit({
+      ...this.#base('branchFailed'),
+      transaction: ctx?.server,
+      branch,
+      outcome,
+    });
+    ctx?.branchEnded(branch, outcome);
+  }
+
+  #destroyed(t: AnyTransaction, ctx: ProxyContext | undefined): void {
+    if (this.#table.get(t.id) === t) this.#table.delete(t.id);
+    if (t instanceof InviteServerTransaction) {
+      const key = acceptedKey(t.request);
+      if (key !== undefined && this.#accepted.get(key) === t) this.#accepted.delete(key);
+    }
+    this.stats.destroyed++;
+    void this.#emit({
+      ...this.#base('transactionDestroyed'),
+      transaction: t.kind === 'ist' || t.kind === 'nist' ? t : ctx?.server,
+      branch: t.kind === 'ict' || t.kind === 'nict' ? t : undefined,
+      outcome: this.#failures.get(t) ?? t.outcome,
+    });
+  }
+
+  // ---------------------------------------------------------------- server side
+
+  #timersFor(transport: string): TimerValues {
+    return this.#isReliable(transport) ? this.#timersReliable : this.#timersUnreliable;
+  }
+
+  #createServer(request: SipMessage, key: string, source: Address): ServerTransaction | undefined {
+    if (this.#table.size >= this.#max) {
+      this.stats.rejectedFull++;
+      return undefined;
+    }
+    const reliable = this.#isReliable(source.transport);
+    const init = {
+      host: this,
+      key,
+      request,
+      peer: source,
+      reliable,
+      observed: this.observed,
+      timers: this.#timersFor(source.transport),
+      replyTo: responseDestination(request.topVia(), source, reliable),
+    };
+    const txn =
+      request.method.toUpperCase() === 'INVITE'
+        ? new InviteServerTransaction(init)
+        : new NonInviteServerTransaction(init);
+    this.#table.set(key, txn);
+    this.stats.created++;
+    return txn;
+  }
+
+  #guardMs(invite: boolean): number {
+    const t64 = 64 * this.config.T1;
+    return invite ? this.config.C + GUARD_SLACK * t64 : GUARD_SLACK * t64;
+  }
+
+  /**
+   * Feeds a message received from the network (active mode). Never throws: a message the layer
+   * cannot match (no top Via or CSeq) is counted in `stats.badMessages` and dropped.
+   */
+  receive(message: SipMessage, source: Address): void {
+    if (this.observed) {
+      throw new TransactionError('TXN_ERR_BAD_USAGE', 'an observer layer is fed with observe()');
+    }
+    this.#hop = { source, destination: undefined };
+    try {
+      if (message.isRequest) this.#receiveRequest(message, source);
+      else this.#receiveResponse(message, source);
+    } catch (err) {
+      this.#report('TXN_ERR_BAD_MESSAGE', 'message handling failed', err);
+    } finally {
+      this.#hop = undefined;
+    }
+  }
+
+  #receiveRequest(request: SipMessage, source: Address): void {
+    const method = request.method.toUpperCase();
+    const key = serverKey(request);
+    if (key === undefined || request.callId() === undefined) {
+      this.stats.badMessages++;
+      return;
+    }
+    if (method === 'ACK') {
+      this.#receiveAck(request, key, source);
+      return;
+    }
+    const existing = this.#matchServer(key, request);
+    if (existing !== undefined) {
+      existing.receiveRequest(request);
+      return;
+    }
+    const txn = this.#createServer(request, key, source);
+    if (txn === undefined) {
+      // Overload: answer statelessly. §21.5.4: 503 "The server is temporarily unable to process
+      // the request due to a temporary overloading".
+      const reply = buildLocalResponse(request, 503, undefined, undefined, [['Retry-After', '5']]);
+      const reliable = this.#isReliable(source.transport);
+      void this.#sendStateless(reply, responseDestination(request.topVia(), source, reliable));
+      return;
+    }
+    void this.#emit({
+      ...this.#base('requestReceived'),
+      message: request,
+      direction: 'received',
+      source,
+      transaction: txn,
+    });
+    if (txn instanceof InviteServerTransaction) txn.start(this.#trying, this.#guardMs(true));
+    else txn.start(this.#guardMs(false));
+    if (txn.terminated) return;
+    if (method === 'CANCEL') {
+      const invite = this.#cancelTarget(request);
+      void this.#emit({
+        ...this.#base('cancelReceived'),
+        message: request,
+        direction: 'received',
+        source,
+        transaction: invite,
+        branch: undefined,
+      });
+      if (invite !== undefined) {
+        this.#answerCancel(txn, invite);
+        return;
+      }
+    }
+    this.#user.request?.(txn);
+  }
+
+  /** The INVITE server transaction a CANCEL cancels (§9.2, matched per §17.2.3). */
+  #cancelTarget(cancel: SipMessage): InviteServerTransaction | undefined {
+    const key = cancelledInviteKey(cancel);
+    if (key === undefined) return undefined;
+    const t = this.#table.get(key);
+    return t instanceof InviteServerTransaction ? t : undefined;
+  }
+
+  #answerCancel(cancelTxn: ServerTransaction, invite: InviteServerTransaction): void {
+    // §9.2: "Regardless of the method of the original request, as long as the CANCEL matched an
+    // existing transaction, the UAS answers the CANCEL request itself with a 200 (OK) response."
+    // §16.10: "If a matching response context is found, the element MUST immediately return a
+    // 200 (OK) response to the CANCEL request."
+    this.relay(cancelTxn, buildLocalResponse(cancelTxn.request, 200), true);
+    const ctx = this.#contexts.get(invite);
+    if (ctx !== undefined) {
+      ctx.cancel();
+    } else if (invite.pending) {
+      // §9.2: "If the transaction for the original request still exists, the behavior of the UAS
+      // on receiving a CANCEL request depends on whether it has already sent a final response
+      // for the original request. If it has, the CANCEL request has no effect on the processing
+      // of the original request ... If the UAS has not issued a final response for the original
+      // request, its behavior depends on the method of the original request. If the original
+      // request was an INVITE, the UAS SHOULD immediately respond to the INVITE with a 487."
+      this.relay(invite, buildLocalResponse(invite.request, 487), true);
+    }
+  }
+
+  /** Lookup with the RFC 2543 extra checks (Request-URI; ACK To tag). */
+  #matchServer(key: string, request: SipMessage): ServerTransaction | undefined {
+    const t = this.#table.get(key);
+    if (t === undefined || (t.kind !== 'ist' && t.kind !== 'nist')) return undefined;
+    if (hasMagicCookie(request.topVia()?.branch)) return t;
+    if (t.request.requestUri !== request.requestUri) return undefined;
+    if (request.method.toUpperCase() === 'ACK') {
+      const sent = t.finalResponse?.to()?.tag;
+      if (sent !== undefined && sent !== request.to()?.tag) return undefined;
+    }
+    return t;
+  }
+
+  #receiveAck(ack: SipMessage, key: string, source: Address): void {
+    const txn = this.#matchServer(key, ack);
+    if (txn instanceof InviteServerTransaction && txn.state !== 'accepted') {
+      // The ACK of a non-2xx, absorbed by the transaction (§17.2.1).
+      txn.receiveRequest(ack);
+      return;
+    }
+    // The ACK of a 2xx: RFC 6026 passes it to the TU through the Accepted transaction when one
+    // matches (by dialog, since its branch is new); otherwise the core gets it directly.
+    const aKey = acceptedKey(ack);
+    const accepted =
+      txn instanceof InviteServerTransaction
+        ? txn
+        : aKey === undefined
+          ? undefined
+          : this.#accepted.get(aKey);
+    if (accepted !== undefined) {
+      accepted.receiveRequest(ack);
+    } else {
+      this.stats.strayAcks++;
+      void this.#emit({
+        ...this.#base('ackReceived'),
+        message: ack,
+        direction: 'received',
+        source,
+        endToEnd: true,
+      });
+    }
+    this.#user.ack?.(ack, source, accepted);
+  }
+
+  // ---------------------------------------------------------------- responding
+
+  /**
+   * Sends `response` on a server transaction: fires `provisionalRelayed` / `finalRelayed`,
+   * waits for holds, then passes it to the machine. A 2xx the INVITE server transaction no
+   * longer accepts (it already sent a non-2xx) is forwarded statelessly, as §16.7 step 5
+   * requires of a proxy.
+   */
+  relay(
+    server: ServerTransaction,
+    response: SipMessage,
+    local: boolean,
+    retransmit2xx = false,
+  ): void {
+    const status = response.status;
+    const accepts =
+      server.pending ||
+      (server instanceof InviteServerTransaction &&
+        server.state === 'accepted' &&
+        status >= 200 &&
+        status < 300);
+    const stateless =
+      !accepts && server instanceof InviteServerTransaction && status >= 200 && status < 300;
+    if (!accepts && !stateless) return;
+    const name = status < 200 ? 'provisionalRelayed' : 'finalRelayed';
+    const retransmission = !server.pending && status >= 200;
+    const hold = this.#emit({
+      ...this.#base(name),
+      message: response,
+      direction: 'sent',
+      source: this.#hop?.destination,
+      destination: server.replyTo,
+      transaction: server,
+      local,
+      retransmission,
+    });
+    const send = (): void => {
+      if (server instanceof InviteServerTransaction) {
+        if (!server.sendResponse(response, local, retransmit2xx) && status >= 200 && status < 300) {
+          void this.#sendStateless(response, server.replyTo);
+        }
+      } else {
+        server.sendResponse(response, local);
+      }
+    };
+    this.#afterHold(server, hold, send);
+  }
+
+  #afterHold(txn: Holdable, hold: Promise<void> | undefined, action: () => void): void {
+    if (hold === undefined && txn.holdChain === undefined) {
+      action();
+      return;
+    }
+    const prev = txn.holdChain ?? Promise.resolve();
+    const next = prev
+      .then(() => hold)
+      .then(() => {
+        try {
+          action();
+        } catch (err) {
+          this.#report('TXN_ERR_BAD_MESSAGE', 'sending a held message failed', err);
+        }
+      });
+    txn.holdChain = next;
+    void next.then(() => {
+      if (txn.holdChain === next) txn.holdChain = undefined;
+    });
+  }
+
+  async #sendStateless(message: SipMessage, destination: Address): Promise<void> {
+    if (this.observed || this.#transport === undefined) return;
+    try {
+      await this.#transport.send(message, destination);
+    } catch (err) {
+      this.#report('TXN_ERR_TRANSPORT', 'stateless send failed', err);
+    }
+  }
+
+  /**
+   * Answers on a server transaction with a locally built response (status, reason, extra
+   * headers). `retransmit2xx` makes the layer retransmit a 2xx until the ACK, as a UAS core must
+   * (§13.3.1.4).
+   */
+  reply(
+    server: ServerTransaction,
+    status: number,
+    reason?: string,
+    headers: readonly (readonly [string, string])[] = [],
+    options: { readonly retransmit2xx?: boolean } = {},
+  ): SipMessage {
+    const response = buildLocalResponse(server.request, status, reason, undefined, headers);
+    this.relay(server, response, true, options.retransmit2xx ?? false);
+    return response;
+  }
+
+  /** Sends a response the TU built (e.g. with `buildResponse` of @pinhole/sip). */
+  respond(
+    server: ServerTransaction,
+    response: SipMessage,
+    options: { readonly retransmit2xx?: boolean } = {},
+  ): void {
+    this.relay(server, response, false, options.retransmit2xx ?? false);
+  }
+
+  // ---------------------------------------------------------------- proxy / client side
+
+  /** The proxy context of a server transaction (created on first use). */
+  proxy(server: ServerTransaction): ProxyContext {
+    let ctx = this.#contexts.get(server);
+    if (ctx === undefined) {
+      ctx = new ProxyContext(this, server);
+      this.#contexts.set(server, ctx);
+    }
+    return ctx;
+  }
+
+  forward(
+    ctx: ProxyContext,
+    request: SipMessage,
+    destination: Address,
+  ): ClientTransaction | undefined {
+    const sentBy = this.#sentBy;
+    if (sentBy === undefined) {
+      throw new TransactionError('TXN_ERR_BAD_USAGE', 'forwarding needs the sentBy option');
+    }
+    // §16.6 step 8: "The proxy MUST insert a Via header field value into the copy before the
+    // existing Via header field values." ... the branch "MUST always begin with the characters
+    // "z9hG4bK"" and be unique per branch.
+    const transport = destination.transport.toUpperCase();
+    request.prependVia(`SIP/2.0/${transport} ${sentBy(transport)};branch=${newBranch()}`);
+    return this.#startClient(request, destination, ctx);
+  }
+
+  /**
+   * Sends a request on a new client transaction (UA usage, or a proxy that manages Via itself).
+   * The request must carry its top Via with a unique branch.
+   */
+  sendRequest(request: SipMessage, destination: Address): ClientTransaction | undefined {
+    return this.#startClient(request, destination, undefined);
+  }
+
+  #startClient(
+    request: SipMessage,
+    destination: Address,
+    ctx: ProxyContext | undefined,
+  ): ClientTransaction | undefined {
+    if (this.observed)
+      throw new TransactionError('TXN_ERR_BAD_USAGE', 'an observer layer never sends');
+    const key = clientKey(request);
+    if (key === undefined)
+      throw new TransactionError('TXN_ERR_BAD_MESSAGE', 'request lacks Via or CSeq');
+    if (this.#table.size >= this.#max) {
+      this.stats.rejectedFull++;
+      this.#report(
+        'TXN_ERR_TABLE_FULL',
+        `cannot create a client transaction for ${request.method}`,
+      );
+      return undefined;
+    }
+    const txn = this.#createClient(request, key, destination);
+    if (ctx !== undefined) this.#contexts.set(txn, ctx);
+    const hold = this.#emit({
+      ...this.#base('requestForwarded'),
+      message: request,
+      direction: 'sent',
+      destination,
+      transaction: ctx?.server,
+      branch: txn,
+    });
+    ctx?.addBranch(txn, hold !== undefined);
+    if (hold === undefined) {
+      txn.start();
+    } else {
+      void hold.then(() => {
+        ctx?.released(txn);
+        if (!txn.terminated) txn.start();
+      });
+    }
+    return txn;
+  }
+
+  #createClient(request: SipMessage, key: string, destination: Address): ClientTransaction {
+    const init = {
+      host: this,
+      key,
+      request,
+      peer: destination,
+      reliable: this.#isReliable(destination.transport),
+      observed: this.observed,
+      timers: this.#timersFor(destination.transport),
+    };
+    const txn =
+      request.method.toUpperCase() === 'INVITE'
+        ? new InviteClientTransaction(init)
+        : new NonInviteClientTransaction(init);
+    this.#table.set(key, txn);
+    this.stats.created++;
+    return txn;
+  }
+
+  /** Sends a CANCEL for a pending INVITE client transaction (§9.1), on its own transaction. */
+  sendCancel(branch: InviteClientTransaction): void {
+    if (this.observed || !branch.pending || branch.cancelSent) return;
+    branch.markCancelSent();
+    const cancel = buildCancel(branch.request);
+    this.#startClient(cancel, branch.peer, undefined);
+  }
+
+  #receiveResponse(response: SipMessage, source: Address): void {
+    const key = clientKey(response);
+    const txn = key === undefined ? undefined : this.#table.get(key);
+    if (txn instanceof InviteClientTransaction || txn instanceof NonInviteClientTransaction) {
+      txn.receiveResponse(response);
+      return;
+    }
+    if (key === undefined) this.stats.badMessages++;
+    this.stats.strayResponses++;
+    void this.#emit({
+      ...this.#base('responseReceived'),
+      message: response,
+      direction: 'received',
+      source,
+    });
+    this.#user.response?.(response, source);
+  }
+
+  allBranchesFailed(ctx: ProxyContext, winner: SipMessage, local: boolean): void {
+    void this.#emit({
+      ...this.#base('allBranchesFailed'),
+      message: winner,
+      direction: 'sent',
+      destination: ctx.server.replyTo,
+      transaction: ctx.server,
+      local,
+    });
+  }
+
+  // ---------------------------------------------------------------- observer mode
+
+  /**
+   * Feeds a copy of a message seen on the wire (observer mode). `direction` is relative to the
+   * observed element. Duplicates (the same message mirrored as received and as sent) and
+   * retransmissions are absorbed by the matching transaction; a message whose transaction was
+   * never seen fires its callbacks without a transaction. Never throws.
+   */
+  observe(message: SipMessage, hop: ObservedHop): void {
+    if (!this.observed) {
+      throw new TransactionError('TXN_ERR_BAD_USAGE', 'an active layer is fed with receive()');
+    }
+    this.#hop = { source: hop.source, destination: hop.destination };
+    try {
+      if (message.isRequest) this.#observeRequest(message, hop);
+      else this.#observeResponse(message, hop);
+    } catch (err) {
+      this.#report('TXN_ERR_BAD_MESSAGE', 'observed message handling failed', err);
+    } finally {
+      this.#hop = undefined;
+    }
+  }
+
+  #observeRequest(request: SipMessage, hop: ObservedHop): void {
+    const sKey = serverKey(request);
+    const cKey = clientKey(request);
+    if (sKey === undefined || cKey === undefined || request.callId() === undefined) {
+      this.stats.badMessages++;
+      return;
+    }
+    const method = request.method.toUpperCase();
+    const server = this.#matchServer(sKey, request);
+    const client = this.#table.get(cKey);
+    if (method === 'ACK') {
+      if (server instanceof InviteServerTransaction && server.state !== 'accepted') {
+        server.receiveRequest(request);
+        return;
+      }
+      if (client !== undefined) {
+        this.stats.duplicatesObserved++;
+        return; // the ACK a client transaction sent for a non-2xx, or its mirror
+      }
+      const aKey = acceptedKey(request);
+      const accepted =
+        server instanceof InviteServerTransaction
+          ? server
+          : aKey === undefined
+            ? undefined
+            : this.#accepted.get(aKey);
+      if (accepted !== undefined) {
+        accepted.receiveRequest(request);
+        return;
+      }
+      this.stats.strayAcks++;
+      void this.#emit({
+        ...this.#base('ackReceived'),
+        message: request,
+        direction: hop.direction,
+        source: hop.source,
+        destination: hop.destination,
+        endToEnd: true,
+      });
+      return;
+    }
+    if (server !== undefined) {
+      server.receiveRequest(request); // a retransmission, or the mirror of the received copy
+      return;
+    }
+    if (client !== undefined) {
+      this.stats.duplicatesObserved++; // our own retransmission, or the mirror of the sent copy
+      return;
+    }
+    if (this.#table.size >= this.#max) {
+      this.stats.rejectedFull++;
+      return;
+    }
+    if (hop.direction === 'received') {
+      const txn = this.#createServer(request, sKey, hop.source);
+      if (txn === undefined) return;
+      void this.#emit({
+        ...this.#base('requestReceived'),
+        message: request,
+        direction: 'received',
+        source: hop.source,
+        destination: hop.destination,
+        transaction: txn,
+      });
+      if (txn instanceof InviteServerTransaction) txn.start('never', this.#guardMs(true));
+      else txn.start(this.#guardMs(false));
+      if (method === 'CANCEL') {
+        void this.#emit({
+          ...this.#base('cancelReceived'),
+          message: request,
+          direction: 'received',
+          source: hop.source,
+          destination: hop.destination,
+          transaction: this.#cancelTarget(request),
+        });
+      }
+      return;
+    }
+    // Sent: a new client transaction, linked to the server transaction of the request it was
+    // forwarded from (the Via below ours is that request's top Via).
+    const txn = this.#createClient(request, cKey, hop.destination);
+    const parent = this.#parentOf(request);
+    const ctx = parent === undefined ? undefined : this.proxy(parent);
+    if (ctx !== undefined) {
+      this.#contexts.set(txn, ctx);
+      ctx.addBranch(txn, false);
+    }
+    void this.#emit({
+      ...this.#base('requestForwarded'),
+      message: request,
+      direction: 'sent',
+      source: hop.source,
+      destination: hop.destination,
+      transaction: ctx?.server,
+      branch: txn,
+    });
+    txn.start();
+    if (method === 'CANCEL') {
+      const invite = this.#table.get(cKey.replace(/\|CANCEL$/, '|INVITE'));
+      if (invite instanceof InviteClientTransaction) invite.markCancelSent();
+    }
+  }
+
+  #parentOf(request: SipMessage): ServerTransaction | undefined {
+    const vias = request.via();
+    const below = vias[1];
+    const cseq = request.cseq();
+    if (below === undefined || cseq === undefined) return undefined;
+    const method = request.method.toUpperCase();
+    const sentBy = `${below.host.toLowerCase()}:${below.port ?? ''}`;
+    const key = hasMagicCookie(below.branch)
+      ? `s|${below.branch}|${sentBy}|${method}`
+      : `s2543|${request.from()?.tag ?? ''}|${request.callId() ?? ''}|${cseq.seq}|${method}|${sentBy}|${below.branch ?? ''}`;
+    const t = this.#table.get(key);
+    return t !== undefined && (t.kind === 'ist' || t.kind === 'nist') ? t : undefined;
+  }
+
+  #observeResponse(response: SipMessage, hop: ObservedHop): void {
+    const cKey = clientKey(response);
+    const sKey = serverKey(response);
+    if (cKey === undefined || sKey === undefined) {
+      this.stats.badMessages++;
+      return;
+    }
+    const c = this.#table.get(cKey);
+    const s = this.#table.get(sKey);
+    const client =
+      c instanceof InviteClientTransaction || c instanceof NonInviteClientTransaction
+        ? c
+        : undefined;
+    const server =
+      s instanceof InviteServerTransaction || s instanceof NonInviteServerTransaction
+        ? s
+        : undefined;
+    // A response matching a client transaction was received from downstream; one matching a
+    // server transaction was sent upstream. Direction decides only when both match.
+    const toClient = client !== undefined && (server === undefined || hop.direction === 'received');
+    if (toClient) {
+      client.receiveResponse(response);
+      return;
+    }
+    if (server !== undefined) {
+      this.#observeSent(server, response);
+      return;
+    }
+    if (hop.direction === 'received') {
+      this.stats.strayResponses++;
+      void this.#emit({
+        ...this.#base('responseReceived'),
+        message: response,
+        direction: 'received',
+        source: hop.source,
+        destination: hop.destination,
+      });
+    } else {
+      void this.#emit({
+        ...this.#base(response.status < 200 ? 'provisionalRelayed' : 'finalRelayed'),
+        message: response,
+        direction: 'sent',
+        source: hop.source,
+        destination: hop.destination,
+      });
+    }
+  }
+
+  #observeSent(server: ServerTransaction, response: SipMessage): void {
+    const status = response.status;
+    const hop = this.#hop;
+    const accepts =
+      server.pending ||
+      (server instanceof InviteServerTransaction &&
+        server.state === 'accepted' &&
+        status >= 200 &&
+        status < 300);
+    if (!accepts) {
+      this.stats.duplicatesObserved++;
+      if (!(server instanceof InviteServerTransaction && status >= 200 && status < 300)) return;
+    }
+    const ctx = this.#contexts.get(server);
+    if (accepts && status >= 300 && ctx !== undefined && ctx.branches.length > 0) {
+      void this.#emit({
+        ...this.#base('allBranchesFailed'),
+        message: response,
+        direction: 'sent',
+        source: hop?.source,
+        destination: hop?.destination,
+        transaction: server,
+      });
+    }
+    if (status > 100 || !accepts) {
+      void this.#emit({
+        ...this.#base(status < 200 ? 'provisionalRelayed' : 'finalRelayed'),
+        message: response,
+        direction: 'sent',
+        source: hop?.source,
+        destination: hop?.destination,
+        transaction: server,
+        retransmission: !server.pending && status >= 200,
+      });
+    }
+    if (!accepts) return;
+    if (server instanceof InviteServerTransaction) server.sendResponse(response, false);
+    else server.sendResponse(response, false);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Aborts every live transaction (their timers are cleared and `transactionDestroyed` fires). */
+  close(): void {
+    for (const t of [...this.#table.values()]) t.abort('layer closed');
+  }
+}
+
+function addListener(
+  map: Map<TransactionEventName, ListenerEntry[]>,
+  name: TransactionEventName,
+  listener: TransactionListener,
+  options: ListenerOptions | undefined,
+): () => void {
+  const entry: ListenerEntry = { listener, deadlineMs: options?.deadlineMs };
+  const list = map.get(name);
+  if (list === undefined) map.set(name, [entry]);
+  else list.push(entry);
+  return () => {
+    const current = map.get(name);
+    if (current === undefined) return;
+    const i = current.indexOf(entry);
+    if (i >= 0) current.splice(i, 1);
+    if (current.length === 0) map.delete(name);
+  };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}

@@ -1,0 +1,139 @@
+/**
+ * Messages the layer generates itself: the ACK for a non-2xx (§17.1.1.3), CANCEL (§9.1) and
+ * local responses (100 Trying, 408, 487, 500, 503). Built as text and parsed, so they are real
+ * `SipMessage`s like any received one.
+ */
+import { randomBytes } from 'node:crypto';
+import { buildResponse, parse, type SipMessage } from '@pinhole/sip';
+import { TransactionError } from './errors.js';
+import { MAGIC_COOKIE } from './keys.js';
+
+const CRLF = '\r\n';
+
+/** Reason phrases of the responses the layer may generate (RFC 3261 §21). */
+export const REASONS: Readonly<Record<number, string>> = {
+  100: 'Trying',
+  200: 'OK',
+  408: 'Request Timeout',
+  481: 'Call/Transaction Does Not Exist',
+  487: 'Request Terminated',
+  500: 'Server Internal Error',
+  503: 'Service Unavailable',
+};
+
+function parseOrThrow(text: string): SipMessage {
+  const result = parse(text);
+  if (!result.ok) {
+    throw new TransactionError(
+      'TXN_ERR_BAD_MESSAGE',
+      `generated message does not parse: ${result.error.code} ${result.error.reason}`,
+    );
+  }
+  return result.message;
+}
+
+/** Raw values (one per header line, as written) of a header. */
+function lines(message: SipMessage, name: string): string[] {
+  const out: string[] = [];
+  for (const h of message.headers()) if (h.name === name) out.push(h.value);
+  return out;
+}
+
+function required(message: SipMessage, name: string): string {
+  const v = message.get(name);
+  if (v === undefined) throw new TransactionError('TXN_ERR_BAD_MESSAGE', `message lacks ${name}`);
+  return v;
+}
+
+/** Unique-enough tokens: a random per-process prefix plus a counter. */
+const PREFIX = randomBytes(6).toString('hex');
+let counter = 0;
+
+export function newBranch(): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${MAGIC_COOKIE}${PREFIX}${counter.toString(36)}`;
+}
+
+export function newTag(): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${PREFIX.slice(0, 6)}${counter.toString(36)}`;
+}
+
+/**
+ * A response to `request` (RFC 3261 §8.2.6.2): "The From field of the response MUST equal the
+ * From header field of the request. The Call-ID header field of the response MUST equal the
+ * Call-ID header field of the request. The CSeq header field of the response MUST equal the CSeq
+ * field of the request. The Via header field values in the response MUST equal the Via header
+ * field values in the request and MUST maintain the same ordering." ... "if the To header field
+ * in the request did not contain a tag, ... the UAS MUST add a tag to the To header field in the
+ * response (with the exception of the 100 (Trying) response, in which a tag MAY be present)."
+ */
+export function buildLocalResponse(
+  request: SipMessage,
+  status: number,
+  reason: string = REASONS[status] ?? '',
+  toTag?: string,
+  extraHeaders: readonly (readonly [string, string])[] = [],
+): SipMessage {
+  // §8.2.6.1: "If there is a Timestamp header field in the request, it MUST be copied into the
+  // response" (said of 100 Trying).
+  const ts = status === 100 ? request.get('timestamp') : undefined;
+  const extra: readonly (readonly [string, string])[] =
+    ts === undefined ? extraHeaders : [...extraHeaders, ['Timestamp', ts]];
+  return buildResponse(request, status, reason, extra, toTag === undefined ? {} : { toTag });
+}
+
+/**
+ * The ACK for a non-2xx final response (§17.1.1.3): "The ACK request constructed by the client
+ * transaction MUST contain values for the Call-ID, From, and Request-URI that are equal to the
+ * values of those header fields in the request passed to the transport by the client transaction
+ * (call this the "original request"). The To header field in the ACK MUST equal the To header
+ * field in the response being acknowledged ... The ACK MUST contain a single Via header field,
+ * and this MUST be equal to the top Via header field of the original request. The CSeq header
+ * field in the ACK MUST contain the same value for the sequence number as was present in the
+ * original request, but the method parameter MUST be equal to "ACK"." ... "If the INVITE request
+ * whose response is being acknowledged had Route header fields, those header fields MUST appear
+ * in the ACK."
+ */
+export function buildAck(request: SipMessage, response: SipMessage): SipMessage {
+  const via = request.topVia();
+  const cseq = request.cseq();
+  if (via === undefined || cseq === undefined) {
+    throw new TransactionError('TXN_ERR_BAD_MESSAGE', 'INVITE lacks Via or CSeq');
+  }
+  let text = `ACK ${request.requestUri} SIP/2.0${CRLF}Via: ${via.raw}${CRLF}`;
+  for (const r of lines(request, 'route')) text += `Route: ${r}${CRLF}`;
+  text += `Max-Forwards: 70${CRLF}`;
+  text += `From: ${required(request, 'from')}${CRLF}`;
+  text += `To: ${required(response, 'to')}${CRLF}`;
+  text += `Call-ID: ${required(request, 'call-id')}${CRLF}`;
+  text += `CSeq: ${cseq.seq} ACK${CRLF}Content-Length: 0${CRLF}${CRLF}`;
+  return parseOrThrow(text);
+}
+
+/**
+ * A CANCEL for `request` (§9.1): "The Request-URI, Call-ID, To, the numeric part of CSeq, and
+ * From header fields in the CANCEL request MUST be identical to those in the request being
+ * cancelled, including tags. A CANCEL constructed by a client MUST have only a single Via header
+ * field value matching the top Via value in the request being cancelled." ... "If the request
+ * being cancelled contains a Route header field, the CANCEL request MUST include that Route
+ * header field's values."
+ */
+export function buildCancel(request: SipMessage, reasonHeader?: string): SipMessage {
+  const via = request.topVia();
+  const cseq = request.cseq();
+  if (via === undefined || cseq === undefined) {
+    throw new TransactionError('TXN_ERR_BAD_MESSAGE', 'request lacks Via or CSeq');
+  }
+  let text = `CANCEL ${request.requestUri} SIP/2.0${CRLF}Via: ${via.raw}${CRLF}`;
+  for (const r of lines(request, 'route')) text += `Route: ${r}${CRLF}`;
+  text += `Max-Forwards: 70${CRLF}`;
+  text += `From: ${required(request, 'from')}${CRLF}`;
+  text += `To: ${required(request, 'to')}${CRLF}`;
+  text += `Call-ID: ${required(request, 'call-id')}${CRLF}`;
+  text += `CSeq: ${cseq.seq} CANCEL${CRLF}`;
+  // RFC 3326: a Reason header may say why (e.g. Timer C).
+  if (reasonHeader !== undefined) text += `Reason: ${reasonHeader}${CRLF}`;
+  text += `Content-Length: 0${CRLF}${CRLF}`;
+  return parseOrThrow(text);
+}

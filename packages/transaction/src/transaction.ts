@@ -1,0 +1,212 @@
+/**
+ * What the four RFC 3261 §17 machines share: identity, the allowed-edges check, per-state
+ * timers on an injected clock, and the host (the layer) they report to.
+ */
+import type { SipMessage } from '@pinhole/sip';
+import type { Address } from './address.js';
+import { TransactionError } from './errors.js';
+import type { Clock, TimerHandle, TimerValues } from './timers.js';
+
+export type TransactionKind = 'ict' | 'nict' | 'ist' | 'nist';
+
+/**
+ * Timer names: the letters of RFC 3261 Table 4 and RFC 6026, plus `trying` (the 200 ms before
+ * an INVITE server transaction sends 100 Trying itself), `cancel` (§9.1: 64*T1 after a CANCEL),
+ * `guard` (a server transaction whose TU never answers), and `2xx` (UAS core 2xx
+ * retransmission, §13.3.1.4).
+ */
+export type TimerName =
+  | 'A'
+  | 'B'
+  | 'C'
+  | 'D'
+  | 'E'
+  | 'F'
+  | 'G'
+  | 'H'
+  | 'I'
+  | 'J'
+  | 'K'
+  | 'L'
+  | 'M'
+  | 'trying'
+  | 'cancel'
+  | 'guard'
+  | '2xx';
+
+/** How a transaction ended, or what its final result was. */
+export type Outcome =
+  | { readonly kind: 'response'; readonly status: number; readonly local: boolean }
+  | { readonly kind: 'timeout'; readonly timer: TimerName }
+  | { readonly kind: 'transport-error'; readonly error: unknown }
+  /** Terminated on request (Timer C without a provisional, a local 487, layer shutdown). */
+  | { readonly kind: 'aborted'; readonly reason: string };
+
+/** What a machine tells its host (the layer / TU). */
+export type Note =
+  | { readonly kind: 'response'; readonly message: SipMessage; readonly retransmission: boolean }
+  | { readonly kind: 'request-retransmission'; readonly message: SipMessage }
+  | { readonly kind: 'ack'; readonly message: SipMessage; readonly endToEnd: boolean }
+  | { readonly kind: 'timer-c' }
+  | { readonly kind: 'guard' }
+  | { readonly kind: 'completed'; readonly outcome: Outcome }
+  | { readonly kind: 'failed'; readonly outcome: Outcome }
+  | { readonly kind: 'terminated' };
+
+export interface MachineHost {
+  readonly clock: Clock;
+  /** Passes a message to the transport (a no-op in observer mode). */
+  transmit(txn: Transaction, message: SipMessage, destination: Address): void;
+  notify(txn: Transaction, note: Note): void;
+  /** Builds the ACK for a non-2xx final response (§17.1.1.3). */
+  buildAck(request: SipMessage, response: SipMessage): SipMessage;
+  /** Builds a locally generated response (100 Trying, 408). */
+  buildResponse(request: SipMessage, status: number): SipMessage;
+}
+
+/** Parameters every machine is created with. */
+export interface TransactionInit {
+  readonly host: MachineHost;
+  /** The table key (also the public id). */
+  readonly key: string;
+  readonly request: SipMessage;
+  /** Client: where requests go. Server: where the request came from. */
+  readonly peer: Address;
+  readonly reliable: boolean;
+  readonly observed: boolean;
+  readonly timers: TimerValues;
+  /** Server transactions: where responses go (RFC 3261 §18.2.2); defaults to `peer`. */
+  readonly replyTo?: Address;
+}
+
+type TimerSlots = { [K in TimerName]?: TimerHandle };
+
+export abstract class Transaction<S extends string = string> {
+  abstract readonly kind: TransactionKind;
+  /** Also the key in the transaction table. */
+  readonly id: string;
+  readonly request: SipMessage;
+  /** Upper-case method of the request that created the transaction. */
+  readonly method: string;
+  readonly peer: Address;
+  readonly reliable: boolean;
+  /** True in observer mode: the machine tracks states but never sends. */
+  readonly observed: boolean;
+  readonly timerValues: TimerValues;
+  readonly createdAt: number;
+  /** The final result once known (final response, timeout, transport error). */
+  outcome: Outcome | undefined;
+  /** Per-transaction listeners, managed by the layer (see `TransactionLayer.on`). */
+  listeners: Map<string, unknown[]> | undefined;
+  protected readonly host: MachineHost;
+  #timers: TimerSlots | undefined;
+  #state: S;
+
+  protected constructor(init: TransactionInit, initial: S) {
+    this.host = init.host;
+    this.id = init.key;
+    this.request = init.request;
+    this.method = init.request.method.toUpperCase();
+    this.peer = init.peer;
+    this.reliable = init.reliable;
+    this.observed = init.observed;
+    this.timerValues = init.timers;
+    this.createdAt = init.host.clock.now();
+    this.#state = initial;
+  }
+
+  get state(): S {
+    return this.#state;
+  }
+
+  get terminated(): boolean {
+    return this.#state === ('terminated' as S);
+  }
+
+  /** The allowed edges of this machine. */
+  protected abstract edges(): Readonly<Record<S, readonly S[]>>;
+  /** Timers that keep running when the machine enters a state (all others are cleared). */
+  protected abstract keeps(): Readonly<Record<S, readonly TimerName[]>>;
+  protected abstract onTimer(name: TimerName): void;
+  /** RFC 3261 §17.1.4 / §17.2.4: the transport reported a failure for a message this sent. */
+  abstract transportError(error: unknown): void;
+
+  /** Is `to` reachable from the current state in one edge? */
+  canTransition(to: S): boolean {
+    return this.edges()[this.#state].includes(to);
+  }
+
+  /**
+   * The one way to change state: checks the edge table, clears the old state's timers (all
+   * but those the new state keeps) and tells the host when the machine terminates.
+   */
+  protected transition(to: S): void {
+    const from = this.#state;
+    if (!this.edges()[from].includes(to)) {
+      throw new TransactionError(
+        'TXN_ERR_BAD_TRANSITION',
+        `${this.kind} ${this.id}: no edge ${from} -> ${to}`,
+      );
+    }
+    this.#state = to;
+    const timers = this.#timers;
+    if (timers !== undefined) {
+      const keep = this.keeps()[to];
+      for (const name of Object.keys(timers) as TimerName[]) {
+        if (!keep.includes(name)) this.stopTimer(name);
+      }
+    }
+    if (to === ('terminated' as S)) this.host.notify(this, { kind: 'terminated' });
+  }
+
+  /**
+   * Starts (or restarts) a timer. A zero duration fires synchronously, which is how the
+   * reliable-transport values of D, I, J and K ("zero seconds") take effect.
+   */
+  protected startTimer(name: TimerName, ms: number): void {
+    this.stopTimer(name);
+    if (ms <= 0) {
+      this.onTimer(name);
+      return;
+    }
+    const slots = (this.#timers ??= {});
+    slots[name] = this.host.clock.setTimer(ms, () => {
+      if (this.#timers !== undefined) delete this.#timers[name];
+      this.onTimer(name);
+    });
+  }
+
+  protected stopTimer(name: TimerName): void {
+    const slots = this.#timers;
+    const handle = slots?.[name];
+    if (slots !== undefined && handle !== undefined) {
+      this.host.clock.clearTimer(handle);
+      delete slots[name];
+    }
+  }
+
+  /** Names of the running timers (for tests and diagnostics). */
+  runningTimers(): TimerName[] {
+    return this.#timers === undefined ? [] : (Object.keys(this.#timers) as TimerName[]);
+  }
+
+  /** Ends the machine now, whatever its state (every state has an edge to Terminated). */
+  abort(reason: string): void {
+    if (this.terminated) return;
+    if (this.outcome === undefined) {
+      this.outcome = { kind: 'aborted', reason };
+      this.host.notify(this, { kind: 'failed', outcome: this.outcome });
+    }
+    if (!this.terminated) this.transition('terminated' as S);
+  }
+
+  protected send(message: SipMessage, destination: Address = this.peer): void {
+    this.host.transmit(this, message, destination);
+  }
+
+  protected fail(outcome: Outcome): void {
+    this.outcome = outcome;
+    this.host.notify(this, { kind: 'failed', outcome });
+    if (!this.terminated) this.transition('terminated' as S);
+  }
+}
