@@ -103,6 +103,7 @@ export class Transports {
   }
 
   async listen(addrs: readonly ListenAddress[]): Promise<Listener[]> {
+    this.#closed = false;
     const out: Listener[] = [];
     for (const a of addrs) {
       out.push(a.transport === 'udp' ? await this.#listenUdp(a) : await this.#listenTcp(a));

@@ -1,0 +1,91 @@
+/**
+ * Assembles one proxy process: transports, the proxy core, the registrar, metrics and (when
+ * given) the firewall module. `startProxy` returns a handle with where it listens, `reload` for
+ * SIGHUP and `stop` for SIGTERM.
+ */
+import type { Server } from 'node:http';
+import { sameListeners, type ProxyConfig } from './config.js';
+import { ProxyMetrics, serveMetrics } from './metrics.js';
+import { NO_GATE, ProxyCore, type Logger, type MediaGate } from './proxy-core.js';
+import { Transports, type Listener } from './transport.js';
+
+export interface RunningProxy {
+  readonly listeners: readonly Listener[];
+  readonly core: ProxyCore;
+  readonly metrics: ProxyMetrics;
+  /** Bound metrics address, when metrics are on. */
+  readonly metricsPort: number | undefined;
+  reload(config: ProxyConfig): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly config: ProxyConfig;
+  readonly logger: Logger;
+  readonly gate?: MediaGate;
+  /** Extra text for the metrics endpoint (e.g. the firewall module's counters). */
+  readonly metrics?: ProxyMetrics;
+}
+
+export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
+  let config = opts.config;
+  const log = opts.logger;
+  const holder: { core: ProxyCore | undefined } = { core: undefined };
+  const transports = new Transports(
+    {
+      onMessage: (m) => holder.core?.receive(m),
+      onError: (e) => log.debug({ peer: e.peer, err: e.message }, 'transport error'),
+    },
+    { advertise: config.advertise },
+  );
+  let listeners = await transports.listen(config.listen);
+  const metrics =
+    opts.metrics ??
+    new ProxyMetrics({
+      transactions: () => holder.core?.transactionCount ?? 0,
+      registrations: () => holder.core?.registrar.size ?? 0,
+    });
+  const core = new ProxyCore({
+    config,
+    transport: transports,
+    metrics,
+    logger: log,
+    gate: opts.gate ?? NO_GATE,
+  });
+  holder.core = core;
+  let metricsServer: Server | undefined;
+  let metricsPort: number | undefined;
+  if (config.metrics) {
+    metricsServer = await serveMetrics(
+      () => metrics.render(),
+      config.metrics.host,
+      config.metrics.port,
+    );
+    const a = metricsServer.address();
+    metricsPort = typeof a === 'object' && a ? a.port : undefined;
+  }
+  const running: RunningProxy = {
+    get listeners() {
+      return listeners;
+    },
+    core,
+    metrics,
+    metricsPort,
+    async reload(next: ProxyConfig): Promise<void> {
+      if (!sameListeners(config.listen, next.listen)) {
+        // Listeners change only when their set changed; open transactions lose their sockets.
+        await transports.close();
+        listeners = await transports.listen(next.listen);
+        core.refreshSelf();
+      }
+      config = next;
+      core.reconfigure(next);
+    },
+    async stop(): Promise<void> {
+      core.close();
+      await transports.close();
+      if (metricsServer) await new Promise((r) => metricsServer?.close(r));
+    },
+  };
+  return running;
+}
