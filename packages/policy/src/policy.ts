@@ -90,6 +90,8 @@ interface DialogState {
   /** CSeq of a re-INVITE without SDP: its 2xx carries an offer (RFC 3261 §14.1). */
   awaitOfferIn2xx: number | undefined;
   timer: NegotiatedTimer | undefined;
+  /** `<method> <cseq>` of the last 2xx handled in the dialog (repeats are not refreshes). */
+  lastSettled: string | undefined;
   refreshRequest:
     { readonly cseq: number; readonly method: string; readonly req: TimerRequest } | undefined;
   readonly holes: Map<string, OwnedHole>;
@@ -426,8 +428,11 @@ export class Policy {
       }
       return;
     }
-    // 2xx
-    const refresh = method === 'INVITE' || method === 'UPDATE';
+    // 2xx. A retransmitted 2xx (or a HEP duplicate) settles nothing new.
+    const settledKey = `${method} ${cseq.seq}`;
+    const repeat = dialog.lastSettled === settledKey;
+    dialog.lastSettled = settledKey;
+    const refresh = (method === 'INVITE' || method === 'UPDATE') && !repeat;
     if (refresh) {
       const rr = dialog.refreshRequest;
       const req = rr && rr.cseq === cseq.seq && rr.method === method ? rr.req : undefined;
@@ -1084,6 +1089,7 @@ function newDialog(call: CallState, calleeTag: string | undefined, now: number):
     awaitOfferIn2xx: undefined,
     timer: undefined,
     refreshRequest: undefined,
+    lastSettled: undefined,
     holes: new Map(),
     streams: new Map(),
     refused: new Set(),
