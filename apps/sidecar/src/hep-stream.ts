@@ -96,6 +96,14 @@ export class HepStreamFramer {
     const total = this.#buf.readUInt16BE(off + 4);
     if (total < HEP_HEADER_BYTES) return `packet length ${total} is below the header size`;
     if (total > this.#max) return `packet length ${total} exceeds the limit ${this.#max}`;
+    // The first chunk header must fit the packet too. Checking it early keeps a stray "HEP3"
+    // inside garbage from swallowing the real packets that follow while we wait for its length.
+    if (total > HEP_HEADER_BYTES && this.#buf.length - off >= HEP_HEADER_BYTES + 6) {
+      const first = this.#buf.readUInt16BE(off + HEP_HEADER_BYTES + 4);
+      if (total - HEP_HEADER_BYTES < 6 || first < 6 || first > total - HEP_HEADER_BYTES) {
+        return `first chunk length ${first} does not fit packet length ${total}`;
+      }
+    }
     return undefined;
   }
 
