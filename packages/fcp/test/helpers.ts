@@ -130,3 +130,75 @@ export class FakeTimers implements TimerApi {
 export async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r));
 }
+
+/**
+ * A scripted FCP server on loopback: `answer(requestText)` returns the reply text, or undefined
+ * to stay silent. Records every request.
+ */
+export class ScriptedServer {
+  readonly server: net.Server;
+  readonly requests: string[] = [];
+  readonly sockets: Set<net.Socket> = new Set();
+  answer: (req: string) => string | undefined;
+  greeting: string | undefined;
+
+  private constructor(answer: (req: string) => string | undefined) {
+    this.answer = answer;
+    this.server = net.createServer((s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => {});
+      s.setEncoding('latin1');
+      if (this.greeting) s.write(this.greeting);
+      let buf = '';
+      s.on('data', (d: string) => {
+        buf += d;
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end === -1) break;
+          const req = buf.slice(0, end + 4);
+          buf = buf.slice(end + 4);
+          this.requests.push(req);
+          const reply = this.answer(req);
+          if (reply !== undefined) s.write(reply);
+        }
+      });
+    });
+  }
+
+  static async start(answer: (req: string) => string | undefined): Promise<ScriptedServer> {
+    const s = new ScriptedServer(answer);
+    await new Promise<void>((r) => s.server.listen(0, '127.0.0.1', r));
+    return s;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+/** SEQ of a request text. */
+export function seqOf(req: string): number {
+  return Number(/SEQ=(\d+)/.exec(req)?.[1] ?? 0);
+}
+
+/** Waits for an event on an emitter (bounded). */
+export function once<T>(
+  emitter: { once(ev: string, fn: (arg: T) => void): unknown },
+  event: string,
+  ms = 5000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    emitter.once(event, (arg: T) => {
+      clearTimeout(t);
+      resolve(arg);
+    });
+  });
+}
