@@ -718,22 +718,22 @@ export class Policy {
     const peerParty = side === 'caller' ? d.callee : d.call.caller;
     if (this.#peerInside(peer, peerParty)) return;
     const source = this.#source(peer, peerParty, f);
-    if (source === 'refuse') {
-      problems.push({
-        code: 'source-unknown',
-        detail: `no usable ${cfg.source} source for ${f.address.text}:${f.port}`,
-        pme: undefined,
-      });
-      return;
-    }
     const pme: Pme = {
       protocol: f.protocol,
       proto: f.protocol === 'udp' ? 17 : 6,
       family: f.address.family,
-      source,
+      source: source === 'refuse' ? undefined : source,
       destination: { address: f.address.text, prefix: f.address.family === 4 ? 32 : 128 },
       destinationPort: f.port,
     };
+    if (source === 'refuse') {
+      problems.push({
+        code: 'source-unknown',
+        detail: `no usable ${cfg.source} source for ${f.address.text}:${f.port}`,
+        pme,
+      });
+      return;
+    }
     const verdict = checkHole(pme, timerSec, cfg);
     if (verdict) {
       problems.push({ ...verdict, pme });
@@ -1018,6 +1018,14 @@ export class Policy {
     const intents: Intent[] = [];
     const refusals = [...col.refusals];
     // The last gate: nothing that opens or refreshes a hole leaves without passing the checks.
+    // Deterministic order within each kind: by destination, then port.
+    const order = (a: { pme: Pme; key: string }, b: { pme: Pme; key: string }): number =>
+      a.pme.destination.address.localeCompare(b.pme.destination.address) ||
+      a.pme.destinationPort - b.pme.destinationPort ||
+      a.key.localeCompare(b.key);
+    col.opens.sort(order);
+    col.refreshes.sort(order);
+    col.closes.sort(order);
     for (const i of [...col.opens, ...col.refreshes]) {
       const v = checkHole(i.pme, i.timerSec, this.config);
       if (v)
