@@ -1,2 +1,18 @@
-/** Placeholder entry point; see README.md. */
-export const packageName: string = '@pinhole/fcpd';
+export { startFcpd, serverConfigOf } from './daemon.js';
+export type { FcpdHandle, StartOptions } from './daemon.js';
+export {
+  FcpdConfigError,
+  USAGE,
+  checkCidr,
+  parseCli,
+  parseEndpoint,
+  parsePortRange,
+  validateFcpdConfig,
+} from './config.js';
+export type { BackendName, CliOptions, FcpdConfig, MetricsConfig, NftConfig } from './config.js';
+export { NftablesBackend, DEFAULT_MARK } from './nftables-backend.js';
+export type { BackendLogger, NftablesBackendOptions } from './nftables-backend.js';
+export { NftChannel, NftError } from './nft-channel.js';
+export type { NftChannelOptions } from './nft-channel.js';
+export type { NftHook, NftMode } from './nft-ruleset.js';
+export { Counter, Gauge, Histogram, Registry, serveMetrics } from './metrics.js';
