@@ -197,7 +197,7 @@ export class ProxyContext {
         });
         break;
     }
-    this.#checkDone();
+    this.#checkDone(branch);
   }
 
   #afterFinalForwarded(branch: ClientTransaction): void {
@@ -208,9 +208,10 @@ export class ProxyContext {
     this.#cancelPending(branch);
   }
 
-  #checkDone(): void {
+  /** `ended` is the branch reporting its end (still in its old state while it reports). */
+  #checkDone(ended: ClientTransaction): void {
     if (this.#finalForwarded || !this.server.pending || this.#held.size > 0) return;
-    for (const b of this.branches) if (b.pending) return;
+    for (const b of this.branches) if (b !== ended && b.pending) return;
     if (this.branches.length === 0) return;
     this.#finalForwarded = true;
     this.#closed = true;

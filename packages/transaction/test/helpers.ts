@@ -171,3 +171,46 @@ export function harness(options: Partial<TransactionLayerOptions> = {}): Harness
 export async function flush(): Promise<void> {
   for (let i = 0; i < 10; i++) await Promise.resolve();
 }
+
+/**
+ * A minimal stateful proxy core on top of a harness: every new request is forwarded to all
+ * `targets` (parallel forking); ACKs of 2xx are forwarded statelessly to the first target.
+ */
+export function proxyHarness(
+  targets: readonly Address[],
+  options: Partial<TransactionLayerOptions> = {},
+): Harness & { forwarded(to: Address, method?: string): SipMessage } {
+  let layer: TransactionLayer | undefined;
+  const h = harness({
+    ...options,
+    user: {
+      request(txn) {
+        if (layer === undefined) return;
+        const ctx = layer.proxy(txn);
+        for (const target of targets) {
+          const copy = txn.request.clone();
+          copy.decrementMaxForwards();
+          ctx.forward(copy, target);
+        }
+      },
+    },
+  });
+  layer = h.layer;
+  return {
+    ...h,
+    forwarded(to: Address, method = 'INVITE'): SipMessage {
+      const found = h.transport.sent.find(
+        (s) => s.message.isRequest && s.message.method === method && s.destination === to,
+      );
+      if (found === undefined) throw new Error(`nothing forwarded to ${to.host} (${method})`);
+      return found.message;
+    },
+  };
+}
+
+/** Sent messages to one address, summarised. */
+export function sentTo(h: Harness, to: Address): string[] {
+  return h.transport.sent
+    .filter((s) => s.destination.host === to.host && s.destination.port === to.port)
+    .map((s) => (s.message.isRequest ? s.message.method : String(s.message.status)));
+}
