@@ -180,11 +180,12 @@ export function proxyHarness(
   targets: readonly Address[],
   options: Partial<TransactionLayerOptions> = {},
 ): Harness & { forwarded(to: Address, method?: string): SipMessage } {
-  let layer: TransactionLayer | undefined;
+  const ref: { layer?: TransactionLayer } = {};
   const h = harness({
     ...options,
     user: {
       request(txn) {
+        const layer = ref.layer;
         if (layer === undefined) return;
         const ctx = layer.proxy(txn);
         for (const target of targets) {
@@ -195,7 +196,7 @@ export function proxyHarness(
       },
     },
   });
-  layer = h.layer;
+  ref.layer = h.layer;
   return {
     ...h,
     forwarded(to: Address, method = 'INVITE'): SipMessage {
