@@ -432,8 +432,9 @@ export class Policy {
     const settledKey = `${method} ${cseq.seq}`;
     const repeat = dialog.lastSettled === settledKey;
     dialog.lastSettled = settledKey;
-    const refresh = (method === 'INVITE' || method === 'UPDATE') && !repeat;
-    if (refresh) {
+    const refreshMethod = method === 'INVITE' || method === 'UPDATE';
+    const refresh = refreshMethod && !repeat;
+    if (refreshMethod) {
       const rr = dialog.refreshRequest;
       const req = rr && rr.cseq === cseq.seq && rr.method === method ? rr.req : undefined;
       const settled = settleTimer(m, req, this.config);
