@@ -202,39 +202,55 @@ function hashString(s: string): number {
   return h;
 }
 
-/** hash -> [id, lower-case spelling] candidates (long and compact spellings). */
-const BY_HASH = new Map<number, { id: number; spelling: string }[]>();
 const BY_NAME = new Map<string, number>();
-for (let id = 1; id < CANONICAL.length; id++) {
-  const name = CANONICAL[id] ?? '';
-  BY_NAME.set(name, id);
-}
+for (let id = 1; id < CANONICAL.length; id++) BY_NAME.set(CANONICAL[id] ?? '', id);
 for (const [letter, id] of Object.entries(COMPACT)) BY_NAME.set(letter, id);
+
+/**
+ * Open-addressed table: slot (hash & MASK) -> 1 + index into SPELLINGS, linear probing. Ints
+ * only, so a lookup is a few array reads (no Map, no boxing of hashes beyond Smi range).
+ */
+const TABLE_BITS = 10;
+const MASK = (1 << TABLE_BITS) - 1;
+const TABLE = new Uint16Array(1 << TABLE_BITS);
+const SPELLINGS: string[] = [];
+const SPELLING_IDS: number[] = [];
+const SPELLING_HASHES: number[] = [];
 for (const [spelling, id] of BY_NAME) {
   const h = hashString(spelling);
-  const list = BY_HASH.get(h);
-  if (list) list.push({ id, spelling });
-  else BY_HASH.set(h, [{ id, spelling }]);
+  let slot = h & MASK;
+  while (TABLE[slot] !== 0) slot = (slot + 1) & MASK;
+  SPELLINGS.push(spelling);
+  SPELLING_IDS.push(id);
+  SPELLING_HASHES.push(h);
+  TABLE[slot] = SPELLINGS.length;
 }
 
 /**
  * Resolves a header name on the wire (bytes `buf[start..end)`, pre-hashed with `nameHashStep`)
- * to a known id, or `H.UNKNOWN`.
+ * to a known id, or `H.UNKNOWN`. The bytes are compared, so a colliding hash never misnames a
+ * header.
  */
 export function resolveWireName(buf: Uint8Array, start: number, end: number, hash: number): number {
-  const list = BY_HASH.get(hash);
-  if (list === undefined) return H.UNKNOWN;
-  outer: for (const cand of list) {
-    const s = cand.spelling;
-    if (s.length !== end - start) continue;
-    for (let i = 0; i < s.length; i++) {
-      let c = buf[start + i] ?? 0;
-      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-      if (c !== s.charCodeAt(i)) continue outer;
+  let slot = hash & MASK;
+  for (;;) {
+    const e = TABLE[slot] as number;
+    if (e === 0) return H.UNKNOWN;
+    const k = e - 1;
+    if (SPELLING_HASHES[k] === hash) {
+      const s = SPELLINGS[k] as string;
+      if (s.length === end - start) {
+        let i = 0;
+        for (; i < s.length; i++) {
+          let c = buf[start + i] as number;
+          if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+          if (c !== s.charCodeAt(i)) break;
+        }
+        if (i === s.length) return SPELLING_IDS[k] as number;
+      }
     }
-    return cand.id;
+    slot = (slot + 1) & MASK;
   }
-  return H.UNKNOWN;
 }
 
 const queryCache = new Map<string, { id: number; canonical: string }>();

@@ -64,6 +64,7 @@ export function readQuoted(s: string, i: number): { text: string; end: number } 
  * element. Empty elements are kept (as `''`) so that callers can reject them.
  */
 export function splitList(s: string): string[] {
+  if (s.indexOf(',') === -1) return [s.trim()];
   const out: string[] = [];
   let start = 0;
   let inQuote = false;
@@ -87,6 +88,7 @@ export function splitList(s: string): string[] {
 
 /** The first top-level list element of `s` (cheaper than `splitList(s)[0]`). */
 export function firstListElement(s: string): string {
+  if (s.indexOf(',') === -1) return s.trim();
   let inQuote = false;
   let inAngle = false;
   for (let i = 0; i < s.length; i++) {

@@ -2,6 +2,7 @@
  * The parsed message: raw bytes plus a header index. Values are decoded and parsed on first use
  * and cached; edits change the index in place (no reparse) and `serialize` reassembles the bytes.
  */
+import { isAscii } from 'node:buffer';
 import { CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
@@ -152,6 +153,8 @@ export class Message implements SipMessage {
   #edited = false;
   #startLineEdited = false;
   #newBody: Uint8Array | undefined;
+  /** The head as one string when it is ASCII (null: not ASCII; undefined: not checked yet). */
+  #headText: string | null | undefined = undefined;
 
   // caches (reset on every edit)
   #via: Lazy<readonly Via[]> = UNPARSED;
@@ -210,11 +213,24 @@ export class Message implements SipMessage {
     return h.canonical;
   }
 
+  /**
+   * Decodes bytes of the head. An all-ASCII head (the common case, checked once) is decoded once
+   * as a whole and values are substrings of it; otherwise each value is decoded as UTF-8.
+   */
+  #decode(start: number, end: number): string {
+    if (this.#headText === undefined) {
+      const head = this.#buf.subarray(this.#start, this.#sepStart);
+      this.#headText = isAscii(head) ? decodeLatin1(this.#buf, this.#start, this.#sepStart) : null;
+    }
+    if (this.#headText === null || end > this.#sepStart) return decodeUtf8(this.#buf, start, end);
+    return this.#headText.slice(start - this.#start, end - this.#start);
+  }
+
   #value(h: HeaderLine): string {
     if (h.value === undefined) {
       if (h.valueStart >= h.valueEnd) h.value = '';
       else {
-        const v = decodeUtf8(this.#buf, h.valueStart, h.valueEnd);
+        const v = this.#decode(h.valueStart, h.valueEnd);
         h.value = h.folded ? unfold(v).trim() : v;
       }
     }

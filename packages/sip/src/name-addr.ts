@@ -75,7 +75,7 @@ function parseAddress(text: string): NameAddrValue | SipError {
         if (c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a) continue;
         if (c > 0x7f || TOKEN[c] !== 1) return bad(s, 'display name is not a token list');
       }
-      displayName = dn.replace(/\s+/g, ' ');
+      displayName = /[\t\r\n]| {2}/.test(dn) ? dn.replace(/\s+/g, ' ') : dn;
       i = lt;
     }
   }

@@ -5,7 +5,7 @@
  */
 import { COLON, CR, HT, LF, SP, TOKEN, UINT32_MAX, isDigit } from './bytes.js';
 import { SipErrorCode } from './errors.js';
-import { H, nameHashStep, resolveWireName } from './header-names.js';
+import { H, resolveWireName } from './header-names.js';
 import { splitList, unfold } from './lex.js';
 import { HeaderLine, Message, decodeLatin1, decodeUtf8, type StartLine } from './message.js';
 import type {
@@ -74,8 +74,8 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     error: undefined,
     fatal: false,
   };
-  let pos = start;
-  while (pos < end && buf[pos] !== LF) pos++;
+  let pos = buf.indexOf(LF, start);
+  if (pos === -1 || pos > end) pos = end;
   head.startLineNext = pos < end ? pos + 1 : end;
   head.startLineEnd = pos > start && buf[pos - 1] === CR ? pos - 1 : pos;
   if (head.startLineEnd - start > limits.maxHeaderLineBytes) {
@@ -86,6 +86,7 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
   pos = head.startLineNext;
   const lines = head.lines;
   const maxLine = limits.maxHeaderLineBytes;
+  const token = TOKEN;
   while (pos < end) {
     let c = buf[pos] as number;
     if (c === LF) {
@@ -100,14 +101,15 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     }
     const lineStart = pos;
     let hash = 0;
-    let nameOk = true;
+    let notToken = 0;
     while (pos < end) {
       c = buf[pos] as number;
       if (c === COLON || c === SP || c === HT || c === CR || c === LF) break;
-      if (TOKEN[c] !== 1) nameOk = false;
-      hash = nameHashStep(hash, c);
+      notToken |= (token[c] as number) ^ 1;
+      hash = (Math.imul(hash, 31) + (c | 0x20)) | 0; // nameHashStep, inlined
       pos++;
     }
+    const nameOk = notToken === 0;
     const nameEnd = pos;
     while (pos < end && (buf[pos] === SP || buf[pos] === HT)) pos++;
     const hasColon = pos < end && buf[pos] === COLON;
@@ -119,7 +121,10 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     let folded = false;
     let lineEnd: number;
     for (;;) {
-      while (pos < end && buf[pos] !== LF) pos++;
+      // memchr for the line end: value bytes are never looked at one by one here.
+      let lf = buf.indexOf(LF, pos);
+      if (lf === -1 || lf > end) lf = end;
+      pos = lf;
       const contentEnd = pos > valueStart && buf[pos - 1] === CR ? pos - 1 : pos;
       if (contentEnd > valueEnd) valueEnd = contentEnd;
       if (pos >= end) {
@@ -242,7 +247,7 @@ export function parseStartLine(buf: Buffer, start: number, end: number): StartLi
       return err(SipErrorCode.BAD_START_LINE, 'Malformed method in Request-Line');
     }
   }
-  if (requestUri.length === 0 || /[\s]/.test(requestUri)) {
+  if (requestUri.length === 0 || requestUri.indexOf('\t') !== -1) {
     return err(SipErrorCode.BAD_START_LINE, 'Whitespace in Request-Line');
   }
   if (!isVersion(version)) {

@@ -84,7 +84,8 @@ function isHex(c: number): boolean {
 function readUriParams(
   s: string,
   i: number,
-): { params: Map<string, string>; end: number } | undefined {
+): { params: ReadonlyMap<string, string>; end: number } | undefined {
+  if (i >= s.length || s.charCodeAt(i) !== 0x3b) return { params: EMPTY, end: i };
   const params = new Map<string, string>();
   while (i < s.length && s.charCodeAt(i) === 0x3b) {
     let j = i + 1;
@@ -119,9 +120,9 @@ function readUriParams(
 function readUriHeaders(
   s: string,
   i: number,
-): { headers: Map<string, string>; end: number } | undefined {
+): { headers: ReadonlyMap<string, string>; end: number } | undefined {
+  if (s.charCodeAt(i) !== 0x3f) return { headers: EMPTY, end: i };
   const headers = new Map<string, string>();
-  if (s.charCodeAt(i) !== 0x3f) return { headers, end: i };
   const parts = s.slice(i + 1).split('&');
   for (const part of parts) {
     const eq = part.indexOf('=');

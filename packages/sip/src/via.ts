@@ -61,19 +61,26 @@ function bad(text: string, why: string): SipError {
 export function parseVia(text: string): Via | SipError {
   const s = text;
   let i = skipWs(s, 0);
-  const parts: string[] = [];
-  for (let n = 0; n < 3; n++) {
-    if (n > 0) {
-      i = skipWs(s, i);
-      if (s.charCodeAt(i) !== 0x2f) return bad(s, 'sent-protocol');
-      i = skipWs(s, i + 1);
-    }
-    const e = tokenEnd(s, i);
-    if (e === i) return bad(s, 'sent-protocol');
-    parts.push(s.slice(i, e));
-    i = e;
-  }
-  const [name = '', version = '', transport = ''] = parts;
+  // sent-protocol = protocol-name SLASH protocol-version SLASH transport; SLASH = SWS "/" SWS
+  const n0 = i;
+  const n1 = tokenEnd(s, n0);
+  if (n1 === n0) return bad(s, 'sent-protocol');
+  i = skipWs(s, n1);
+  if (s.charCodeAt(i) !== 0x2f) return bad(s, 'sent-protocol');
+  const v0 = skipWs(s, i + 1);
+  const v1 = tokenEnd(s, v0);
+  if (v1 === v0) return bad(s, 'sent-protocol');
+  i = skipWs(s, v1);
+  if (s.charCodeAt(i) !== 0x2f) return bad(s, 'sent-protocol');
+  const t0 = skipWs(s, i + 1);
+  const t1 = tokenEnd(s, t0);
+  if (t1 === t0) return bad(s, 'sent-protocol');
+  i = t1;
+  const protocol =
+    n1 - n0 === 3 && v1 - v0 === 3 && s.startsWith('SIP', n0) && s.startsWith('2.0', v0)
+      ? 'SIP/2.0'
+      : `${s.slice(n0, n1).toUpperCase()}/${s.slice(v0, v1)}`;
+  const transport = s.slice(t0, t1).toUpperCase();
   const afterProto = i;
   i = skipWs(s, i);
   if (i === afterProto) return bad(s, 'missing LWS before sent-by');
@@ -125,16 +132,5 @@ export function parseVia(text: string): Via | SipError {
   if (maddr !== undefined && readHost(maddr, 0)?.end !== maddr.length) return bad(s, 'maddr');
   const branch = params.get('branch');
   if (branch !== undefined && branch.length === 0) return bad(s, 'branch');
-  return new ViaValue(
-    `${name.toUpperCase()}/${version}`,
-    transport.toUpperCase(),
-    h.host,
-    h.ipv6,
-    port,
-    params,
-    received,
-    rport,
-    ttl,
-    s,
-  );
+  return new ViaValue(protocol, transport, h.host, h.ipv6, port, params, received, rport, ttl, s);
 }

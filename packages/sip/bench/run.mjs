@@ -1,0 +1,171 @@
+// Benchmark: @pinhole/sip (built dist/) against the npm `sip` package (0.0.6) and `drachtio-sip`,
+// side by side in one process, on a realistic INVITE and 200 OK with SDP.
+//
+//   npm run build -w @pinhole/sip && npm run bench -w @pinhole/sip
+//
+// BENCH_SECONDS (default 0.5) is the time per measurement; 3 interleaved rounds, best kept.
+// Bounded: total run time is about 3 rounds x 20 measurements x BENCH_SECONDS.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
+import { parse, serialize } from '../dist/index.js';
+
+const require = createRequire(import.meta.url);
+const sip = require('sip');
+const drachtio = require('drachtio-sip');
+
+const SECONDS = Math.min(Math.max(Number(process.env.BENCH_SECONDS ?? '0.5'), 0.05), 5);
+const ROUNDS = 3;
+const fixtures = {
+  INVITE: readFileSync(new URL('./fixtures/invite.sip', import.meta.url)),
+  '200 OK': readFileSync(new URL('./fixtures/ok200.sip', import.meta.url)),
+};
+const NEW_VIA = 'SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bKbench.1';
+
+let sink = 0;
+function consume(...values) {
+  for (const v of values) sink += typeof v === 'string' ? v.length : Number(v) || 0;
+}
+
+// ---- "read what a proxy needs": top Via branch, CSeq, Call-ID, From/To tags, Max-Forwards,
+// Content-Length, from the raw bytes of one datagram.
+const read = {
+  '@pinhole/sip': (buf) => {
+    const r = parse(buf);
+    if (!r.ok) throw new Error(r.error.reason);
+    const m = r.message;
+    const cseq = m.cseq();
+    consume(
+      m.topVia()?.branch,
+      cseq?.seq,
+      cseq?.method,
+      m.callId(),
+      m.from()?.tag,
+      m.to()?.tag,
+      m.maxForwards(),
+      m.contentLength(),
+    );
+  },
+  'sip@0.0.6': (buf) => {
+    const m = sip.parse(buf);
+    const h = m.headers;
+    consume(
+      h.via[0].params.branch,
+      h.cseq.seq,
+      h.cseq.method,
+      h['call-id'],
+      h.from.params.tag,
+      h.to.params.tag,
+      +h['max-forwards'],
+      +h['content-length'],
+    );
+  },
+  'drachtio-sip (eager)': (buf) => {
+    const m = drachtio.parser.parseSipMessage(buf.toString('utf8'), false);
+    const h = m.headers;
+    consume(
+      h.via[0].params.branch,
+      h.cseq.seq,
+      h.cseq.method,
+      h['call-id'],
+      h.from.params.tag,
+      h.to?.params.tag,
+      +h['max-forwards'],
+      +h['content-length'],
+    );
+  },
+  'drachtio-sip (lazy)': (buf) => {
+    const m = new drachtio.SipMessage(buf.toString('utf8'));
+    const cseq = m.getParsedHeader('cseq');
+    consume(
+      m.getParsedHeader('via')[0].params.branch,
+      cseq.seq,
+      cseq.method,
+      m.get('call-id'),
+      m.getParsedHeader('from').params.tag,
+      m.getParsedHeader('to').params.tag,
+      +m.get('max-forwards'),
+      +m.get('content-length'),
+    );
+  },
+};
+
+// ---- forward path: parse, decrement Max-Forwards, prepend a Via, serialise to bytes.
+const forward = {
+  '@pinhole/sip': (buf) => {
+    const r = parse(buf);
+    if (!r.ok) throw new Error(r.error.reason);
+    const m = r.message;
+    m.decrementMaxForwards();
+    m.prependVia(NEW_VIA);
+    consume(serialize(m).length);
+  },
+  'sip@0.0.6': (buf) => {
+    const m = sip.parse(buf);
+    m.headers['max-forwards'] = +m.headers['max-forwards'] - 1;
+    m.headers.via.unshift({
+      version: '2.0',
+      protocol: 'UDP',
+      host: '198.18.0.1',
+      port: 5060,
+      params: { branch: 'z9hG4bKbench.1' },
+    });
+    consume(Buffer.from(sip.stringify(m), 'binary').length);
+  },
+  'drachtio-sip (lazy)': (buf) => {
+    // drachtio's stringifier needs string headers (its lazy mode) for unparsed ones.
+    const m = new drachtio.SipMessage(buf.toString('utf8'));
+    m.headers['max-forwards'] = String(+m.headers['max-forwards'] - 1);
+    m.headers.via = `${NEW_VIA},${m.headers.via}`;
+    consume(Buffer.from(m.toString(), 'utf8').length);
+  },
+};
+
+function measure(fn, buf) {
+  // warm-up
+  const warmEnd = performance.now() + Math.min(200, SECONDS * 400);
+  while (performance.now() < warmEnd) for (let i = 0; i < 100; i++) fn(buf);
+  let n = 0;
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
+  let now = start;
+  while (now < end) {
+    for (let i = 0; i < 200; i++) fn(buf);
+    n += 200;
+    now = performance.now();
+  }
+  return (n / (now - start)) * 1000;
+}
+
+const results = [];
+for (const [opName, impls] of [
+  ['read', read],
+  ['forward', forward],
+]) {
+  for (const [msgName, buf] of Object.entries(fixtures)) {
+    const best = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [implName, fn] of Object.entries(impls)) {
+        const rate = measure(fn, buf);
+        best[implName] = Math.max(best[implName] ?? 0, rate);
+      }
+    }
+    results.push({ opName, msgName, size: buf.length, best });
+  }
+}
+
+const fmt = (n) => Math.round(n).toLocaleString('en-US');
+const cpu = cpus()[0]?.model ?? 'unknown';
+console.log(`node ${process.version}, ${cpus().length} CPUs, ${cpu}`);
+console.log(`${ROUNDS} rounds x ${SECONDS}s per measurement, best round kept\n`);
+console.log('| operation | message | parser | messages/s | vs faster competitor |');
+console.log('|---|---|---|---:|---:|');
+for (const { opName, msgName, size, best } of results) {
+  const competitors = Object.entries(best).filter(([k]) => k !== '@pinhole/sip');
+  const fastest = Math.max(...competitors.map(([, v]) => v));
+  for (const [impl, rate] of Object.entries(best)) {
+    const ratio = impl === '@pinhole/sip' ? `**${(rate / fastest).toFixed(1)}x**` : '';
+    console.log(`| ${opName} | ${msgName} (${size} B) | ${impl} | ${fmt(rate)} | ${ratio} |`);
+  }
+}
+if (sink === 42) console.log('');
