@@ -69,6 +69,12 @@ export interface ProxyConfig {
   readonly workers: number;
   readonly metrics: HostPort | undefined;
   readonly logLevel: LogLevel;
+  /**
+   * Further @pinhole/policy settings (its `PolicyConfigInput` fields: `openOn`, `ports`,
+   * `sessionTimer`, `sessionTimerMarginSec`, ...), validated by the policy. `protected`,
+   * `sourcePolicy` and `maxCallSeconds` above take precedence over the same fields here.
+   */
+  readonly policy: Readonly<Record<string, unknown>>;
 }
 
 export const DEFAULT_LISTEN: readonly ListenAddress[] = [
@@ -92,6 +98,7 @@ export const DEFAULT_CONFIG: ProxyConfig = {
   workers: 1,
   metrics: undefined,
   logLevel: 'info',
+  policy: {},
 };
 
 const SOURCE_POLICIES: readonly SourcePolicy[] = ['any', 'sdp', 'contact', 'signalling'];
@@ -268,6 +275,7 @@ const FILE_FIELDS = new Set([
   'workers',
   'metrics',
   'logLevel',
+  'policy',
 ]);
 
 /** Validates a configuration object (the parsed JSON file) over the defaults. */
@@ -362,6 +370,12 @@ export function configFromObject(obj: unknown, base: ProxyConfig = DEFAULT_CONFI
           );
   }
   if (o.logLevel !== undefined) c.logLevel = oneOf('logLevel', o.logLevel, LOG_LEVELS);
+  if (o.policy !== undefined) {
+    if (typeof o.policy !== 'object' || o.policy === null || Array.isArray(o.policy)) {
+      throw new ConfigError('policy', 'expected an object of @pinhole/policy settings');
+    }
+    c.policy = o.policy as Record<string, unknown>;
+  }
   return c;
 }
 
@@ -398,6 +412,7 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --workers N                 worker processes (default 1)
   --metrics tcp:HOST:PORT     Prometheus metrics endpoint (default off)
   --log-level L               fatal|error|warn|info|debug|trace|silent (default info)
+  --policy JSON               further @pinhole/policy settings, e.g. '{"openOn":"offer"}'
   --help                      this text
 `;
 
@@ -428,6 +443,7 @@ export function parseArgs(
     'workers',
     'metrics',
     'log-level',
+    'policy',
   ]);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -497,6 +513,15 @@ export function parseArgs(
   if (s.workers !== undefined) c.workers = intIn('--workers', s.workers, 1, 256);
   if (s.metrics !== undefined) c.metrics = parseMetrics('--metrics', s.metrics);
   if (s['log-level'] !== undefined) c.logLevel = oneOf('--log-level', s['log-level'], LOG_LEVELS);
+  if (s.policy !== undefined) {
+    let obj: unknown;
+    try {
+      obj = JSON.parse(s.policy);
+    } catch {
+      throw new ConfigError('--policy', 'expected a JSON object of @pinhole/policy settings');
+    }
+    c.policy = configFromObject({ policy: obj }).policy;
+  }
   return { config: c, configFile, help };
 }
 

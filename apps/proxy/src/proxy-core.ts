@@ -12,7 +12,7 @@ import { networkInterfaces } from 'node:os';
 import { parse, serialize, validate, parseUri, type SipMessage, type SipUri } from '@pinhole/sip';
 import type { ProxyConfig, TransportName } from './config.js';
 import type { ProxyMetrics } from './metrics.js';
-import { canonicalAor, Registrar } from './registrar.js';
+import { canonicalAor, Registrar, type RegisterRequest } from './registrar.js';
 import { StaticRouter } from './routing.js';
 import {
   buildCancel,
@@ -143,6 +143,8 @@ export interface ProxyCoreOptions {
   readonly logger: Logger;
   readonly gate?: MediaGate;
   readonly registrar?: Registrar;
+  /** Workers: called after a REGISTER changed the location service, to replicate it. */
+  readonly onRegister?: (req: RegisterRequest) => void;
 }
 
 function ipOf(host: string): string {
@@ -164,8 +166,10 @@ export class ProxyCore {
   #counter = 0;
   readonly #dns = new Map<string, string>();
   #sweep: NodeJS.Timeout | undefined;
+  readonly #onRegister: ((req: RegisterRequest) => void) | undefined;
 
   constructor(opts: ProxyCoreOptions) {
+    this.#onRegister = opts.onRegister;
     this.#config = opts.config;
     this.#router = new StaticRouter(opts.config.routes);
     this.#transport = opts.transport;
@@ -563,7 +567,7 @@ export class ProxyCore {
       return;
     }
     const aor = canonicalAor('sip', to.uri.user, to.uri.host);
-    const r = this.registrar.register({
+    const req: RegisterRequest = {
       aor,
       contacts: msg.contacts().map((c) => ({ uri: c.uri.raw, expires: c.expires, q: c.q })),
       star: msg.contactStar(),
@@ -571,9 +575,11 @@ export class ProxyCore {
       callId,
       cseq: cseq.seq,
       source: { transport: inb.peer.transport, address: inb.peer.address, port: inb.peer.port },
-    });
+    };
+    const r = this.registrar.register(req);
     switch (r.status) {
       case 200:
+        if (req.star || req.contacts.length > 0) this.#onRegister?.(req);
         this.#respondLocal(st, 200, undefined, [
           ...r.bindings.map((b): [string, string] => [
             'Contact',

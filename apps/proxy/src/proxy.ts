@@ -7,6 +7,8 @@ import type { Server } from 'node:http';
 import { sameListeners, type ProxyConfig } from './config.js';
 import { ProxyMetrics, serveMetrics } from './metrics.js';
 import { NO_GATE, ProxyCore, type Logger, type MediaGate } from './proxy-core.js';
+import { WorkerDispatch } from './dispatch.js';
+import type { RegisterRequest } from './registrar.js';
 import { Transports, type Listener } from './transport.js';
 
 export interface RunningProxy {
@@ -15,6 +17,9 @@ export interface RunningProxy {
   readonly metrics: ProxyMetrics;
   /** Bound metrics address, when metrics are on. */
   readonly metricsPort: number | undefined;
+  /** Workers: the loopback port siblings forward datagrams to, and where to set theirs. */
+  readonly dispatch: WorkerDispatch | undefined;
+  readonly dispatchPort: number | undefined;
   reload(config: ProxyConfig): Promise<void>;
   stop(): Promise<void>;
 }
@@ -23,22 +28,44 @@ export interface StartOptions {
   readonly config: ProxyConfig;
   readonly logger: Logger;
   readonly gate?: MediaGate;
-  /** Extra text for the metrics endpoint (e.g. the firewall module's counters). */
+  /** Metrics to count into (the app shares one object with the firewall module). */
   readonly metrics?: ProxyMetrics;
+  /** Workers: this worker's index, the worker count and the cluster's secret. */
+  readonly worker?: {
+    readonly index: number;
+    readonly count: number;
+    readonly token: string;
+    readonly onRegister: (req: RegisterRequest) => void;
+  };
 }
 
 export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
   let config = opts.config;
   const log = opts.logger;
-  const holder: { core: ProxyCore | undefined } = { core: undefined };
+  const holder: { core: ProxyCore | undefined; dispatch: WorkerDispatch | undefined } = {
+    core: undefined,
+    dispatch: undefined,
+  };
   const transports = new Transports(
     {
       onMessage: (m) => holder.core?.receive(m),
       onError: (e) => log.debug({ peer: e.peer, err: e.message }, 'transport error'),
+      intercept: (m, i) => holder.dispatch?.intercept(m, i) ?? false,
     },
-    { advertise: config.advertise },
+    { advertise: config.advertise, shared: opts.worker !== undefined },
   );
   let listeners = await transports.listen(config.listen);
+  let dispatchPort: number | undefined;
+  if (opts.worker && opts.worker.count > 1) {
+    holder.dispatch = new WorkerDispatch({
+      index: opts.worker.index,
+      count: opts.worker.count,
+      token: opts.worker.token,
+      deliver: (m) => transports.deliver(m),
+      listenerAt: (i) => listeners.find((l) => l.index === i),
+    });
+    dispatchPort = await holder.dispatch.start();
+  }
   const metrics =
     opts.metrics ??
     new ProxyMetrics({
@@ -51,6 +78,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     metrics,
     logger: log,
     gate: opts.gate ?? NO_GATE,
+    ...(opts.worker ? { onRegister: opts.worker.onRegister } : {}),
   });
   holder.core = core;
   let metricsServer: Server | undefined;
@@ -71,6 +99,8 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     core,
     metrics,
     metricsPort,
+    dispatch: holder.dispatch,
+    dispatchPort,
     async reload(next: ProxyConfig): Promise<void> {
       if (!sameListeners(config.listen, next.listen)) {
         // Listeners change only when their set changed; open transactions lose their sockets.
@@ -82,6 +112,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
       core.reconfigure(next);
     },
     async stop(): Promise<void> {
+      holder.dispatch?.close();
       core.close();
       await transports.close();
       if (metricsServer) await new Promise((r) => metricsServer?.close(r));

@@ -29,6 +29,8 @@ export interface Listener {
   readonly advertise: string;
   /** The receive buffer the kernel granted (UDP), bytes. */
   readonly recvBufferBytes?: number;
+  /** Position in the configured `listen` list (the same in every worker). */
+  readonly index: number;
 }
 
 export interface Inbound {
@@ -41,6 +43,8 @@ export interface TransportEvents {
   onMessage(msg: Inbound): void;
   /** A stream that cannot be framed, a refused connection, a send error. Never throws. */
   onError?(err: { peer?: Peer; message: string }): void;
+  /** Workers: takes a UDP datagram another worker owns (returns true when it did). */
+  intercept?(msg: Inbound, listenerIndex: number): boolean;
 }
 
 export interface TransportOptions {
@@ -49,6 +53,8 @@ export interface TransportOptions {
   readonly maxMessageBytes?: number;
   /** Idle TCP connections are closed after this long (default 10 min). */
   readonly tcpIdleMs?: number;
+  /** Workers: bind non-exclusively so node:cluster shares each socket among the workers. */
+  readonly shared?: boolean;
 }
 
 function wildcard(host: string): boolean {
@@ -105,8 +111,8 @@ export class Transports {
   async listen(addrs: readonly ListenAddress[]): Promise<Listener[]> {
     this.#closed = false;
     const out: Listener[] = [];
-    for (const a of addrs) {
-      out.push(a.transport === 'udp' ? await this.#listenUdp(a) : await this.#listenTcp(a));
+    for (const [i, a] of addrs.entries()) {
+      out.push(a.transport === 'udp' ? await this.#listenUdp(a, i) : await this.#listenTcp(a, i));
     }
     return out;
   }
@@ -118,7 +124,7 @@ export class Transports {
     return defaultAdvertise(a.family);
   }
 
-  async #listenUdp(a: ListenAddress): Promise<Listener> {
+  async #listenUdp(a: ListenAddress, index: number): Promise<Listener> {
     const socket = createSocket({
       type: a.family === 6 ? 'udp6' : 'udp4',
       ipv6Only: a.family === 6,
@@ -133,7 +139,9 @@ export class Transports {
           }),
         ),
       );
-      socket.bind({ address: a.host, port: a.port, exclusive: true }, () => resolve());
+      socket.bind({ address: a.host, port: a.port, exclusive: this.#opts.shared !== true }, () =>
+        resolve(),
+      );
     });
     socket.removeAllListeners('error');
     let recv: number | undefined;
@@ -148,21 +156,25 @@ export class Transports {
       port: socket.address().port,
       family: a.family,
       advertise: this.#advertise(a),
+      index,
       ...(recv !== undefined ? { recvBufferBytes: recv } : {}),
     };
+    const intercept = this.#events.intercept?.bind(this.#events);
     socket.on('message', (bytes, rinfo) => {
-      this.#deliver({
+      const msg: Inbound = {
         bytes,
         peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
         listener,
-      });
+      };
+      if (intercept?.(msg, index)) return;
+      this.#deliver(msg);
     });
     socket.on('error', (err) => this.#events.onError?.({ message: `udp: ${err.message}` }));
     this.#udp.push({ socket, listener });
     return listener;
   }
 
-  async #listenTcp(a: ListenAddress): Promise<Listener> {
+  async #listenTcp(a: ListenAddress, index: number): Promise<Listener> {
     const server = createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) =>
@@ -182,11 +194,17 @@ export class Transports {
       port: typeof addr === 'object' && addr ? addr.port : a.port,
       family: a.family,
       advertise: this.#advertise(a),
+      index,
     };
     server.on('connection', (socket) => this.#adopt(socket, listener));
     server.on('error', (err) => this.#events.onError?.({ message: `tcp: ${err.message}` }));
     this.#tcp.push({ server, listener });
     return listener;
+  }
+
+  /** Hands a message to the handler (also used for messages forwarded by another worker). */
+  deliver(msg: Inbound): void {
+    this.#deliver(msg);
   }
 
   #deliver(msg: Inbound): void {

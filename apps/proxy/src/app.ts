@@ -1,0 +1,203 @@
+/**
+ * The whole program in one process: the policy, the FCP client (to the configured servers, or to
+ * an fcpd embedded in this process), the firewall module and the proxy. Used by the CLI (and by
+ * each worker when `workers` > 1) and by tests.
+ */
+import { execFileSync } from 'node:child_process';
+import { FcpClient } from '@pinhole/fcp';
+import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
+import { Policy, PolicyError, type PolicyConfigInput } from '@pinhole/policy';
+import type { Logger as PinoLogger } from 'pino';
+import type { ProxyConfig } from './config.js';
+import { ConfigError } from './errors.js';
+import { Firewall } from './firewall.js';
+import { ProxyMetrics } from './metrics.js';
+import { startProxy, type RunningProxy } from './proxy.js';
+import type { RegisterRequest } from './registrar.js';
+
+/** Networks protected when none is configured: the private ranges (RFC 1918, RFC 4193). */
+export const DEFAULT_PROTECTED: readonly string[] = [
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  'fc00::/7',
+];
+
+export interface AppHandle {
+  readonly proxy: RunningProxy;
+  readonly firewall: Firewall;
+  readonly fcp: FcpClient;
+  /** The embedded daemon, when no FCP server was configured. */
+  readonly fcpd: FcpdHandle | undefined;
+  /** `nftables` or `memory` for an embedded daemon; `remote` otherwise. */
+  readonly backend: string;
+  reload(config: ProxyConfig): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface AppOptions {
+  readonly config: ProxyConfig;
+  readonly logger: PinoLogger;
+  /** Force the embedded daemon's backend (tests); default: nftables when root and nft exist. */
+  readonly embeddedBackend?: 'nftables' | 'memory';
+  /** Workers: FCP servers chosen by the primary (its embedded fcpd), and the worker identity. */
+  readonly fcpServers?: readonly { host: string; port: number }[];
+  readonly worker?: {
+    readonly index: number;
+    readonly count: number;
+    readonly token: string;
+    readonly onRegister: (req: RegisterRequest) => void;
+  };
+}
+
+function nftUsable(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The policy configuration from the proxy's: its own fields win over `policy`. */
+export function policyInput(
+  config: ProxyConfig,
+  firewallAddresses: readonly string[],
+): PolicyConfigInput {
+  const prot = config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+  const extra = config.policy as Partial<PolicyConfigInput>;
+  return {
+    ...extra,
+    protectedNetworks: prot,
+    firewallAddresses: [...new Set([...(extra.firewallAddresses ?? []), ...firewallAddresses])],
+    source: config.sourcePolicy,
+    ...(extra.maxCallLifetimeSec === undefined
+      ? { maxCallLifetimeSec: config.maxCallSeconds }
+      : {}),
+  };
+}
+
+export function buildPolicy(config: ProxyConfig, firewallAddresses: readonly string[]): Policy {
+  try {
+    return new Policy(policyInput(config, firewallAddresses));
+  } catch (err) {
+    if (err instanceof PolicyError) {
+      const first = err.issues[0];
+      throw new ConfigError(
+        `policy${first?.field ? `.${first.field}` : ''}`,
+        first?.message ?? err.message,
+      );
+    }
+    throw err;
+  }
+}
+
+/** Starts the embedded fcpd (no `--fcp` given): nftables when possible, else memory. */
+export async function startEmbeddedFcpd(
+  config: ProxyConfig,
+  logger: PinoLogger,
+  forced?: 'nftables' | 'memory',
+): Promise<{ fcpd: FcpdHandle; backend: string; server: { host: string; port: number } }> {
+  const backend = forced ?? (nftUsable() ? 'nftables' : 'memory');
+  const prot = config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+  if (config.protected.length === 0) {
+    logger.warn(
+      { protected: prot },
+      'no --protected networks given: protecting the private address ranges',
+    );
+  }
+  if (backend === 'memory') {
+    logger.warn(
+      'embedded fcpd uses the MEMORY backend: pinholes are tracked but NOTHING is enforced ' +
+        '(run as root with nft installed for the nftables backend, or give --fcp)',
+    );
+  }
+  const fcpd = await startFcpd(
+    {
+      listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+      backend: backend === 'nftables' ? 'nftables' : 'memory',
+      protected: prot,
+      logLevel: config.logLevel,
+    },
+    { logger: logger.child({ component: 'fcpd' }) },
+  );
+  const a = fcpd.addresses[0]!;
+  logger.info({ fcp: `tcp:${a.host}:${a.port}`, backend }, 'embedded fcpd started');
+  return { fcpd, backend, server: { host: a.host, port: a.port } };
+}
+
+export async function startApp(opts: AppOptions): Promise<AppHandle> {
+  const { config, logger } = opts;
+  let fcpd: FcpdHandle | undefined;
+  let backend = 'remote';
+  let servers = opts.fcpServers ?? config.fcp.map((s) => ({ host: s.host, port: s.port }));
+  if (servers.length === 0) {
+    const e = await startEmbeddedFcpd(config, logger, opts.embeddedBackend);
+    fcpd = e.fcpd;
+    backend = e.backend;
+    servers = [e.server];
+  }
+  const fcp = new FcpClient({ servers, keepAlive: false });
+  const fcpLog = logger.child({ component: 'fcp-client' });
+  fcp.on('disconnect', (e) =>
+    fcpLog.warn({ server: e.server, err: e.error?.message }, 'FCP server disconnected'),
+  );
+  fcp.on('connect', (e) =>
+    fcpLog.info({ server: e.server, reconnected: e.reconnected }, 'FCP server connected'),
+  );
+  fcp.on('state-lost', (e) => fcpLog.warn(e, 'FCP server lost its rules; re-installing'));
+  try {
+    await fcp.ready(5000);
+  } catch (err) {
+    fcpLog.warn({ err: (err as Error).message }, 'FCP server not reachable yet; will retry');
+  }
+
+  const holder: { proxy: RunningProxy | undefined } = { proxy: undefined };
+  const metrics = new ProxyMetrics({
+    transactions: () => holder.proxy?.core.transactionCount ?? 0,
+    registrations: () => holder.proxy?.core.registrar.size ?? 0,
+  });
+  const addrs = config.listen.map((l) => l.host).filter((h) => h !== '0.0.0.0' && h !== '::');
+  if (config.advertise) addrs.push(config.advertise);
+  const policy = buildPolicy(config, addrs);
+  const proxyLog = logger.child({ component: 'proxy' });
+  const firewall = new Firewall({
+    policy,
+    fcp,
+    metrics,
+    logger: logger.child({ component: 'firewall' }),
+    failMode: config.failMode,
+    deadlineMs: config.pinholeDeadlineMs,
+  });
+  const proxy = await startProxy({
+    config,
+    logger: proxyLog,
+    gate: firewall,
+    metrics,
+    ...(opts.worker ? { worker: opts.worker } : {}),
+  });
+  holder.proxy = proxy;
+  let current = config;
+  return {
+    proxy,
+    firewall,
+    fcp,
+    fcpd,
+    backend,
+    async reload(next: ProxyConfig): Promise<void> {
+      // Validate everything before changing anything.
+      buildPolicy(next, addrs);
+      await proxy.reload(next);
+      firewall.reconfigure({ failMode: next.failMode, deadlineMs: next.pinholeDeadlineMs });
+      current = next;
+      logger.info({ routes: current.routes.length }, 'configuration reloaded');
+    },
+    async stop(): Promise<void> {
+      await proxy.stop();
+      firewall.close();
+      fcp.close();
+      if (fcpd) await fcpd.close();
+    },
+  };
+}
