@@ -85,3 +85,23 @@ export type {
 } from './server.js';
 export { MemoryBackend } from './memory-backend.js';
 export type { MemoryBackendOptions } from './memory-backend.js';
+export { FcpClient } from './client.js';
+export type {
+  FcpClientOptions,
+  FcpClientEvents,
+  FcpResult,
+  ServerOutcome,
+  OutcomeKind,
+  SetParams,
+  NatParams,
+  ClientResponseEvent,
+  RequestOrigin,
+} from './client.js';
+export { FcpConnection } from './connection.js';
+export type {
+  ServerEndpoint,
+  ReconnectOptions,
+  ConnectionOptions,
+  ConnectionEvents,
+  UnsequencedRequest,
+} from './connection.js';

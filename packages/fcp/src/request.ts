@@ -120,24 +120,29 @@ function isGlue(c: number): boolean {
 export function tokenize(text: string): Token[] | string {
   const tokens: Token[] = [];
   let line = 0;
-  let word = '';
-  const flush = (): void => {
+  // A word is text[wordStart, i) plus `glued` (parts before skipped glue whitespace).
+  let glued = '';
+  let wordStart = -1;
+  const flush = (end: number): void => {
+    if (wordStart === -1 && glued === '') return;
+    const word = wordStart === -1 ? glued : glued + text.slice(wordStart, end);
+    glued = '';
+    wordStart = -1;
     if (word === '') return;
     const eq = word.indexOf('=');
     const name = (eq === -1 ? word : word.slice(0, eq)).toUpperCase();
     tokens.push({ name, value: eq === -1 ? undefined : word.slice(eq + 1), raw: word, line });
-    word = '';
   };
   const n = text.length;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c === LF) {
-      flush();
+      flush(i);
       line++;
       continue;
     }
     if (c === SEMI || c === COMMA) {
-      flush();
+      flush(i);
       continue;
     }
     if (isWsp(c)) {
@@ -145,15 +150,21 @@ export function tokenize(text: string): Token[] | string {
       let j = i;
       while (j < n && isWsp(text.charCodeAt(j))) j++;
       const next = j < n ? text.charCodeAt(j) : LF;
-      const prev = word.length > 0 ? word.charCodeAt(word.length - 1) : -1;
-      if (!(word.length > 0 && (isGlue(prev) || isGlue(next)))) flush();
+      const inWord = wordStart !== -1 || glued !== '';
+      const prev = i > 0 ? text.charCodeAt(i - 1) : -1;
+      if (inWord && (isGlue(prev) || isGlue(next))) {
+        if (wordStart !== -1) glued += text.slice(wordStart, i);
+        wordStart = -1;
+      } else {
+        flush(i);
+      }
       i = j - 1;
       continue;
     }
     if (c < 0x21 || c > 0x7e) return `invalid character 0x${c.toString(16).padStart(2, '0')}`;
-    word += text[i];
+    if (wordStart === -1) wordStart = i;
   }
-  flush();
+  flush(n);
   return tokens;
 }
 
