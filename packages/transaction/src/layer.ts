@@ -442,11 +442,17 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     return this.#isReliable(transport) ? this.#timersReliable : this.#timersUnreliable;
   }
 
-  #createServer(request: SipMessage, key: string, source: Address): ServerTransaction | undefined {
+  #createServer(
+    request: SipMessage,
+    baseKey: string,
+    source: Address,
+  ): ServerTransaction | undefined {
     if (this.#table.size >= this.#max) {
       this.stats.rejectedFull++;
       return undefined;
     }
+    // RFC 2543 transactions differing only in Request-URI share a base key.
+    const key = this.#table.has(baseKey) ? `${baseKey}|${request.requestUri}` : baseKey;
     const reliable = this.#isReliable(source.transport);
     const init = {
       host: this,
@@ -572,12 +578,19 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     }
   }
 
-  /** Lookup with the RFC 2543 extra checks (Request-URI; ACK To tag). */
+  /**
+   * Lookup with the RFC 2543 extra checks (Request-URI; ACK To tag). Two RFC 2543 transactions
+   * that differ only in their Request-URI share a base key; the second lives under
+   * `key|Request-URI`.
+   */
   #matchServer(key: string, request: SipMessage): ServerTransaction | undefined {
-    const t = this.#table.get(key);
+    let t = this.#table.get(key);
     if (t === undefined || (t.kind !== 'ist' && t.kind !== 'nist')) return undefined;
     if (hasMagicCookie(request.topVia()?.branch)) return t;
-    if (t.request.requestUri !== request.requestUri) return undefined;
+    if (t.request.requestUri !== request.requestUri) {
+      t = this.#table.get(`${key}|${request.requestUri}`);
+      if (t === undefined || (t.kind !== 'ist' && t.kind !== 'nist')) return undefined;
+    }
     if (request.method.toUpperCase() === 'ACK') {
       const sent = t.finalResponse?.to()?.tag;
       if (sent !== undefined && sent !== request.to()?.tag) return undefined;
