@@ -101,7 +101,7 @@ describe('transaction layer', () => {
     expect(e?.direction).toBe('received');
     expect(e?.source).toEqual(UAC);
     expect(e?.transport).toBe('UDP');
-    expect(e?.transactionId).toBe(h.layer.transactions().next().value?.id);
+    expect(e?.transactionId).toBe([...h.layer.transactions()][0]?.id);
     expect(e?.branchId).toBeUndefined();
     expect(e?.dialog).toMatchObject({
       callId: 'call-1@198.18.0.1',
