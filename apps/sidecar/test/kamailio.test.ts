@@ -1,0 +1,327 @@
+/**
+ * A real Kamailio (apps/sidecar/kamailio/kamailio.cfg: record-routing stateful proxy with
+ * siptrace trace_mode=1) mirrors a call to our UDP HEP receiver. The test plays the caller and
+ * the callee on loopback sockets and checks every copy the decoder and the normalizer report.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { systemTestGate } from '@pinhole/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HepPacket } from '../src/hep.js';
+import { CaptureNormalizer } from '../src/normalizer.js';
+import type { MediaSource, SipObservation } from '../src/observation.js';
+import { HepIngress, HepUdpReceiver } from '../src/receiver.js';
+import { createSidecarMetrics } from '../src/sidecar-metrics.js';
+import { sipParser } from './support/fake-sip.js';
+import { startKamailio, type RunningKamailio } from './support/kamailio.js';
+
+const CAPTURE_ID = 2001;
+const AUTH_KEY = 'pinhole-test-key';
+const SDP =
+  'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n';
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function udp(): Promise<Socket> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+}
+
+function header(msg: string, name: string): string[] {
+  const head = msg.slice(0, msg.indexOf('\r\n\r\n'));
+  return head
+    .split('\r\n')
+    .slice(1)
+    .filter((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
+}
+
+describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
+  'Kamailio siptrace (HEP3, trace_mode=1) into the sidecar',
+  () => {
+    let kam: RunningKamailio | undefined;
+    let rx: HepUdpReceiver | undefined;
+    let ua: Socket | undefined;
+    let callee: Socket | undefined;
+    const packets: HepPacket[] = [];
+    const observations: SipObservation[] = [];
+    const settled: { obs: SipObservation; source: MediaSource }[] = [];
+    const metrics = createSidecarMetrics();
+    const uaInbox: string[] = [];
+    const calleeInbox: string[] = [];
+    let release200: (() => void) | undefined;
+    const callId = `pinhole-${process.pid}-${Date.now()}@127.0.0.1`;
+
+    beforeAll(async () => {
+      const { parse } = await sipParser();
+      ua = await udp();
+      callee = await udp();
+      const live: { normalizer?: CaptureNormalizer } = {};
+      const ingress = new HepIngress({
+        captureIds: [CAPTURE_ID],
+        authKey: AUTH_KEY,
+        metrics,
+        onPacket: (p, s) => {
+          packets.push(p);
+          live.normalizer?.push(p, s);
+        },
+      });
+      rx = new HepUdpReceiver(ingress);
+      const hep = await rx.listen({ host: '127.0.0.1', port: 0 });
+      kam = await startKamailio({ hepPort: hep.port, captureId: CAPTURE_ID, authKey: AUTH_KEY });
+      const kamPort = kam.port;
+      // Every peer is on 127.0.0.1, so the server's port tells its copies apart.
+      live.normalizer = new CaptureNormalizer({
+        serverAddresses: [{ address: '127.0.0.1', port: kamPort }],
+        parse,
+        metrics,
+        onObservation: (o) => observations.push(o),
+        onSettle: (obs, source) => settled.push({ obs, source }),
+      });
+
+      const calleePort = callee.address().port;
+      const answered = new Set<string>();
+      callee.on('message', (m: Buffer, r: RemoteInfo) => {
+        const s = m.toString('utf8');
+        calleeInbox.push(s);
+        const reply = (code: number, reason: string, body = ''): void => {
+          const to = header(s, 'to')[0] ?? 'To: <sip:x@127.0.0.1>';
+          const lines = [
+            `SIP/2.0 ${code} ${reason}`,
+            ...header(s, 'via'),
+            ...header(s, 'record-route'),
+            ...header(s, 'from'),
+            to.includes(';tag=') ? to : `${to};tag=callee-tag`,
+            ...header(s, 'call-id'),
+            ...header(s, 'cseq'),
+            `Contact: <sip:callee@127.0.0.1:${calleePort}>`,
+            ...(body ? ['Content-Type: application/sdp'] : []),
+            `Content-Length: ${Buffer.byteLength(body)}`,
+            '',
+            body,
+          ];
+          callee?.send(lines.join('\r\n'), r.port, r.address);
+        };
+        if (s.startsWith('OPTIONS ')) reply(200, 'OK');
+        else if (s.startsWith('BYE ')) reply(200, 'OK');
+        else if (s.startsWith('INVITE ')) {
+          const branch = header(s, 'via')[0] ?? '';
+          if (answered.has(branch)) return;
+          answered.add(branch);
+          reply(180, 'Ringing');
+          release200 = () => reply(200, 'OK', SDP.replace('40000', '50000'));
+        }
+      });
+      ua.on('message', (m: Buffer) => uaInbox.push(m.toString('utf8')));
+
+      // Kamailio is ready once it relays an OPTIONS (retried: it may still be starting).
+      const uaPort = ua.address().port;
+      for (let i = 0; i < 100 && !uaInbox.some((s) => s.startsWith('SIP/2.0 200')); i++) {
+        ua.send(
+          [
+            `OPTIONS sip:callee@127.0.0.1:${calleePort} SIP/2.0`,
+            `Via: SIP/2.0/UDP 127.0.0.1:${uaPort};branch=z9hG4bKprobe${i};rport`,
+            'Max-Forwards: 70',
+            'From: <sip:probe@127.0.0.1>;tag=probe',
+            `To: <sip:callee@127.0.0.1:${calleePort}>`,
+            `Call-ID: ${callId.replace('pinhole-', 'probe-')}`,
+            `CSeq: ${i + 1} OPTIONS`,
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+          kamPort,
+          '127.0.0.1',
+        );
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!uaInbox.some((s) => s.startsWith('SIP/2.0 200'))) {
+        throw new Error(`Kamailio did not relay OPTIONS; its log:\n${kam.log().slice(-3000)}`);
+      }
+    });
+
+    afterAll(async () => {
+      ua?.close();
+      callee?.close();
+      await rx?.close();
+      await kam?.stop();
+    });
+
+    it('mirrors a call: every request and reply, in and out, retransmissions and in-dialog requests', async () => {
+      if (!ua || !callee || !kam) throw new Error('setup failed');
+      const k = kam.port;
+      const uaPort = ua.address().port;
+      const calleePort = callee.address().port;
+      const send = (lines: string[], body = ''): string => {
+        const text = [...lines, `Content-Length: ${Buffer.byteLength(body)}`, '', body].join(
+          '\r\n',
+        );
+        ua?.send(text, k, '127.0.0.1');
+        return text;
+      };
+      const common = [
+        'Max-Forwards: 70',
+        'From: "Jörg Ünal 山田" <sip:joerg@127.0.0.1>;tag=caller-tag',
+        `Call-ID: ${callId}`,
+      ];
+      const inviteLines = [
+        `INVITE sip:callee@127.0.0.1:${calleePort} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${uaPort};branch=z9hG4bKinv1;rport`,
+        ...common,
+        `To: <sip:callee@127.0.0.1:${calleePort}>`,
+        'CSeq: 1 INVITE',
+        `Contact: <sip:joerg@127.0.0.1:${uaPort}>`,
+        'Content-Type: application/sdp',
+      ];
+      // Wait for each step's mirrored copies before the next step: Kamailio's worker processes
+      // send HEP independently, so copies of different steps could otherwise interleave.
+      const mine = () => observations.filter((o) => o.message.callId() === callId);
+      const copies = (n: number) => until(() => mine().length >= n, `${n} mirrored copies`);
+      const invite = send(inviteLines, SDP);
+      await until(
+        () => uaInbox.some((s) => s.startsWith('SIP/2.0 180') && s.includes(callId)),
+        '180',
+      );
+      // Retransmit the INVITE: Kamailio absorbs it and retransmits the 180 itself.
+      send(inviteLines, SDP);
+      await until(
+        () => uaInbox.filter((s) => s.startsWith('SIP/2.0 180') && s.includes(callId)).length >= 2,
+        'the retransmitted 180',
+      );
+      await copies(7);
+      release200?.();
+      await until(
+        () => uaInbox.some((s) => s.startsWith('SIP/2.0 200') && s.includes(callId)),
+        '200',
+      );
+      const ok = uaInbox.find((s) => s.startsWith('SIP/2.0 200') && s.includes(callId)) ?? '';
+      const routes = header(ok, 'record-route').map(
+        (h) => `Route: ${h.slice(h.indexOf(':') + 1).trim()}`,
+      );
+      expect(routes.length).toBeGreaterThan(0);
+      const toWithTag = header(ok, 'to')[0] ?? '';
+      const inDialog = (method: string, cseq: number, branch: string): string[] => [
+        `${method} sip:callee@127.0.0.1:${calleePort} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${uaPort};branch=${branch};rport`,
+        ...routes,
+        ...common,
+        toWithTag,
+        `CSeq: ${cseq} ${method}`,
+      ];
+      await copies(9);
+      send(inDialog('ACK', 1, 'z9hG4bKack1'));
+      await until(() => calleeInbox.some((s) => s.startsWith('ACK ')), 'ACK at the callee');
+      await copies(11);
+      send(inDialog('BYE', 2, 'z9hG4bKbye1'));
+      await until(
+        () => uaInbox.some((s) => s.startsWith('SIP/2.0 200') && s.includes('2 BYE')),
+        '200 to BYE',
+      );
+      await copies(15);
+
+      const seen = mine().map((o) => {
+        const m = o.message;
+        const start = m.isRequest ? m.method : String(m.status);
+        return `${o.kind === 'received-by-server' ? 'in ' : 'out'} ${start} ${m.cseq()?.method ?? ''} ${o.copy}`;
+      });
+      const expected = [
+        'in  INVITE INVITE first',
+        'out 100 INVITE first',
+        'out INVITE INVITE twin',
+        'in  180 INVITE first',
+        'out 180 INVITE twin',
+        'in  INVITE INVITE retransmission',
+        'out 180 INVITE retransmission',
+        'in  200 INVITE first',
+        'out 200 INVITE twin',
+        'in  ACK ACK first',
+        'out ACK ACK twin',
+        'in  BYE BYE first',
+        'out BYE BYE twin',
+        'in  200 BYE first',
+        'out 200 BYE twin',
+      ];
+      // Kamailio's worker processes mirror independently, so copies of different messages may
+      // swap places (a 180 mirrored by one worker before another worker's copy of the INVITE it
+      // answers); the copies of one message keep their order, which is what 'copy' reflects.
+      expect([...seen].sort()).toEqual([...expected].sort());
+      const perKey = new Map<string, string[]>();
+      for (const o of mine())
+        perKey.set(o.key, [...(perKey.get(o.key) ?? []), `${o.kind} ${o.copy}`]);
+      expect(perKey.size).toBe(7);
+      for (const list of perKey.values()) expect(list[0]).toMatch(/ first$/);
+      expect(perKey.get(mine()[0]?.key ?? '')).toEqual([
+        'received-by-server first',
+        'sent-by-server twin',
+        'received-by-server retransmission',
+      ]);
+
+      // Addresses: in = UA or callee -> Kamailio, out = Kamailio -> UA or callee.
+      const byStart = (kind: string, start: string) =>
+        mine().filter(
+          (o) =>
+            o.kind === kind &&
+            (o.message.isRequest ? o.message.method : String(o.message.status)) === start,
+        );
+      const inviteIn = byStart('received-by-server', 'INVITE')[0];
+      const inviteOut = byStart('sent-by-server', 'INVITE')[0];
+      expect(inviteIn?.src).toEqual({ address: '127.0.0.1', port: uaPort });
+      expect(inviteIn?.dst).toEqual({ address: '127.0.0.1', port: k });
+      expect(inviteOut?.src).toEqual({ address: '127.0.0.1', port: k });
+      expect(inviteOut?.dst).toEqual({ address: '127.0.0.1', port: calleePort });
+      expect(inviteIn?.transport).toBe('UDP');
+      // The received copy is byte-exact what the UA sent, non-ASCII display name included.
+      expect(Buffer.from(inviteIn?.bytes ?? []).equals(Buffer.from(invite, 'utf8'))).toBe(true);
+      // The sent copy is what the callee got: Kamailio's Via and Record-Route on top.
+      const got = calleeInbox.find((s) => s.startsWith('INVITE ')) ?? '';
+      expect(Buffer.from(inviteOut?.bytes ?? []).toString('utf8')).toBe(got);
+      expect(header(got, 'record-route').length).toBe(1);
+      const bye200Out = mine().at(-1);
+      expect(bye200Out?.dst).toEqual({ address: '127.0.0.1', port: uaPort });
+
+      // Settled once per message, from the sent copy wherever there is one.
+      const mySettled = settled.filter((s) => s.obs.message.callId() === callId);
+      expect(
+        mySettled
+          .map(
+            (s) =>
+              `${s.obs.message.isRequest ? s.obs.message.method : s.obs.message.status} ${s.source}`,
+          )
+          .sort(),
+      ).toEqual([
+        '100 sent-copy',
+        '180 sent-copy',
+        '200 sent-copy',
+        '200 sent-copy',
+        'ACK sent-copy',
+        'BYE sent-copy',
+        'INVITE sent-copy',
+      ]);
+
+      // What the HEP packets themselves carried.
+      const mineHep = packets.filter((p) => Buffer.from(p.payload ?? []).includes(callId));
+      expect(mineHep).toHaveLength(15);
+      for (const p of mineHep) {
+        expect(p).toMatchObject({
+          ipFamily: 2,
+          ipProtocol: 17,
+          protocolType: 1,
+          captureId: CAPTURE_ID,
+          compressed: false,
+        });
+        expect(Buffer.from(p.authKey ?? []).toString()).toBe(AUTH_KEY);
+        expect(Math.abs((p.timeSeconds ?? 0) - Date.now() / 1000)).toBeLessThan(600);
+        expect(p.otherChunks).toEqual([]);
+      }
+      expect(
+        metrics.hepPackets.value({ transport: 'udp', type: 'sip', outcome: 'bad_auth_key' }),
+      ).toBe(0);
+    });
+  },
+);
