@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { parse, serialize, SipError, type SipMessage } from './index.js';
+
+const INVITE =
+  'INVITE sip:bob@biloxi.example.com SIP/2.0\r\n' +
+  'v: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1, SIP/2.0/UDP ua.example.com;branch=z9hG4bK0\r\n' +
+  'Max-Forwards: 10\r\n' +
+  'Route: <sip:p2.example.com;lr>, <sip:p3.example.com;lr>\r\n' +
+  'Record-Route: <sip:p1.example.com;lr>\r\n' +
+  'From: <sip:alice@atlanta.example.com>;tag=1\r\n' +
+  'To: <sip:bob@biloxi.example.com>\r\n' +
+  'Call-ID: c1\r\nCSeq: 1 INVITE\r\nX-Custom: keep me\r\n' +
+  'c: text/plain\r\nl: 5\r\n\r\nhello';
+
+function mustParse(bytes: Uint8Array | string): SipMessage {
+  const r = parse(bytes);
+  if (!r.ok) throw new Error(`${r.error.code}: ${r.error.reason}`);
+  return r.message;
+}
+
+/** Serialise, parse again: the round trip every edit must survive. */
+function reparse(m: SipMessage): SipMessage {
+  return mustParse(serialize(m));
+}
+
+describe('editing without reparse (RFC 3261 §16.6 request forwarding)', () => {
+  it('prepends a Via above the existing ones', () => {
+    const m = mustParse(INVITE);
+    m.prependVia('SIP/2.0/UDP p2.example.com;branch=z9hG4bK2');
+    expect(m.topVia()?.branch).toBe('z9hG4bK2');
+    const again = reparse(m);
+    expect(again.via().map((v) => v.branch)).toEqual(['z9hG4bK2', 'z9hG4bK1', 'z9hG4bK0']);
+    expect(again.body.toString()).toBe('hello');
+  });
+
+  it('removes the top Via value from a comma-separated line (RFC 3261 §18.1.2 responses)', () => {
+    const m = mustParse(INVITE);
+    m.removeTopVia();
+    expect(m.via().map((v) => v.branch)).toEqual(['z9hG4bK0']);
+    expect(
+      reparse(m)
+        .via()
+        .map((v) => v.branch),
+    ).toEqual(['z9hG4bK0']);
+    m.removeTopVia();
+    expect(reparse(m).via()).toEqual([]);
+  });
+
+  it('prepends a Record-Route and removes the top Route', () => {
+    const m = mustParse(INVITE);
+    m.prependRecordRoute('<sip:p2.example.com;lr>');
+    m.removeTopRoute();
+    const again = reparse(m);
+    expect(again.recordRoute().map((r) => r.uri.host)).toEqual([
+      'p2.example.com',
+      'p1.example.com',
+    ]);
+    expect(again.route().map((r) => r.uri.host)).toEqual(['p3.example.com']);
+  });
+
+  it('sets the Request-URI', () => {
+    const m = mustParse(INVITE);
+    m.setRequestUri('sip:bob@198.18.1.20:5060');
+    expect(m.requestUriParsed()?.port).toBe(5060);
+    const again = reparse(m);
+    expect(again.requestUri).toBe('sip:bob@198.18.1.20:5060');
+    expect(again.method).toBe('INVITE');
+    expect(() => m.setRequestUri('sip:a b')).toThrow(SipError);
+  });
+
+  it('MUST decrement Max-Forwards by one, and add 70 when absent', () => {
+    const m = mustParse(INVITE);
+    expect(m.decrementMaxForwards()).toBe(9);
+    expect(reparse(m).maxForwards()).toBe(9);
+    const noMf = mustParse(INVITE.replace('Max-Forwards: 10\r\n', ''));
+    expect(noMf.decrementMaxForwards()).toBe(70);
+    expect(reparse(noMf).maxForwards()).toBe(70);
+    const zero = mustParse(INVITE.replace('Max-Forwards: 10', 'Max-Forwards: 0'));
+    expect(zero.decrementMaxForwards()).toBe(0);
+  });
+
+  it('replaces the body and keeps Content-Length (compact name kept) right', () => {
+    const m = mustParse(INVITE);
+    m.setBody('v=0\r\n', 'application/sdp');
+    const again = reparse(m);
+    expect(again.contentLength()).toBe(5);
+    expect(again.contentType()).toBe('application/sdp');
+    expect(again.bodyText()).toBe('v=0\r\n');
+    expect(serialize(m).toString()).toContain('\r\nl: 5\r\n');
+    m.setBody(new Uint8Array([1, 2, 3, 0]));
+    expect(reparse(m).body).toEqual(Buffer.from([1, 2, 3, 0]));
+  });
+
+  it('adds, sets and removes headers, keeping unknown ones verbatim', () => {
+    const m = mustParse(INVITE);
+    m.addHeader('P-Test', 'one');
+    m.addHeader('P-Test', 'zero', 'first');
+    expect(m.getAll('p-test')).toEqual(['zero', 'one']);
+    m.setHeader('p-test', 'only');
+    expect(m.getAll('P-TEST')).toEqual(['only']);
+    expect(m.removeHeader('p-test')).toBe(1);
+    expect(m.removeHeader('p-test')).toBe(0);
+    expect(m.removeHeader('v')).toBe(1);
+    const again = reparse(m);
+    expect(again.has('via')).toBe(false);
+    expect(again.get('x-custom')).toBe('keep me');
+    expect(() => m.addHeader('Bad Name', 'x')).toThrow(SipError);
+    expect(() => m.addHeader('X-Inject', 'a\r\nVia: evil')).toThrow(SipError);
+  });
+
+  it('keeps unedited lines byte-exact after an edit', () => {
+    const m = mustParse(INVITE);
+    m.decrementMaxForwards();
+    const out = serialize(m).toString('latin1');
+    expect(out).toBe(INVITE.replace('Max-Forwards: 10', 'Max-Forwards: 9'));
+  });
+
+  it('clone() gives an independently editable copy (one per forked branch)', () => {
+    const m = mustParse(INVITE);
+    const a = m.clone();
+    const b = m.clone();
+    a.prependVia('SIP/2.0/UDP p2.example.com;branch=z9hG4bKa');
+    b.prependVia('SIP/2.0/UDP p2.example.com;branch=z9hG4bKb');
+    a.setRequestUri('sip:bob@198.18.1.1');
+    expect(reparse(a).topVia()?.branch).toBe('z9hG4bKa');
+    expect(reparse(b).topVia()?.branch).toBe('z9hG4bKb');
+    expect(reparse(b).requestUri).toBe('sip:bob@biloxi.example.com');
+    expect(serialize(m).toString('latin1')).toBe(INVITE);
+  });
+
+  it('rebuilds a head that had no closing empty line with one', () => {
+    const m = mustParse('OPTIONS sip:a@b.example.com SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n');
+    expect(serialize(m).toString()).toBe(
+      'OPTIONS sip:a@b.example.com SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n',
+    );
+    m.addHeader('Max-Forwards', '70');
+    expect(serialize(m).toString()).toBe(
+      'OPTIONS sip:a@b.example.com SIP/2.0\r\nCall-ID: x\r\nl: 0\r\nMax-Forwards: 70\r\n\r\n',
+    );
+  });
+});
