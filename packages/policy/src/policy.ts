@@ -956,6 +956,9 @@ export class Policy {
       return undefined;
     }
     const key = callKey(callId, fromTag);
+    // Only a dialog of a call we know nothing about is adopted; a stray in-dialog request for an
+    // unknown dialog of a known call changes nothing.
+    if (this.#calls.has(key) || this.#calls.has(callKey(callId, toTag))) return undefined;
     const call: CallState = {
       key,
       callId,
