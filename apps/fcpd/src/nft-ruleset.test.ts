@@ -1,4 +1,4 @@
-import type { FirewallRule } from '@pinhole/fcp';
+import { fromFirewallRule, pmeKey, type FirewallRule } from '@pinhole/fcp';
 import { describe, expect, it } from 'vitest';
 import {
   adoptElements,
@@ -109,6 +109,20 @@ describe('canonicalKey', () => {
     expect(rule({ dstPorts: [5, 5], srcPorts: [0, 65535] }).key).toBe(
       'PROTO=17; DSTIP=198.19.1.2; DSTPORT=5;',
     );
+  });
+});
+
+describe('canonicalKey agrees with @pinhole/fcp', () => {
+  it.each([
+    rule({}),
+    rule({ src: { address: '198.18.0.0', prefix: 16 }, srcPorts: [3333, 3334] }),
+    rule({ dstPorts: [7, 7], src: { address: '198.18.1.2', prefix: 32 } }),
+    rule({ family: 6, dst: { address: '2001:db8::5', prefix: 128 } }),
+    rule({ family: 6, dst: { address: '2001:db8::', prefix: 64 }, proto: 6 }),
+  ])('for $key', (r) => {
+    const pme = fromFirewallRule(r);
+    expect(pme).toBeDefined();
+    expect(pmeKey(pme!)).toBe(r.key);
   });
 });
 

@@ -113,6 +113,52 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     await b2.close();
   });
 
+  it('opens holes with a source prefix and port ranges through the interval set', async () => {
+    const b = backend();
+    await b.open();
+    const r = hole(t.insideAddr, port, {
+      src: { address: '198.18.1.0', prefix: 24 },
+      dstPorts: [port - 100 < 1024 ? port : port - 100, port],
+    });
+    await b.install(r, { owner: 'a', timerSec: 30 });
+    const { stdout } = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'w4']);
+    expect(stdout).toContain('198.18.1.0/24');
+    expect(await reaches()).toBe(true);
+    // A source outside the prefix does not match.
+    const other = hole(t.insideAddr, port, { src: { address: '198.18.2.0', prefix: 24 } });
+    await b.remove(r);
+    await b.install(other, { owner: 'a', timerSec: 30 });
+    expect(await blocked()).toBe(true);
+    await b.remove(other);
+    await b.close();
+  });
+
+  it('installs and removes IPv6 holes in their own sets', async () => {
+    const b = backend({ protected: [t.insideNet, '2001:db8::/32'] });
+    await b.open();
+    const v6: FirewallRule = {
+      key: 'PROTO=17; DSTIP=2001:db8::5; DSTPORT=40000-40001;',
+      family: 6,
+      proto: 17,
+      src: undefined,
+      srcPorts: undefined,
+      dst: { address: '2001:db8::5', prefix: 128 },
+      dstPorts: [40000, 40001],
+      action: 'pass',
+    };
+    await b.install(v6, { owner: '::1', timerSec: 30 });
+    const list = async () =>
+      (await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'h6d'])).stdout;
+    expect(await list()).toContain('2001:db8::5 . udp . 40001');
+    await b.close();
+    const b2 = backend({ protected: [t.insideNet, '2001:db8::/32'] });
+    const adopted = await b2.open();
+    expect(adopted.map((a) => a.rule)).toEqual([v6]);
+    await b2.remove(v6);
+    expect(await list()).not.toContain('2001:db8::5');
+    await b2.close();
+  });
+
   it('lets the kernel close a hole by itself', async () => {
     const b = backend();
     await b.open();

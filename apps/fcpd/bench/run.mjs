@@ -1,0 +1,348 @@
+// Benchmarks of pinhole-fcpd (run against the built dist/; needs root, nft and ip for the
+// nftables rows, which run in a network namespace this script creates and deletes).
+//
+//   npm run bench -w @pinhole/fcpd            (BENCH_PAIRS=20000 by default)
+//
+// Rows:
+//  - pipelined SET+RELEASE pairs per second through FcpClient -> FCP server -> backend, for the
+//    memory and nftables backends, with per-request latency p50/p99;
+//  - the same number of elements added then deleted with `nft -f` directly: the ceiling;
+//  - single SET latency when the daemon is idle (one request at a time, nftables backend);
+//  - heap with 100,000 live rules (memory backend).
+import { execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FcpClient, MemoryBackend } from '@pinhole/fcp';
+import { cleanupNetns, createNetns, missingRequirements } from '@pinhole/testkit';
+import { pino } from 'pino';
+import { NftablesBackend, startFcpd } from '../dist/index.js';
+
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 20_000);
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 256);
+const IDLE_SETS = Number(process.env.BENCH_IDLE_SETS ?? 500);
+const log = pino({ level: 'silent' });
+
+function pct(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+const ms = (x) => x.toFixed(2);
+
+function dst(i) {
+  // 198.19.0.0/16, one address per pair, port 40000 + (i % 2) * 2.
+  return { proto: 'udp', dst: `198.19.${(i >> 8) & 0xff}.${i & 0xff}`, dstPort: [40000, 40001] };
+}
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+/** The daemon as its own process (as deployed), so client and server do not share a CPU. */
+async function daemon(kind, ns) {
+  const cfg = {
+    listen: ['tcp:127.0.0.1:0'],
+    backend: kind,
+    protected: ['198.19.0.0/16'],
+    limits: { ratePerSec: 0, maxRulesPerClient: 200_000, maxInflightPerConnection: 4096 },
+    policy: { allowForever: true },
+    logLevel: 'info',
+    ...(ns ? { nft: { command: ns.argv('nft') } } : {}),
+  };
+  const file = join(tmpdir(), `pinhole-bench-${process.pid}.json`);
+  writeFileSync(file, JSON.stringify(cfg));
+  const child = spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('fcpd did not start')), 15_000);
+    child.once('exit', (c) => reject(new Error(`fcpd exited ${c}`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const rec = JSON.parse(line);
+      if (rec.msg === 'pinhole-fcpd started') {
+        clearTimeout(t);
+        resolve(Number(rec.listen[0].split(':').pop()));
+      }
+    });
+  });
+  rmSync(file, { force: true });
+  return {
+    addresses: [{ port }],
+    close: () =>
+      new Promise((r) => {
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** In-process daemon (heap measurement). */
+async function inProcess(backend) {
+  return startFcpd(
+    {
+      listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+      backend: 'memory',
+      protected: ['198.19.0.0/16'],
+      limits: { ratePerSec: 0, maxRulesPerClient: 200_000, maxInflightPerConnection: 4096 },
+      policy: { allowForever: true },
+    },
+    { logger: log, backend },
+  );
+}
+
+async function pairs(kind, ns, n) {
+  const d = await daemon(kind, ns);
+  const client = new FcpClient({
+    servers: [{ host: '127.0.0.1', port: d.addresses[0].port }],
+    keepAlive: false,
+    requestTimeoutMs: 30_000,
+  });
+  await client.ready();
+  const lat = [];
+  let next = 0;
+  let failures = 0;
+  const t0 = performance.now();
+  async function worker() {
+    for (;;) {
+      const i = next++;
+      if (i >= n) return;
+      const pme = dst(i);
+      let s = performance.now();
+      const a = await client.set(pme, { timer: 60 });
+      lat.push(performance.now() - s);
+      s = performance.now();
+      const b = await client.release(pme);
+      lat.push(performance.now() - s);
+      if (!a.ok || !b.ok) failures++;
+    }
+  }
+  await Promise.all(Array.from({ length: WINDOW }, worker));
+  const secs = (performance.now() - t0) / 1000;
+  client.close();
+  await d.close();
+  lat.sort((x, y) => x - y);
+  return { rate: n / secs, p50: pct(lat, 50), p99: pct(lat, 99), failures };
+}
+
+/** The backend alone (no FCP): concurrent install+remove pairs, as the server would call it. */
+async function backendPairs(backend, n) {
+  await backend.open();
+  const lat = [];
+  let next = 0;
+  let failures = 0;
+  const t0 = performance.now();
+  async function worker() {
+    for (;;) {
+      const i = next++;
+      if (i >= n) return;
+      const rule = ruleOf(i);
+      try {
+        let s = performance.now();
+        await backend.install(rule, { owner: '127.0.0.1', timerSec: 60 });
+        lat.push(performance.now() - s);
+        s = performance.now();
+        await backend.remove(rule);
+        lat.push(performance.now() - s);
+      } catch {
+        failures++;
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: WINDOW }, worker));
+  const secs = (performance.now() - t0) / 1000;
+  await backend.close();
+  lat.sort((x, y) => x - y);
+  return { rate: n / secs, p50: pct(lat, 50), p99: pct(lat, 99), failures };
+}
+
+async function idleBackend(backend, n) {
+  await backend.open();
+  const lat = [];
+  for (let i = 0; i < n; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    const rule = ruleOf(i);
+    const s = performance.now();
+    await backend.install(rule, { owner: '127.0.0.1', timerSec: 60 });
+    lat.push(performance.now() - s);
+    await backend.remove(rule);
+  }
+  await backend.close();
+  lat.sort((x, y) => x - y);
+  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
+function ruleOf(i) {
+  const p = dst(i);
+  return {
+    key: `PROTO=17; DSTIP=${p.dst}; DSTPORT=40000-40001;`,
+    family: 4,
+    proto: 17,
+    src: undefined,
+    srcPorts: undefined,
+    dst: { address: p.dst, prefix: 32 },
+    dstPorts: [40000, 40001],
+    action: 'pass',
+  };
+}
+
+async function idleSets(kind, ns, n) {
+  const d = await daemon(kind, ns);
+  const client = new FcpClient({
+    servers: [{ host: '127.0.0.1', port: d.addresses[0].port }],
+    keepAlive: false,
+  });
+  await client.ready();
+  const lat = [];
+  for (let i = 0; i < n; i++) {
+    const pme = dst(i);
+    await new Promise((r) => setTimeout(r, 5)); // idle between requests
+    const s = performance.now();
+    const r = await client.set(pme, { timer: 60 });
+    lat.push(performance.now() - s);
+    if (!r.ok) throw new Error(`SET failed: ${JSON.stringify(r.outcomes)}`);
+    await client.release(pme);
+  }
+  client.close();
+  await d.close();
+  lat.sort((x, y) => x - y);
+  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
+/** The same elements as the backend writes, added then deleted with `nft -f`: the ceiling. */
+function directNft(ns, n) {
+  const add = [];
+  const keys = [];
+  for (let i = 0; i < n; i++) {
+    const p = dst(i);
+    for (const port of [40000, 40001]) {
+      const k = `${p.dst} . 17 . ${port}`;
+      keys.push(k);
+      add.push(`${k} timeout 60s comment "ph1;o=127.0.0.1;t=60;x=1800000000000;dp=40000-40001"`);
+    }
+  }
+  const fa = join(tmpdir(), `pinhole-bench-add-${process.pid}.nft`);
+  const fd = join(tmpdir(), `pinhole-bench-del-${process.pid}.nft`);
+  writeFileSync(fa, `add element inet pinhole h4d { ${add.join(',\n')} }\n`);
+  writeFileSync(fd, `delete element inet pinhole h4d { ${keys.join(',\n')} }\n`);
+  try {
+    const t0 = performance.now();
+    execFileSync('ip', ['netns', 'exec', ns.name, 'nft', '-f', fa]);
+    execFileSync('ip', ['netns', 'exec', ns.name, 'nft', '-f', fd]);
+    const secs = (performance.now() - t0) / 1000;
+    return { rate: n / secs };
+  } finally {
+    rmSync(fa, { force: true });
+    rmSync(fd, { force: true });
+  }
+}
+
+async function heap100k() {
+  const backend = new MemoryBackend();
+  const d = await inProcess(backend);
+  const client = new FcpClient({
+    servers: [{ host: '127.0.0.1', port: d.addresses[0].port }],
+    keepAlive: false,
+    requestTimeoutMs: 60_000,
+  });
+  await client.ready();
+  globalThis.gc?.();
+  const before = process.memoryUsage().heapUsed;
+  let next = 0;
+  async function worker() {
+    for (;;) {
+      const i = next++;
+      if (i >= 100_000) return;
+      const r = await client.set(
+        { proto: 'udp', dst: `198.19.${(i >> 8) & 0xff}.${i & 0xff}`, dstPort: 1024 + (i % 60000) },
+        { timer: 3600, keepAlive: false },
+      );
+      if (!r.ok) throw new Error('SET failed');
+    }
+  }
+  await Promise.all(Array.from({ length: WINDOW }, worker));
+  globalThis.gc?.();
+  const after = process.memoryUsage().heapUsed;
+  const live = d.server.liveRules;
+  client.close();
+  await d.close();
+  // Includes the client's bookkeeping of its 100,000 owned rules (same process).
+  return { live, mib: (after - before) / 1048576 };
+}
+
+const rows = [];
+const facts = {
+  node: process.version,
+  nproc: execFileSync('nproc').toString().trim(),
+  nft: (() => {
+    try {
+      return execFileSync('nft', ['--version']).toString().trim();
+    } catch {
+      return 'nft missing';
+    }
+  })(),
+};
+
+console.error(`memory backend: ${PAIRS} pairs...`);
+const mem = await pairs('memory', undefined, PAIRS);
+rows.push(['FcpClient → server → memory backend', mem]);
+
+const idleMem = await idleSets('memory', undefined, IDLE_SETS);
+
+const missing = missingRequirements(['root', 'nft', 'ip', 'netns']);
+let nftRow;
+let ceiling;
+let idle;
+let nftAlone;
+let idleAlone;
+if (missing.length === 0) {
+  const ns = await createNetns('b');
+  try {
+    const mk = () =>
+      new NftablesBackend({ protected: ['198.19.0.0/16'], nftCommand: ns.argv('nft'), logger: undefined });
+    // Create the table once so the ceiling run has its sets.
+    const b0 = mk();
+    await b0.open();
+    await b0.close();
+    console.error(`direct nft -f: ${PAIRS} pairs...`);
+    ceiling = directNft(ns, PAIRS);
+    console.error(`nftables backend: ${PAIRS} pairs...`);
+    nftRow = await pairs('nftables', ns, PAIRS);
+    console.error(`nftables backend alone: ${PAIRS} pairs...`);
+    nftAlone = await backendPairs(mk(), PAIRS);
+    rows.push(['FcpClient → server → nftables backend', nftRow]);
+    rows.push(['NftablesBackend alone (install + remove calls)', nftAlone]);
+    rows.push(['`nft -f` add + delete of the same elements (ceiling)', ceiling]);
+    console.error(`idle single SET x${IDLE_SETS}...`);
+    idle = await idleSets('nftables', ns, IDLE_SETS);
+    idleAlone = await idleBackend(mk(), IDLE_SETS);
+  } finally {
+    await cleanupNetns();
+  }
+} else {
+  console.error(`nftables rows skipped: ${missing.join('; ')}`);
+}
+console.error('heap with 100,000 live rules...');
+const heap = await heap100k();
+
+console.log(`\n### pinhole-fcpd (${PAIRS} SET+RELEASE pairs, ${WINDOW} in flight)\n`);
+console.log('| path | pairs/s | p50 ms | p99 ms | failures |');
+console.log('|---|---:|---:|---:|---:|');
+for (const [name, r] of rows) {
+  console.log(
+    `| ${name} | ${Math.round(r.rate)} | ${r.p50 === undefined ? '–' : ms(r.p50)} | ${r.p99 === undefined ? '–' : ms(r.p99)} | ${r.failures ?? '–'} |`,
+  );
+}
+if (nftRow && ceiling && nftAlone) {
+  console.log(
+    `\nRatio to direct nft (goal ≥ 0.5): end to end ${(nftRow.rate / ceiling.rate).toFixed(2)}, backend alone ${(nftAlone.rate / ceiling.rate).toFixed(2)}`,
+  );
+}
+console.log(`\nSingle SET when idle (${IDLE_SETS} samples, 5 ms apart; goal p99 ≤ 2 ms):\n`);
+console.log('| path | p50 ms | p99 ms |');
+console.log('|---|---:|---:|');
+console.log(`| FcpClient → server → memory backend | ${ms(idleMem.p50)} | ${ms(idleMem.p99)} |`);
+if (idle) console.log(`| FcpClient → server → nftables backend | ${ms(idle.p50)} | ${ms(idle.p99)} |`);
+if (idleAlone) console.log(`| NftablesBackend.install alone | ${ms(idleAlone.p50)} | ${ms(idleAlone.p99)} |`);
+console.log(
+  `\nHeap with ${heap.live} live rules (memory backend, server + client in one process): ${heap.mib.toFixed(1)} MiB`,
+);
+console.log('\nEnd-to-end rows run pinhole-fcpd as its own process; the client is this process.');
+console.log(`\n${facts.node}, nproc ${facts.nproc}, ${facts.nft}`);
