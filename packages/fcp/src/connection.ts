@@ -88,6 +88,8 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
   #seq = 0;
   /** Written, awaiting answers, in order. */
   readonly #outstanding: Pending[] = [];
+  readonly #writeBuf: string[] = [];
+  #writeScheduled = false;
   /** Not yet written (no connection). */
   readonly #queue: Pending[] = [];
 
@@ -166,7 +168,17 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
   #write(p: Pending): void {
     p.written = true;
     this.#outstanding.push(p);
-    this.#socket?.write(p.wire);
+    // Coalesce the requests issued in one turn of the event loop into one write (one syscall).
+    this.#writeBuf.push(p.wire);
+    if (!this.#writeScheduled) {
+      this.#writeScheduled = true;
+      setImmediate(() => {
+        this.#writeScheduled = false;
+        const data = this.#writeBuf.join('');
+        this.#writeBuf.length = 0;
+        if (data !== '') this.#socket?.write(data);
+      });
+    }
   }
 
   #connect(): void {
@@ -218,6 +230,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
     socket.on('close', () => {
       if (this.#socket !== socket) return;
       this.#socket = undefined;
+      this.#writeBuf.length = 0;
       const wasOpen = this.#open;
       this.#open = false;
       this.#failAll(

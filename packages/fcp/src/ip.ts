@@ -7,7 +7,8 @@ import type { IpPrefix } from './backend.js';
 
 export interface IpBytes {
   readonly family: 4 | 6;
-  readonly bytes: Uint8Array;
+  /** 4 or 16 octets (plain numbers: far smaller in memory than a typed array). */
+  readonly bytes: readonly number[];
 }
 
 export interface ParsedPrefix extends IpBytes {
@@ -19,8 +20,8 @@ const DOT = 0x2e;
 const ZERO = 0x30;
 const NINE = 0x39;
 
-export function parseIpv4(text: string): Uint8Array | undefined {
-  const out = new Uint8Array(4);
+export function parseIpv4(text: string): number[] | undefined {
+  const out = [0, 0, 0, 0];
   let octet = 0;
   let value = 0;
   let digits = 0;
@@ -54,7 +55,7 @@ function parseHextet(text: string): number | undefined {
   return v;
 }
 
-export function parseIpv6(text: string): Uint8Array | undefined {
+export function parseIpv6(text: string): number[] | undefined {
   if (text.length < 2 || text.length > 45 || text.includes('%')) return undefined;
   const dbl = text.indexOf('::');
   if (dbl !== -1 && text.indexOf('::', dbl + 1) !== -1) return undefined;
@@ -88,7 +89,7 @@ export function parseIpv6(text: string): Uint8Array | undefined {
     if (h.length + t.length > 7) return undefined;
     words.push(...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t);
   }
-  const out = new Uint8Array(16);
+  const out = new Array<number>(16).fill(0);
   for (let i = 0; i < 8; i++) {
     const w = words[i] ?? 0;
     out[2 * i] = w >> 8;
@@ -108,7 +109,7 @@ export function parseAddress(text: string): IpBytes | undefined {
 
 export function formatAddress(ip: IpBytes): string {
   const b = ip.bytes;
-  if (ip.family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (ip.family === 4) return [b[0], b[1], b[2], b[3]].join('.'); // join: a flat string
   const words: number[] = [];
   for (let i = 0; i < 8; i++) words.push(((b[2 * i] ?? 0) << 8) | (b[2 * i + 1] ?? 0));
   // RFC 5952 §4.2: compress the longest run (first if tied) of two or more zero words.
@@ -133,7 +134,7 @@ export function formatAddress(ip: IpBytes): string {
 }
 
 /** Number of leading one bits of a contiguous dotted mask, or undefined if not contiguous. */
-export function maskLength(mask: Uint8Array): number | undefined {
+export function maskLength(mask: readonly number[]): number | undefined {
   let len = 0;
   let seenZero = false;
   for (const byte of mask) {
@@ -147,8 +148,8 @@ export function maskLength(mask: Uint8Array): number | undefined {
   return len;
 }
 
-export function maskBytes(family: 4 | 6, prefix: number): Uint8Array {
-  const out = new Uint8Array(family === 4 ? 4 : 16);
+export function maskBytes(family: 4 | 6, prefix: number): number[] {
+  const out = new Array<number>(family === 4 ? 4 : 16).fill(0);
   for (let i = 0; i < out.length; i++) {
     const bits = Math.max(0, Math.min(8, prefix - 8 * i));
     out[i] = bits === 0 ? 0 : (0xff << (8 - bits)) & 0xff;
@@ -159,7 +160,7 @@ export function maskBytes(family: 4 | 6, prefix: number): Uint8Array {
 /** Clears the host bits. */
 export function applyPrefix(ip: IpBytes, prefix: number): ParsedPrefix {
   const mask = maskBytes(ip.family, prefix);
-  const bytes = new Uint8Array(ip.bytes.length);
+  const bytes = new Array<number>(ip.bytes.length).fill(0);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (ip.bytes[i] ?? 0) & (mask[i] ?? 0);
   return { family: ip.family, bytes, prefix };
 }

@@ -100,18 +100,19 @@ export function canonicalPme(p: Pme): Pme | string {
   if (p.inInterface && p.inInterface === p.outInterface) {
     return 'ININTERFACE and OUTINTERFACE must differ';
   }
-  return {
-    proto,
-    src,
-    dst,
-    srcPorts,
-    dstPorts,
-    tos: p.tos,
-    tcpSynAllowed: p.tcpSynAllowed === false ? false : undefined,
-    icmpType: p.icmpType,
-    inInterface: p.inInterface,
-    outInterface: p.outInterface,
-  };
+  // Only present members become properties: smaller objects for 100,000 live rules.
+  const out: { -readonly [K in keyof Pme]: Pme[K] } = {};
+  if (proto !== undefined) out.proto = proto;
+  if (src) out.src = src;
+  if (dst) out.dst = dst;
+  if (srcPorts) out.srcPorts = srcPorts;
+  if (dstPorts) out.dstPorts = dstPorts;
+  if (p.tos !== undefined) out.tos = p.tos;
+  if (p.tcpSynAllowed === false) out.tcpSynAllowed = false;
+  if (p.icmpType) out.icmpType = p.icmpType;
+  if (p.inInterface) out.inInterface = p.inInterface;
+  if (p.outInterface) out.outInterface = p.outInterface;
+  return out;
 }
 
 function fmtPorts(r: PortRange): string {

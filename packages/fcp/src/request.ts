@@ -205,14 +205,17 @@ function parseBool(v: string): boolean | undefined {
   return l === 'yes' ? true : l === 'no' ? false : undefined;
 }
 
+// Return the literals (not the lower-cased copy) so stored rules share one string.
 function parseInterface(v: string): FcpInterface | undefined {
   const l = v.toLowerCase();
-  return l === 'in' || l === 'out' || l === 'dmz' || l === 'loopback' ? l : undefined;
+  for (const i of ['in', 'out', 'dmz', 'loopback'] as const) if (l === i) return i;
+  return undefined;
 }
 
 function parseAction(v: string): FcpAction | undefined {
   const l = v.toLowerCase();
-  return l === 'pass' || l === 'drop' || l === 'reject' ? l : undefined;
+  for (const a of ['pass', 'drop', 'reject'] as const) if (l === a) return a;
+  return undefined;
 }
 
 const PME_NAMES: ReadonlySet<string> = new Set([

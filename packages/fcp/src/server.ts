@@ -479,20 +479,33 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     };
     let ending = false;
     let paused = false;
-    const flush = (): void => {
-      while (!ending && queue.length > 0 && queue[0]?.reply !== undefined) {
-        const slot = queue.shift() as Slot;
+    let flushScheduled = false;
+    const flushNow = (): void => {
+      flushScheduled = false;
+      // Replies ready in this turn go out in one write (one syscall), in request order.
+      let out = '';
+      let n = 0;
+      while (!ending && n < queue.length && queue[n]?.reply !== undefined) {
+        const slot = queue[n++] as Slot;
         if (slot.close) {
           ending = true;
-          socket.end(slot.reply as string);
-          return;
+          socket.end(out + (slot.reply as string));
+          out = '';
+          break;
         }
-        socket.write(slot.reply as string);
+        out += slot.reply as string;
       }
+      queue.splice(0, n);
+      if (out !== '' && !socket.destroyed) socket.write(out);
       if (paused && queue.length < maxInflight) {
         paused = false;
         socket.resume();
       }
+    };
+    const flush = (): void => {
+      if (flushScheduled) return;
+      flushScheduled = true;
+      setImmediate(flushNow);
     };
     socket.on('data', (chunk: Buffer) => {
       if (ending) return;
