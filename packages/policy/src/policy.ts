@@ -143,6 +143,8 @@ class Collector {
   readonly actions: ProxyAction[] = [];
 }
 
+const MAX_REMEMBERED_REFUSALS = 64;
+
 const EMPTY: PolicyResult = { intents: [], refusals: [], actions: [] };
 
 function callKey(callId: string, callerTag: string): string {
@@ -801,6 +803,9 @@ export class Policy {
     for (const p of problems) {
       const k = `${p.code}|${p.detail}|${p.pme ? pmeKey(p.pme) : ''}`;
       if (d.refused.has(k)) continue;
+      // Bounded memory: a peer sending endless new bad offers gets its refusals reported again
+      // rather than growing this set.
+      if (d.refused.size >= MAX_REMEMBERED_REFUSALS) d.refused.clear();
       d.refused.add(k);
       col.refusals.push({
         kind: 'refusal',
@@ -1006,7 +1011,6 @@ export class Policy {
     if (m.contentType() !== 'application/sdp') return undefined;
     const r = this.#readSdp(m.body);
     if (r.ok) return r.media;
-    const k = `sdp-invalid|${r.error.code}`;
     col.refusals.push({
       kind: 'refusal',
       code: 'sdp-invalid',
@@ -1014,7 +1018,6 @@ export class Policy {
       pme: undefined,
       dialog: d.ref,
     });
-    d.refused.add(k);
     return undefined;
   }
 
