@@ -51,7 +51,9 @@ async function daemon(kind, ns) {
   };
   const file = join(tmpdir(), `pinhole-bench-${process.pid}.json`);
   writeFileSync(file, JSON.stringify(cfg));
-  const child = spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CLI, '--config', file], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('fcpd did not start')), 15_000);
     child.once('exit', (c) => reject(new Error(`fcpd exited ${c}`)));
@@ -296,7 +298,11 @@ if (missing.length === 0) {
   const ns = await createNetns('b');
   try {
     const mk = () =>
-      new NftablesBackend({ protected: ['198.19.0.0/16'], nftCommand: ns.argv('nft'), logger: undefined });
+      new NftablesBackend({
+        protected: ['198.19.0.0/16'],
+        nftCommand: ns.argv('nft'),
+        logger: undefined,
+      });
     // Create the table once so the ceiling run has its sets.
     const b0 = mk();
     await b0.open();
@@ -339,8 +345,10 @@ console.log(`\nSingle SET when idle (${IDLE_SETS} samples, 5 ms apart; goal p99 
 console.log('| path | p50 ms | p99 ms |');
 console.log('|---|---:|---:|');
 console.log(`| FcpClient → server → memory backend | ${ms(idleMem.p50)} | ${ms(idleMem.p99)} |`);
-if (idle) console.log(`| FcpClient → server → nftables backend | ${ms(idle.p50)} | ${ms(idle.p99)} |`);
-if (idleAlone) console.log(`| NftablesBackend.install alone | ${ms(idleAlone.p50)} | ${ms(idleAlone.p99)} |`);
+if (idle)
+  console.log(`| FcpClient → server → nftables backend | ${ms(idle.p50)} | ${ms(idle.p99)} |`);
+if (idleAlone)
+  console.log(`| NftablesBackend.install alone | ${ms(idleAlone.p50)} | ${ms(idleAlone.p99)} |`);
 console.log(
   `\nHeap with ${heap.live} live rules (memory backend, server + client in one process): ${heap.mib.toFixed(1)} MiB`,
 );
