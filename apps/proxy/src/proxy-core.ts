@@ -107,6 +107,10 @@ interface ServerTxn {
   best: SipMessage | undefined;
   /** A local final response waiting for the branches (e.g. 408 on Timer C). */
   cancelled: boolean;
+  /** The relay of a response held for its pinholes; later responses wait behind it. */
+  chain: Promise<void> | undefined;
+  /** Fail-closed gave up on this call: nothing more is relayed upstream. */
+  failed: boolean;
   /** The best locally generated final (a branch that timed out or could not be sent). */
   bestLocal: { status: number; reason: string | undefined } | undefined;
   timer: NodeJS.Timeout | undefined;
@@ -258,7 +262,8 @@ export class ProxyCore {
       const v = validate(msg, { proxyRequire: [] });
       if (!v.ok) {
         this.#metrics.badMessages.inc({ outcome: msg.method === 'ACK' ? 'dropped' : 'answered' });
-        if (msg.method === 'ACK' || msg.topVia() === undefined) return;
+        // An ACK is never answered; without any Via line there is nowhere to answer.
+        if (msg.method === 'ACK' || !msg.has('via')) return;
         const headers: [string, string][] = [];
         if (v.unsupported && v.unsupported.length > 0) {
           headers.push(['Unsupported', v.unsupported.join(', ')]);
@@ -412,6 +417,8 @@ export class ProxyCore {
       branches: [],
       best: undefined,
       cancelled: false,
+      chain: undefined,
+      failed: false,
       bestLocal: undefined,
       timer: undefined,
       retrans: undefined,
@@ -726,7 +733,7 @@ export class ProxyCore {
     };
     this.#clients.set(branch, ct);
     st.branches.push(ct);
-    this.#gate.passing({ message: out, source: inb.peer, destination: dest });
+    this.#log.debug({ callId: out.callId(), method, dest }, 'request forwarded');
     if (!this.#transport.send(bytes, dest, outListener)) {
       this.#clientFailed(ct, 'transport-error');
       return;
@@ -1044,13 +1051,19 @@ export class ProxyCore {
       if (a.kind === 'set-header') msg.setHeader(a.name, a.value);
       else if (a.kind === 'add-header') msg.addHeader(a.name, a.value);
     }
-    if (!decision.hold) {
+    // Responses leave in the order they arrived: one held for its pinholes holds the later ones.
+    const prev = st.chain;
+    if (!decision.hold && !prev) {
       this.#sendUpstream(st, msg);
       return;
     }
     const held = process.hrtime.bigint();
-    void decision.hold.then((verdict) => {
-      this.#metrics.pinholeWait.observe(Number(process.hrtime.bigint() - held) / 1e9);
+    const hold = decision.hold ?? Promise.resolve<'relay' | 'fail'>('relay');
+    const next = Promise.all([prev, hold]).then(([, verdict]) => {
+      if (decision.hold) {
+        this.#metrics.pinholeWait.observe(Number(process.hrtime.bigint() - held) / 1e9);
+      }
+      if (st.failed) return;
       if (verdict === 'relay') {
         this.#sendUpstream(st, msg);
         return;
@@ -1059,7 +1072,12 @@ export class ProxyCore {
         { callId: msg.callId(), status },
         'pinholes not confirmed in time: failing the call (fail-mode closed)',
       );
+      st.failed = true;
       this.#failCall(st, msg, ct);
+    });
+    st.chain = next;
+    void next.then(() => {
+      if (st.chain === next) st.chain = undefined;
     });
   }
 
@@ -1109,6 +1127,10 @@ export class ProxyCore {
   #sendUpstream(st: ServerTxn, msg: SipMessage): void {
     const bytes = serialize(msg);
     this.#transport.send(bytes, st.source, st.listener);
+    this.#log.debug(
+      { callId: msg.callId(), status: msg.status, method: st.request.method },
+      'response relayed',
+    );
     this.#metrics.responses.inc({ code: msg.status });
     this.#afterSend(st, bytes, msg.status);
   }
@@ -1143,6 +1165,10 @@ export class ProxyCore {
       ...(headers ? { headers } : {}),
     });
     const bytes = Buffer.from(text);
+    this.#log.debug(
+      { callId: st.request.callId(), status, method: st.request.method },
+      'local response',
+    );
     if (status >= 200) {
       st.finalSent = true;
       // Cancel any branch still pending: the caller has its answer.

@@ -169,7 +169,7 @@ cat <<EOF
   </send>
 EOF
 }
-reinv_loop() { # $1 extra headers on the 200
+reinv_loop() { # $1 extra headers on the 200, $2 SDP port of the answer
 cat <<EOF
   <recv request="ACK" crlf="true"/>
   <label id="loop"/>
@@ -197,7 +197,7 @@ cat <<EOF
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [mport] RTP/AVP 0
+      m=audio $2 RTP/AVP 0
       a=rtpmap:0 PCMU/8000
 
     ]]>
@@ -366,15 +366,15 @@ UST='      Require: timer
 '
 { echo "$HDR"; echo '<scenario name="pinhole UAS: session timer of [se] s answered with Require: timer; accepts re-INVITEs until BYE">'
 echo '  <recv request="INVITE" rrs="true"/>'
-resp '180 Ringing' 0 ''; resp '200 OK' 1 "$UST"; reinv_loop "$UST"; close; } > uas-session-timer.xml
+resp '180 Ringing' 0 ''; resp '200 OK' 1 "$UST"; reinv_loop "$UST" '[mport]'; close; } > uas-session-timer.xml
 
 { echo "$HDR"; echo '<scenario name="pinhole UAC: call, pause (-d), re-INVITE moving media to [newport] (-key newport N), pause, BYE">'
 invite ''; echo "$RST"
 ack 1; echo '  <pause/>'; reinvite 2 '[newport]' ''; ack 2; echo '  <pause/>'; bye 3; close; } > uac-reinvite-move.xml
 
-{ echo "$HDR"; echo '<scenario name="pinhole UAS: answers the call and any re-INVITE (same SDP), until BYE">'
+{ echo "$HDR"; echo '<scenario name="pinhole UAS: answers the call, then answers re-INVITEs with media moved to [newport] (-key newport N), until BYE">'
 echo '  <recv request="INVITE" rrs="true"/>'
-resp '180 Ringing' 0 ''; resp '200 OK' 1 ''; reinv_loop ''; close; } > uas-reinvite.xml
+resp '180 Ringing' 0 ''; resp '200 OK' 1 ''; reinv_loop '' '[newport]'; close; } > uas-reinvite.xml
 
 { echo "$HDR"; echo '<scenario name="pinhole bench UAC: INVITE with SDP, 100, 180, 200, ACK, pause, BYE, 200 (the built-in uac, with route sets)">'
 invite ''; echo "$RST"; ack 1; echo '  <pause/>'; bye 2
