@@ -3,19 +3,11 @@
  * pinhole-sidecar: receives the HEP capture stream of a SIP server, decodes and de-duplicates it
  * into SIP observations, and (once wired) drives pinholes through the seam in seam.ts.
  */
+import { parse } from '@pinhole/sip';
 import { pino } from 'pino';
 import { parseArgs, USAGE } from './config.js';
-import type { SipParser } from './observation.js';
 import { UnwiredPinholeControl } from './seam.js';
 import { Sidecar } from './sidecar.js';
-
-async function loadSipParser(): Promise<SipParser | undefined> {
-  // @pinhole/sip's `parse` is being finished in parallel; look it up at run time so this CLI
-  // builds against the type contract alone and starts working as soon as `parse` is exported.
-  const mod = (await import('@pinhole/sip')) as unknown as Record<string, unknown>;
-  const parse = mod.parse;
-  return typeof parse === 'function' ? (parse as SipParser) : undefined;
-}
 
 async function main(): Promise<number> {
   let args;
@@ -31,11 +23,6 @@ async function main(): Promise<number> {
   }
   const config = args.config;
   const log = pino({ name: 'pinhole-sidecar', level: config.logLevel });
-  const parse = await loadSipParser();
-  if (!parse) {
-    log.fatal('@pinhole/sip does not export parse yet: build it (npm run build -w @pinhole/sip)');
-    return 1;
-  }
   const control = new UnwiredPinholeControl(log.child({ component: 'control' }));
   if (!control.drivesFirewall) {
     log.warn(
@@ -50,6 +37,29 @@ async function main(): Promise<number> {
     parse,
     control,
     logger: log.child({ component: 'hep' }),
+  });
+  // Signal handlers go in before the listeners, so a signal during start-up still stops cleanly.
+  let signalled: string | undefined;
+  let onSignal: (sig: string) => void = (sig) => {
+    signalled = sig;
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  let stopping = false;
+  const stopped = new Promise<number>((resolve) => {
+    onSignal = (sig: string): void => {
+      // A repeated signal while stopping is ignored (the close is bounded).
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, 'stopping');
+      sidecar.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
   });
   try {
     const at = await sidecar.start();
@@ -67,20 +77,8 @@ async function main(): Promise<number> {
     log.fatal({ err }, 'pinhole-sidecar failed to start');
     return 1;
   }
-  return await new Promise<number>((resolve) => {
-    const stop = (sig: string): void => {
-      log.info({ signal: sig }, 'stopping');
-      sidecar.close().then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err }, 'error while stopping');
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  if (signalled !== undefined) onSignal(signalled);
+  return await stopped;
 }
 
 main().then(

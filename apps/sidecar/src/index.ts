@@ -43,6 +43,7 @@ export type {
   SipParser,
 } from './observation.js';
 export { UnwiredPinholeControl } from './seam.js';
+export { observedHop } from './observed-hop.js';
 export type { PinholeControl } from './seam.js';
 export { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export type { Labels } from './metrics.js';

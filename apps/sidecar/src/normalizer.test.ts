@@ -1,9 +1,9 @@
 import fc from 'fast-check';
-import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parse } from '@pinhole/sip';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { CaptureNormalizer, type NormalizerOptions } from './normalizer.js';
-import type { MediaSource, SipObservation, SipParser } from './observation.js';
+import type { MediaSource, SipObservation } from './observation.js';
 import { createSidecarMetrics, type SidecarMetrics } from './sidecar-metrics.js';
-import { sipParser } from '../test/support/fake-sip.js';
 import {
   AGENT,
   CALLEE,
@@ -13,11 +13,6 @@ import {
   SERVER,
   UA,
 } from '../test/support/proxy-copies.js';
-
-let parse: SipParser;
-beforeAll(async () => {
-  parse = (await sipParser()).parse;
-});
 
 describe('CaptureNormalizer', () => {
   let clock: FakeClock;

@@ -4,6 +4,7 @@
  * the callee on loopback sockets and checks every copy the decoder and the normalizer report.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { parse } from '@pinhole/sip';
 import { systemTestGate } from '@pinhole/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HepPacket } from '../src/hep.js';
@@ -11,7 +12,6 @@ import { CaptureNormalizer } from '../src/normalizer.js';
 import type { MediaSource, SipObservation } from '../src/observation.js';
 import { HepIngress, HepUdpReceiver } from '../src/receiver.js';
 import { createSidecarMetrics } from '../src/sidecar-metrics.js';
-import { sipParser } from './support/fake-sip.js';
 import { startKamailio, type RunningKamailio } from './support/kamailio.js';
 
 const CAPTURE_ID = 2001;
@@ -59,7 +59,6 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
     const callId = `pinhole-${process.pid}-${Date.now()}@127.0.0.1`;
 
     beforeAll(async () => {
-      const { parse } = await sipParser();
       ua = await udp();
       callee = await udp();
       const live: { normalizer?: CaptureNormalizer } = {};
