@@ -7,7 +7,7 @@ import { CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
 import { firstListElement, splitList, unfold } from './lex.js';
-import { parseContact, parseNameAddr } from './name-addr.js';
+import { parseContact, parseNameAddr, parseNameAddrLazy } from './name-addr.js';
 import { readParams } from './params.js';
 import type {
   Contact,
@@ -339,7 +339,7 @@ export class Message implements SipMessage {
   #nameAddr(id: number): NameAddr | undefined {
     const h = this.#first(id);
     if (h === undefined) return undefined;
-    const v = parseNameAddr(this.#value(h));
+    const v = parseNameAddrLazy(this.#value(h));
     return isSipError(v) ? undefined : v;
   }
 
@@ -651,43 +651,55 @@ export class Message implements SipMessage {
   toBytes(): Buffer {
     if (!this.#edited) return this.#buf.subarray(this.#start, this.#end);
     const buf = this.#buf;
-    const parts: (Buffer | string)[] = [];
+    // Segments: byte ranges of the original (adjacent ones merged, so an edit in the middle
+    // costs two copies) and new text.
+    const starts: number[] = [];
+    const ends: number[] = [];
+    const texts: (string | null)[] = [];
     let size = 0;
-    const pushRange = (s: number, e: number): void => {
-      if (e > s) {
-        parts.push(buf.subarray(s, e));
-        size += e - s;
+    const range = (s: number, e: number): void => {
+      if (e <= s) return;
+      const last = texts.length - 1;
+      if (last >= 0 && texts[last] === null && ends[last] === s) ends[last] = e;
+      else {
+        starts.push(s);
+        ends.push(e);
+        texts.push(null);
       }
+      size += e - s;
     };
-    const pushText = (t: string): void => {
-      parts.push(t);
+    const text = (t: string): void => {
+      starts.push(0);
+      ends.push(0);
+      texts.push(t);
       size += Buffer.byteLength(t, 'utf8');
     };
     if (this.#startLineEdited) {
-      pushText(`${this.#method} ${this.#requestUri} ${this.version}\r\n`);
+      text(`${this.#method} ${this.#requestUri} ${this.version}\r\n`);
     } else {
-      pushRange(this.#start, this.#startLineNext);
-      if (this.#startLineNext === this.#startLineEnd) pushText('\r\n');
+      range(this.#start, this.#startLineNext);
+      if (this.#startLineNext === this.#startLineEnd) text('\r\n');
     }
     for (const h of this.#lines) {
       if (h.lineStart >= 0) {
-        pushRange(h.lineStart, h.lineEnd);
-        const last = buf[h.lineEnd - 1];
-        if (last !== LF) pushText('\r\n');
+        range(h.lineStart, h.lineEnd);
+        if (buf[h.lineEnd - 1] !== LF) text('\r\n');
       } else {
-        pushText(`${h.rawName ?? ''}: ${h.value ?? ''}\r\n`);
+        text(`${h.rawName ?? ''}: ${h.value ?? ''}\r\n`);
       }
     }
-    if (this.#sepStart < this.#bodyStart) pushRange(this.#sepStart, this.#bodyStart);
-    else pushText('\r\n');
-    const body = this.body;
-    const out = Buffer.allocUnsafe(size + body.length);
+    if (this.#sepStart < this.#bodyStart) range(this.#sepStart, this.#bodyStart);
+    else text('\r\n');
+    const newBody = this.#newBody;
+    if (newBody === undefined) range(this.#bodyStart, this.#end);
+    const out = Buffer.allocUnsafe(size + (newBody?.length ?? 0));
     let at = 0;
-    for (const p of parts) {
-      if (typeof p === 'string') at += out.write(p, at, 'utf8');
-      else at += p.copy(out, at);
+    for (let i = 0; i < texts.length; i++) {
+      const t = texts[i];
+      if (t === null || t === undefined) at += buf.copy(out, at, starts[i], ends[i]);
+      else at += out.write(t, at, 'utf8');
     }
-    out.set(body, at);
+    if (newBody !== undefined) out.set(newBody, at);
     return out;
   }
 

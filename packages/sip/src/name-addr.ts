@@ -2,16 +2,17 @@
  * name-addr / addr-spec values: From, To, Contact, Route, Record-Route (RFC 3261 §20.10, §20.20,
  * §20.39, §20.30, §20.34, §25.1).
  */
-import { DQUOTE, LAQUOT, RAQUOT, SEMI, TOKEN, UINT32_MAX, parseDigits } from './bytes.js';
+import { DQUOTE, LAQUOT, RAQUOT, SEMI, TOKEN, UINT32_MAX, isAlpha, parseDigits } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { readQuoted, skipWs, skipWsBack } from './lex.js';
 import { readParams } from './params.js';
 import type { Contact, NameAddr, SipUri } from './types.js';
-import { parseUri } from './uri.js';
+import { malformedUri, parseUri } from './uri.js';
 
 class NameAddrValue implements Contact {
   readonly displayName: string | undefined;
-  readonly uri: SipUri;
+  #uri: SipUri | undefined;
+  readonly #uriText: string;
   readonly params: ReadonlyMap<string, string>;
   readonly tag: string | undefined;
   readonly raw: string;
@@ -20,19 +21,30 @@ class NameAddrValue implements Contact {
 
   constructor(
     displayName: string | undefined,
-    uri: SipUri,
+    uri: SipUri | undefined,
+    uriText: string,
     params: ReadonlyMap<string, string>,
     raw: string,
     expires: number | undefined,
     q: number | undefined,
   ) {
     this.displayName = displayName;
-    this.uri = uri;
+    this.#uri = uri;
+    this.#uriText = uriText;
     this.params = params;
     this.tag = params.get('tag');
     this.raw = raw;
     this.expires = expires;
     this.q = q;
+  }
+
+  /** The URI, parsed on first access when the value was read lazily (From/To accessors). */
+  get uri(): SipUri {
+    if (this.#uri === undefined) {
+      const u = parseUri(this.#uriText);
+      this.#uri = isSipError(u) ? malformedUri(this.#uriText) : u;
+    }
+    return this.#uri;
   }
 }
 
@@ -47,10 +59,31 @@ function bad(text: string, why: string): SipError {
  * or `,`. Never throws.
  */
 export function parseNameAddr(text: string): NameAddr | SipError {
-  return parseAddress(text);
+  return parseAddress(text, false);
 }
 
-function parseAddress(text: string): NameAddrValue | SipError {
+/**
+ * Like parseNameAddr, but the URI is only checked for its outline (a scheme, no whitespace or
+ * controls) and parsed on first access of `.uri`: a proxy reading From/To tags never pays for
+ * it. A URI that then fails to parse reads as `{ malformed: true }` with an empty host;
+ * `validate()` checks From and To fully.
+ */
+export function parseNameAddrLazy(text: string): NameAddr | SipError {
+  return parseAddress(text, true);
+}
+
+function uriOutlineOk(u: string): boolean {
+  if (u.length < 2 || !isAlpha(u.charCodeAt(0))) return false;
+  let colon = false;
+  for (let i = 1; i < u.length; i++) {
+    const c = u.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+    if (c === 0x3a) colon = true;
+  }
+  return colon;
+}
+
+function parseAddress(text: string, lazyUri: boolean): NameAddrValue | SipError {
   const s = text;
   let i = skipWs(s, 0);
   const end = skipWsBack(s, s.length, i);
@@ -70,12 +103,20 @@ function parseAddress(text: string): NameAddrValue | SipError {
     if (lt !== -1) {
       // display-name = *(token LWS) / quoted-string; RFC 4475 §3.1.1.6 allows no LWS before "<".
       const dn = s.slice(i, skipWsBack(s, lt, i));
+      let oddSpace = false;
       for (let k = 0; k < dn.length; k++) {
         const c = dn.charCodeAt(k);
-        if (c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a) continue;
+        if (c === 0x20) {
+          if (dn.charCodeAt(k + 1) === 0x20) oddSpace = true;
+          continue;
+        }
+        if (c === 0x09 || c === 0x0d || c === 0x0a) {
+          oddSpace = true;
+          continue;
+        }
         if (c > 0x7f || TOKEN[c] !== 1) return bad(s, 'display name is not a token list');
       }
-      displayName = /[\t\r\n]| {2}/.test(dn) ? dn.replace(/\s+/g, ' ') : dn;
+      displayName = oddSpace ? dn.replace(/\s+/g, ' ') : dn;
       i = lt;
     }
   }
@@ -98,8 +139,14 @@ function parseAddress(text: string): NameAddrValue | SipError {
     uriText = s.slice(i, j);
     i = j;
   }
-  const uri = parseUri(uriText);
-  if (isSipError(uri)) return bad(s, uri.message);
+  let uri: SipUri | undefined;
+  if (lazyUri) {
+    if (!uriOutlineOk(uriText)) return bad(s, 'URI');
+  } else {
+    const u = parseUri(uriText);
+    if (isSipError(u)) return bad(s, u.message);
+    uri = u;
+  }
   const pr = readParams(s, i);
   if (pr === undefined) return bad(s, 'parameter');
   if (skipWs(s, pr.end) !== s.length) return bad(s, 'trailing characters');
@@ -118,7 +165,15 @@ function parseAddress(text: string): NameAddrValue | SipError {
     if (n === undefined) return bad(s, 'q');
     q = n;
   }
-  return new NameAddrValue(displayName, uri, params, s.slice(skipWs(s, 0), end), expires, q);
+  return new NameAddrValue(
+    displayName,
+    uri,
+    uriText,
+    params,
+    s.slice(skipWs(s, 0), end),
+    expires,
+    q,
+  );
 }
 
 /** qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ) */
@@ -131,5 +186,5 @@ function parseQ(v: string): number | undefined {
 
 /** Parses one Contact element (not `*`). */
 export function parseContact(text: string): Contact | SipError {
-  return parseAddress(text);
+  return parseAddress(text, false);
 }

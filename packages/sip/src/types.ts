@@ -23,6 +23,11 @@ export interface SipUri {
   readonly headers: ReadonlyMap<string, string>;
   /** The URI exactly as written. */
   readonly raw: string;
+  /**
+   * Set on the stand-in returned by a lazily parsed From/To `.uri` whose text turned out not to
+   * be a valid URI (`validate()` rejects such a message with 400).
+   */
+  readonly malformed?: boolean;
 }
 
 /** One Via value (RFC 3261 §20.42). */
@@ -207,6 +212,10 @@ export interface SipMessage {
   /** All Via values, top first. */
   via(): readonly Via[];
   topVia(): Via | undefined;
+  /**
+   * From / To: display name, parameters and `tag` are parsed on the call; the URI only on first
+   * access of `.uri` (a proxy matching dialogs reads tags only). See `SipUri.malformed`.
+   */
   from(): NameAddr | undefined;
   to(): NameAddr | undefined;
   callId(): string | undefined;

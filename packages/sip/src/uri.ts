@@ -27,6 +27,7 @@ class Uri implements SipUri {
   readonly params: ReadonlyMap<string, string>;
   readonly headers: ReadonlyMap<string, string>;
   readonly raw: string;
+  readonly malformed?: boolean;
 
   constructor(
     scheme: string,
@@ -55,6 +56,16 @@ class Uri implements SipUri {
   toString(): string {
     return this.raw;
   }
+}
+
+/** Stand-in for a URI that failed to parse where a value had to be returned (lazy From/To). */
+export function malformedUri(text: string): SipUri {
+  const colon = text.indexOf(':');
+  const scheme = colon > 0 ? text.slice(0, colon).toLowerCase() : '';
+  return Object.assign(
+    new Uri(scheme, undefined, undefined, undefined, '', false, undefined, EMPTY, EMPTY, text),
+    { malformed: true },
+  );
 }
 
 function bad(text: string, why: string): SipError {
