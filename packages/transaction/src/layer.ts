@@ -110,8 +110,6 @@ interface HopContext {
   readonly destination: Address | undefined;
 }
 
-type Holdable = Transaction & { holdChain?: Promise<void> | undefined };
-
 const GUARD_SLACK = 2;
 
 export class TransactionLayer implements MachineHost, ProxyHost {
@@ -131,10 +129,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   };
   readonly #table = new Map<string, AnyTransaction>();
   readonly #accepted = new Map<string, InviteServerTransaction>();
-  readonly #contexts = new WeakMap<Transaction, ProxyContext>();
   readonly #listeners = new Map<TransactionEventName, ListenerEntry[]>();
-  readonly #completedFired = new WeakSet<Transaction>();
-  readonly #failures = new WeakMap<Transaction, Outcome>();
   readonly #transport: Transport | undefined;
   readonly #max: number;
   readonly #sentBy: ((transport: string) => string) | undefined;
@@ -187,7 +182,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
 
   /** The proxy context of a server transaction or a branch, if one exists. */
   contextOf(transaction: Transaction): ProxyContext | undefined {
-    return this.#contexts.get(transaction);
+    return transaction.context;
   }
 
   // ---------------------------------------------------------------- callbacks
@@ -216,6 +211,13 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   }
 
   #emit(init: TransactionEventInit): Promise<void> | undefined {
+    const global = this.#listeners.get(init.name);
+    const own = init.transaction?.listeners?.get(init.name) as ListenerEntry[] | undefined;
+    const branchOwn =
+      init.branch !== init.transaction
+        ? (init.branch?.listeners?.get(init.name) as ListenerEntry[] | undefined)
+        : undefined;
+    if (global === undefined && own === undefined && branchOwn === undefined) return undefined;
     const event = new TransactionEvent(init);
     const hold = isHoldable(init.name) && !this.observed;
     let waits: Promise<unknown>[] | undefined;
@@ -240,14 +242,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         }
       }
     };
-    run(this.#listeners.get(init.name));
-    const txn = init.transaction;
-    const branch = init.branch;
-    if (txn?.listeners !== undefined)
-      run(txn.listeners.get(init.name) as ListenerEntry[] | undefined);
-    if (branch?.listeners !== undefined && branch !== txn) {
-      run(branch.listeners.get(init.name) as ListenerEntry[] | undefined);
-    }
+    run(global);
+    run(own);
+    run(branchOwn);
     const pending = waits;
     if (pending === undefined) return undefined;
     return new Promise<void>((resolve) => {
@@ -327,7 +324,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   notify(txn: Transaction, note: Note): void {
     const t = txn as AnyTransaction;
     const server = t.kind === 'ist' || t.kind === 'nist';
-    const ctx = this.#contexts.get(t);
+    const ctx = t.context;
     const hop = this.#hop;
     switch (note.kind) {
       case 'response': {
@@ -381,7 +378,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         this.#completed(t, note.outcome, server, ctx);
         return;
       case 'failed':
-        this.#failures.set(t, note.outcome);
+        t.failure = note.outcome;
         this.#completed(t, note.outcome, server, ctx);
         return;
       case 'terminated':
@@ -396,8 +393,8 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     server: boolean,
     ctx: ProxyContext | undefined,
   ): void {
-    if (this.#completedFired.has(t)) return;
-    this.#completedFired.add(t);
+    if (t.completedFired) return;
+    t.completedFired = true;
     if (t instanceof InviteServerTransaction && t.state === 'accepted') {
       // Index the Accepted transaction so the end-to-end ACK (a new branch) finds it.
       const key = acceptedKey(t.request);
@@ -432,7 +429,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       ...this.#base('transactionDestroyed'),
       transaction: t.kind === 'ist' || t.kind === 'nist' ? t : ctx?.server,
       branch: t.kind === 'ict' || t.kind === 'nict' ? t : undefined,
-      outcome: this.#failures.get(t) ?? t.outcome,
+      outcome: t.failure ?? t.outcome,
     });
   }
 
@@ -564,7 +561,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     // §16.10: "If a matching response context is found, the element MUST immediately return a
     // 200 (OK) response to the CANCEL request."
     this.relay(cancelTxn, buildLocalResponse(cancelTxn.request, 200), true);
-    const ctx = this.#contexts.get(invite);
+    const ctx = invite.context;
     if (ctx !== undefined) {
       ctx.cancel();
     } else if (invite.pending) {
@@ -677,7 +674,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     this.#afterHold(server, hold, send);
   }
 
-  #afterHold(txn: Holdable, hold: Promise<void> | undefined, action: () => void): void {
+  #afterHold(txn: Transaction, hold: Promise<void> | undefined, action: () => void): void {
     if (hold === undefined && txn.holdChain === undefined) {
       action();
       return;
@@ -737,10 +734,10 @@ export class TransactionLayer implements MachineHost, ProxyHost {
 
   /** The proxy context of a server transaction (created on first use). */
   proxy(server: ServerTransaction): ProxyContext {
-    let ctx = this.#contexts.get(server);
+    let ctx = server.context;
     if (ctx === undefined) {
       ctx = new ProxyContext(this, server);
-      this.#contexts.set(server, ctx);
+      server.context = ctx;
     }
     return ctx;
   }
@@ -789,7 +786,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       return undefined;
     }
     const txn = this.#createClient(request, key, destination);
-    if (ctx !== undefined) this.#contexts.set(txn, ctx);
+    if (ctx !== undefined) txn.context = ctx;
     const hold = this.#emit({
       ...this.#base('requestForwarded'),
       message: request,
@@ -973,7 +970,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     const parent = this.#parentOf(request);
     const ctx = parent === undefined ? undefined : this.proxy(parent);
     if (ctx !== undefined) {
-      this.#contexts.set(txn, ctx);
+      txn.context = ctx;
       ctx.addBranch(txn, false);
     }
     void this.#emit({
@@ -1067,7 +1064,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       this.stats.duplicatesObserved++;
       if (!(server instanceof InviteServerTransaction && status >= 200 && status < 300)) return;
     }
-    const ctx = this.#contexts.get(server);
+    const ctx = server.context;
     if (accepts && status >= 300 && ctx !== undefined && ctx.branches.length > 0) {
       void this.#emit({
         ...this.#base('allBranchesFailed'),

@@ -136,10 +136,13 @@ export const systemClock: Clock = {
   },
 };
 
+const noop = (): void => undefined;
+
 interface FakeTimer {
   readonly at: number;
   readonly seq: number;
-  readonly callback: () => void;
+  /** Dropped on clear, so a cleared timer waiting in the heap retains nothing. */
+  callback: () => void;
   cancelled: boolean;
 }
 
@@ -177,6 +180,7 @@ export class FakeClock implements Clock {
     const t = handle as FakeTimer;
     if (!t.cancelled) {
       t.cancelled = true;
+      t.callback = noop;
       this.#live--;
     }
   }

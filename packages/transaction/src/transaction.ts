@@ -4,6 +4,7 @@
  */
 import type { SipMessage } from '@pinhole/sip';
 import type { Address } from './address.js';
+import type { ProxyContext } from './proxy.js';
 import { TransactionError } from './errors.js';
 import type { Clock, TimerHandle, TimerValues } from './timers.js';
 
@@ -96,8 +97,16 @@ export abstract class Transaction<S extends string = string> {
   readonly createdAt: number;
   /** The final result once known (final response, timeout, transport error). */
   outcome: Outcome | undefined;
-  /** Per-transaction listeners, managed by the layer (see `TransactionLayer.on`). */
+  /** Per-transaction listeners, managed by the layer (see `TransactionLayer.onTransaction`). */
   listeners: Map<string, unknown[]> | undefined;
+  /** @internal The proxy context this transaction belongs to (layer bookkeeping). */
+  context: ProxyContext | undefined;
+  /** @internal `transactionCompleted` has fired. */
+  completedFired = false;
+  /** @internal The failure reported after the final result (e.g. Timer H), if any. */
+  failure: Outcome | undefined;
+  /** @internal Held sends waiting on this transaction, in order. */
+  holdChain: Promise<void> | undefined;
   protected readonly host: MachineHost;
   #timers: TimerSlots | undefined;
   #state: S;
