@@ -5,7 +5,7 @@
 //
 // BENCH_SECONDS (default 0.5) is the CPU time per measurement (process.cpuUsage, so other load on
 // the machine does not count); 3 interleaved rounds, best kept.
-// Bounded: total run time is about 3 rounds x 20 measurements x BENCH_SECONDS.
+// Bounded: total run time is about 3 rounds x 28 measurements x BENCH_SECONDS (plus warm-ups).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
@@ -91,6 +91,19 @@ const read = {
   },
 };
 
+// ---- parse only: framing and header index (for the competitors, their full parse).
+const parseOnly = {
+  '@pinhole/sip': (buf) => {
+    const r = parse(buf);
+    if (!r.ok) throw new Error(r.error.reason);
+    consume(r.message.status);
+  },
+  'sip@0.0.6': (buf) => consume(sip.parse(buf).status),
+  'drachtio-sip (eager)': (buf) =>
+    consume(drachtio.parser.parseSipMessage(buf.toString('utf8'), false).status),
+  'drachtio-sip (lazy)': (buf) => consume(new drachtio.SipMessage(buf.toString('utf8')).status),
+};
+
 // ---- forward path: parse, decrement Max-Forwards, prepend a Via, serialise to bytes.
 const forward = {
   '@pinhole/sip': (buf) => {
@@ -147,6 +160,7 @@ function measure(fn, buf) {
 
 const results = [];
 for (const [opName, impls] of [
+  ['parse only', parseOnly],
   ['read', read],
   ['forward', forward],
 ]) {

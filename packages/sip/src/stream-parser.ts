@@ -96,7 +96,7 @@ export class SipStreamParser {
   #append(chunk: Uint8Array): void {
     const need = this.#len + chunk.length;
     if (need > this.#buf.length) {
-      let cap = this.#buf.length * 2;
+      let cap = Math.max(this.#buf.length * 2, 4096);
       while (cap < need) cap *= 2;
       const nb = Buffer.allocUnsafe(cap);
       this.#buf.copy(nb, 0, 0, this.#len);
@@ -125,6 +125,12 @@ export class SipStreamParser {
   #fail(code: string, reason: string): ParseResult {
     const error: SipParseError = { code, reason };
     this.#failed = error;
+    // Nothing more will be framed: let go of whatever was buffered.
+    this.#buf = Buffer.allocUnsafe(0);
+    this.#len = 0;
+    this.#pos = 0;
+    this.#scan = 0;
+    this.#head = undefined;
     return { ok: false, error };
   }
 
