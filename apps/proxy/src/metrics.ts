@@ -115,6 +115,37 @@ export class Histogram implements Metric {
   }
 }
 
+/** Quantiles over the most recent observations (a ring of `size` samples). */
+export class Summary implements Metric {
+  readonly name: string;
+  readonly help: string;
+  readonly #ring: Float64Array;
+  #n = 0;
+  #sum = 0;
+  #count = 0;
+  constructor(name: string, help: string, size = 65_536) {
+    this.name = name;
+    this.help = help;
+    this.#ring = new Float64Array(size);
+  }
+  observe(value: number): void {
+    this.#ring[this.#n++ % this.#ring.length] = value;
+    this.#sum += value;
+    this.#count++;
+  }
+  quantile(q: number): number {
+    const len = Math.min(this.#n, this.#ring.length);
+    if (len === 0) return 0;
+    const sorted = this.#ring.slice(0, len).sort();
+    return sorted[Math.min(len - 1, Math.floor(q * len))]!;
+  }
+  render(): string {
+    let s = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} summary\n`;
+    for (const q of [0.5, 0.9, 0.99]) s += `${this.name}{quantile="${q}"} ${this.quantile(q)}\n`;
+    return `${s}${this.name}_sum ${this.#sum}\n${this.name}_count ${this.#count}\n`;
+  }
+}
+
 /** Every metric the proxy exports. Names follow Prometheus conventions (`_total`, `_seconds`). */
 export class ProxyMetrics {
   readonly requests: Counter = new Counter(
@@ -139,6 +170,10 @@ export class ProxyMetrics {
     'pinhole_proxy_pinhole_wait_seconds',
     'Time a media-enabling response was held until its pinholes were acknowledged',
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
+  readonly pinholeWaitRecent: Summary = new Summary(
+    'pinhole_proxy_pinhole_step_seconds',
+    'Pinhole step of media-enabling responses (received to relayed), recent quantiles',
   );
   readonly fcpLatency: Histogram = new Histogram(
     'pinhole_proxy_fcp_request_seconds',
@@ -166,6 +201,7 @@ export class ProxyMetrics {
       this.registrations,
       this.pinholes,
       this.pinholeWait,
+      this.pinholeWaitRecent,
       this.fcpLatency,
     ];
   }

@@ -1041,6 +1041,8 @@ export class ProxyCore {
       else st.finalSent = true;
     }
     msg.removeTopVia();
+    // The pinhole step: from here (policy, SETs, their acknowledgements) to the relay.
+    const held = process.hrtime.bigint();
     const decision = this.#gate.passing({
       message: msg,
       ...(inb ? { source: inb.peer } : {}),
@@ -1057,11 +1059,12 @@ export class ProxyCore {
       this.#sendUpstream(st, msg);
       return;
     }
-    const held = process.hrtime.bigint();
     const hold = decision.hold ?? Promise.resolve<'relay' | 'fail'>('relay');
     const next = Promise.all([prev, hold]).then(([, verdict]) => {
       if (decision.hold) {
-        this.#metrics.pinholeWait.observe(Number(process.hrtime.bigint() - held) / 1e9);
+        const sec = Number(process.hrtime.bigint() - held) / 1e9;
+        this.#metrics.pinholeWait.observe(sec);
+        this.#metrics.pinholeWaitRecent.observe(sec);
       }
       if (st.failed) return;
       if (verdict === 'relay') {

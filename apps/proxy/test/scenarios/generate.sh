@@ -381,8 +381,8 @@ invite ''; echo "$RST"; ack 1; echo '  <pause/>'; bye 2
 echo '  <ResponseTimeRepartition value="10, 20, 30, 40, 50, 100, 150, 200"/>'
 echo '  <CallLengthRepartition value="10, 50, 100, 500, 1000, 5000, 10000"/>'; echo '</scenario>'; } > uac-bench.xml
 
-{ echo "$HDR"; echo '<scenario name="pinhole bench UAS: 180, 200 with SDP, ACK, BYE, 200 (the built-in uas)">'
+{ echo "$HDR"; echo '<scenario name="pinhole bench UAS: 180, 200 with SDP on a per-call media port (field0 of -inf), ACK, BYE, 200 (the built-in uas)">'
 echo '  <recv request="INVITE" rrs="true"/>'
-resp '180 Ringing' 0 ''; resp '200 OK' 1 ''
+resp '180 Ringing' 0 ''; resp '200 OK' 1 '' '[field0]'
 echo '  <recv request="ACK" crlf="true"/>'
 uas_byes; echo '  <timewait milliseconds="4000"/>'; echo '</scenario>'; } > uas-bench.xml

@@ -1,0 +1,358 @@
+// Benchmark: sipp UAC/UAS INVITE…BYE calls through pinhole-proxy (pinholes on: embedded fcpd
+// with the nftables backend) at increasing rates, and the same through Kamailio as a plain
+// record-routing stateful proxy for reference. Runs in network namespaces it creates
+// (caller ── firewall ── callee, 198.18.0.0/15) and removes. Needs root, nft, ip, sipp.
+//
+//   node bench/run.mjs                      (from apps/proxy, after `npm run build`)
+//   BENCH_RATES=500,1000 BENCH_SECONDS=5 BENCH_TARGETS=pinhole-1,pinhole-2,kamailio node bench/run.mjs
+//
+// Prints a markdown table. Every run is bounded: calls = rate × BENCH_SECONDS, sipp -timeout.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cleanupNetns, createRoutedTopology, missingRequirements } from '@pinhole/testkit';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const CLI = join(here, '../dist/cli.js');
+const SCEN = join(here, '../test/scenarios/');
+const RATES = (process.env.BENCH_RATES ?? '250,500,1000,1500,2000,2500,3000,3500,4000')
+  .split(',')
+  .map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const TARGETS = (process.env.BENCH_TARGETS ?? 'pinhole-1,pinhole-2,kamailio').split(',');
+const HOLD_MS = 500;
+const CALLER = '198.18.1.2';
+const CALLEE = '198.19.1.2';
+const PROXY_IP = '198.18.1.1';
+
+const missing = missingRequirements(['root', 'nft', 'netns', 'sipp']);
+if (missing.length > 0) {
+  console.log(`proxy bench skipped: ${missing.join('; ')}`);
+  process.exit(0);
+}
+const haveKamailio = (() => {
+  try {
+    execFileSync('sh', ['-c', 'command -v kamailio'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function spawnIn(ns, cmd, args, opts = {}) {
+  return spawn('ip', ['netns', 'exec', ns.name, cmd, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...opts,
+  });
+}
+
+function waitExit(child, ms) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    const t = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      resolve(code);
+    });
+  });
+}
+
+/** utime+stime (clock ticks) of a process and all its descendants. */
+function cpuTicks(pid) {
+  let total = 0;
+  const visit = (p) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += Number(f[11]) + Number(f[12]);
+    } catch {
+      return;
+    }
+    let kids = '';
+    try {
+      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8');
+    } catch {
+      kids = '';
+    }
+    for (const k of kids.split(' ').filter(Boolean)) visit(Number(k));
+  };
+  visit(pid);
+  return total;
+}
+
+async function metricsOf(ns, ports) {
+  const out = [];
+  for (const port of ports) {
+    try {
+      const text = execFileSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns.name,
+          process.execPath,
+          '-e',
+          `fetch('http://${PROXY_IP}:${port}/metrics').then(r=>r.text()).then(t=>process.stdout.write(t)).catch(()=>{})`,
+        ],
+        { encoding: 'utf8' },
+      );
+      out.push(text);
+    } catch {
+      out.push('');
+    }
+  }
+  return out;
+}
+
+function metricValue(text, name) {
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined;
+}
+
+async function startPinhole(topo, workers) {
+  const child = spawnIn(topo.router, process.execPath, [
+    CLI,
+    '--listen',
+    `udp:${PROXY_IP}:5060`,
+    '--route',
+    `default=sip:${CALLEE}:5060`,
+    '--protected',
+    topo.insideNet,
+    '--workers',
+    String(workers),
+    '--metrics',
+    `tcp:${PROXY_IP}:9464`,
+    '--log-level',
+    'warn',
+  ]);
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  for (let i = 0; i < 100 && !/listening/.test(err); i++) await sleep(100);
+  if (!/listening/.test(err)) throw new Error(`pinhole-proxy did not start: ${err}`);
+  return { child, metricsPorts: [...Array(workers).keys()].map((i) => 9464 + i) };
+}
+
+function kamailioConfig(children) {
+  return `#!KAMAILIO
+debug=0
+log_stderror=yes
+children=${children}
+listen=udp:${PROXY_IP}:5060
+maxbuffer=4194304
+disable_tcp=yes
+auto_aliases=no
+alias="${PROXY_IP}:5060"
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+request_route {
+  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+  if (has_totag()) {
+    if (loose_route()) { t_relay(); exit; }
+    if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+    sl_send_reply("404", "Not here");
+    exit;
+  }
+  if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+  t_check_trans();
+  record_route();
+  $du = "sip:${CALLEE}:5060";
+  t_relay();
+}
+`;
+}
+
+async function startKamailio(topo, children, dir) {
+  const cfg = join(dir, 'kamailio.cfg');
+  writeFileSync(cfg, kamailioConfig(children));
+  const child = spawnIn(topo.router, 'kamailio', [
+    '-f',
+    cfg,
+    '-DD',
+    '-E',
+    '-m',
+    '256',
+    '-M',
+    '16',
+    '-Y',
+    dir,
+    '-P',
+    join(dir, 'k.pid'),
+  ]);
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  await sleep(1500);
+  if (child.exitCode !== null) throw new Error(`kamailio did not start: ${err.slice(-2000)}`);
+  return { child, metricsPorts: [] };
+}
+
+function parseSipp(out) {
+  const num = (label) => {
+    const m = new RegExp(`${label}\\s*\\|\\s*(\\d+)\\s*\\|\\s*(\\d+)`).exec(out);
+    return m ? Number(m[2]) : 0;
+  };
+  return { ok: num('Successful call'), failed: num('Failed call') };
+}
+
+async function step(topo, target, rate, dir) {
+  const calls = Math.max(1, Math.round(rate * SECONDS));
+  const csv = join(dir, 'ports.csv');
+  // One media port per call on the callee, so every call opens its own pinholes.
+  writeFileSync(
+    csv,
+    `SEQUENTIAL\n${[...Array(Math.min(calls, 20000)).keys()].map((i) => `${20000 + 2 * (i % 20000)};`).join('\n')}\n`,
+  );
+  const server =
+    target.kind === 'kamailio'
+      ? await startKamailio(topo, target.workers, dir)
+      : await startPinhole(topo, target.workers);
+  const limit = String(Math.ceil(rate * (HOLD_MS / 1000 + 1) * 2) + 100);
+  const uas = spawnIn(topo.inside, 'sipp', [
+    '-sf',
+    `${SCEN}uas-bench.xml`,
+    '-i',
+    CALLEE,
+    '-p',
+    '5060',
+    '-mp',
+    '16000',
+    '-inf',
+    csv,
+    '-m',
+    String(calls),
+    '-nostdin',
+    '-timeout',
+    `${SECONDS + 40}s`,
+    '-buff_size',
+    '4194304',
+  ]);
+  await sleep(300);
+  const cpu0 = cpuTicks(server.child.pid);
+  const t0 = Date.now();
+  const uac = spawnIn(topo.outside, 'sipp', [
+    `${PROXY_IP}:5060`,
+    '-sf',
+    `${SCEN}uac-bench.xml`,
+    '-i',
+    CALLER,
+    '-p',
+    '5060',
+    '-mp',
+    '16000',
+    '-key',
+    'mport',
+    '41000',
+    '-s',
+    'bench',
+    '-r',
+    String(rate),
+    '-m',
+    String(calls),
+    '-l',
+    limit,
+    '-d',
+    String(HOLD_MS),
+    '-nostdin',
+    '-timeout',
+    `${SECONDS + 30}s`,
+    '-timeout_error',
+    '-buff_size',
+    '4194304',
+    '-recv_timeout',
+    '10000',
+  ]);
+  let out = '';
+  uac.stdout.on('data', (d) => (out = (out + d).slice(-20000)));
+  await waitExit(uac, (SECONDS + 40) * 1000);
+  const elapsed = (Date.now() - t0) / 1000;
+  const cpu1 = cpuTicks(server.child.pid);
+  const m = await metricsOf(topo.router, server.metricsPorts);
+  uas.kill('SIGTERM');
+  await waitExit(uas, 5000);
+  server.child.kill('SIGTERM');
+  await waitExit(server.child, 10_000);
+  const { ok, failed } = parseSipp(out);
+  const hz = 100;
+  const cpuMsPerCall = ok + failed > 0 ? (((cpu1 - cpu0) / hz) * 1000) / (ok + failed) : NaN;
+  const p50s = m
+    .map((t) => metricValue(t, 'pinhole_proxy_pinhole_step_seconds{quantile="0.5"}'))
+    .filter((v) => v !== undefined);
+  const p99s = m
+    .map((t) => metricValue(t, 'pinhole_proxy_pinhole_step_seconds{quantile="0.99"}'))
+    .filter((v) => v !== undefined);
+  const opened = m
+    .map((t) => metricValue(t, 'pinhole_proxy_pinholes_total{outcome="opened"}') ?? 0)
+    .reduce((a, b) => a + b, 0);
+  return {
+    rate,
+    calls,
+    ok,
+    failed: failed + Math.max(0, calls - ok - failed),
+    elapsed,
+    cpuMsPerCall,
+    // Several workers: the p50 of the medians and the worst p99 (each worker keeps its own).
+    p50: p50s.length ? p50s.reduce((a, b) => a + b, 0) / p50s.length : undefined,
+    p99: p99s.length ? Math.max(...p99s) : undefined,
+    opened,
+  };
+}
+
+const results = [];
+const topo = await createRoutedTopology();
+const dir = mkdtempSync(join(tmpdir(), 'pinhole-bench-'));
+try {
+  for (const name of TARGETS) {
+    const target = name.startsWith('kamailio')
+      ? { kind: 'kamailio', workers: 2, label: 'Kamailio 5.6 (tm + rr, 2 children)' }
+      : {
+          kind: 'pinhole',
+          workers: Number(name.split('-')[1] ?? 1),
+          label: `pinhole-proxy, pinholes on, ${name.split('-')[1] ?? 1} worker(s)`,
+        };
+    if (target.kind === 'kamailio' && !haveKamailio) {
+      console.log('kamailio not installed: reference skipped');
+      continue;
+    }
+    let best;
+    for (const rate of RATES) {
+      const r = await step(topo, target, rate, dir);
+      results.push({ target: target.label, ...r });
+      console.error(
+        `${target.label} @ ${rate}/s: ${r.ok} ok, ${r.failed} failed, ${r.cpuMsPerCall.toFixed(3)} ms CPU/call`,
+      );
+      if (r.failed > 0) break;
+      best = r;
+    }
+    results.push({ target: target.label, summary: true, best: best?.rate ?? 0 });
+  }
+} finally {
+  await topo.destroy();
+  await cleanupNetns();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const fmt = (v, d = 2) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d));
+console.log(
+  `\nMachine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, node ${process.version}; ${SECONDS} s per step, calls held ${HOLD_MS} ms\n`,
+);
+console.log(
+  '| target | rate (calls/s) | calls | ok | failed | CPU ms/call | pinhole step p50 (ms) | p99 (ms) | pinholes opened |',
+);
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const r of results) {
+  if (r.summary) continue;
+  console.log(
+    `| ${r.target} | ${r.rate} | ${r.calls} | ${r.ok} | ${r.failed} | ${fmt(r.cpuMsPerCall, 3)} | ${r.p50 === undefined ? '–' : fmt(r.p50 * 1000, 3)} | ${r.p99 === undefined ? '–' : fmt(r.p99 * 1000, 3)} | ${r.opened || '–'} |`,
+  );
+}
+console.log('\n| target | highest rate with no failed call (calls/s) |\n|---|---|');
+for (const r of results) if (r.summary) console.log(`| ${r.target} | ${r.best} |`);
