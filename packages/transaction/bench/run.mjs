@@ -203,7 +203,17 @@ function heapPerTransaction() {
   return { perTxn, live };
 }
 
+/** A fixed CPU-bound loop, so a reader can tell a loaded machine from a slow layer. */
+function calibrate() {
+  const t0 = performance.now();
+  let x = 0;
+  for (let i = 0; i < 1e7; i++) x = (x + i) | 0;
+  if (x === 42) console.log('');
+  return performance.now() - t0;
+}
+
 const results = [];
+const calibrationMs = calibrate();
 let best = { calls: 0, ms: 1 };
 let harness = { calls: 0, ms: 1 };
 for (let r = 0; r < ROUNDS; r++) {

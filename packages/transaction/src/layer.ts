@@ -771,6 +771,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     request: SipMessage,
     destination: Address,
     ctx: ProxyContext | undefined,
+    eventServer: ServerTransaction | undefined = ctx?.server,
   ): ClientTransaction | undefined {
     if (this.observed)
       throw new TransactionError('TXN_ERR_BAD_USAGE', 'an observer layer never sends');
@@ -792,7 +793,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       message: request,
       direction: 'sent',
       destination,
-      transaction: ctx?.server,
+      transaction: eventServer,
       branch: txn,
     });
     ctx?.addBranch(txn, hold !== undefined);
@@ -831,7 +832,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (this.observed || !branch.pending || branch.cancelSent) return;
     branch.markCancelSent();
     const cancel = buildCancel(branch.request);
-    this.#startClient(cancel, branch.peer, undefined);
+    // The CANCEL is a transaction of its own (not a branch of the context), but its
+    // requestForwarded event names the server transaction it belongs to.
+    this.#startClient(cancel, branch.peer, undefined, branch.context?.server);
   }
 
   #receiveResponse(response: SipMessage, source: Address): void {

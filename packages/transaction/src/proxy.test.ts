@@ -59,6 +59,8 @@ describe('stateful proxy (RFC 3261 §16)', () => {
     expect(sentTo(h, UAS1)).toEqual(['INVITE']);
     const cancel = h.forwarded(UAS2, 'CANCEL');
     expect(cancel.topVia()?.branch).toBe(h.forwarded(UAS2).topVia()?.branch);
+    const cancelEvent = h.of('requestForwarded').find((e) => e.message?.method === 'CANCEL');
+    expect(cancelEvent?.transaction).toBe(h.of('requestReceived')[0]?.transaction);
     // the cancelled branch answers 487 and the CANCEL 200; nothing more goes upstream
     h.layer.receive(response(cancel, 200, 'b2'), UAS2);
     h.layer.receive(response(h.forwarded(UAS2), 487, 'b2'), UAS2);
