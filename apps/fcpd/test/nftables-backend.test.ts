@@ -169,6 +169,24 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     expect(await eventually(blocked, 40, 100)).toBe(true);
   });
 
+  it('gates the input hook when the firewall host itself is protected', async () => {
+    const fw = t.routerInsideAddr;
+    const rcv = UdpAgent.start(t.router);
+    const fwPort = await rcv.bind(fw, 0);
+    const reachesFw = (attempts: number) => udpReaches(out, rcv, fw, fwPort, { attempts });
+    expect(await reachesFw(10)).toBe(true);
+    const b = backend({ protected: [`${fw}/32`], hooks: ['forward', 'input'] });
+    await b.open();
+    expect(await reachesFw(3)).toBe(false);
+    const r = hole(fw, fwPort);
+    await b.install(r, { owner: 'a', timerSec: 30 });
+    expect(await reachesFw(10)).toBe(true);
+    await b.remove(r);
+    expect(await reachesFw(3)).toBe(false);
+    await b.close();
+    await rcv.close();
+  });
+
   it('in mark mode only marks: the site ruleset decides', async () => {
     const b = backend({ mode: 'mark' });
     await b.open();
