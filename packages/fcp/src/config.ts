@@ -64,6 +64,8 @@ export interface LimitsConfig {
   readonly maxRequestBytes?: number | undefined;
   /** Pipelined requests in progress per connection before reading pauses. Default 1024. */
   readonly maxInflightPerConnection?: number | undefined;
+  /** A request left incomplete this long (ms) gets 400 and the connection is closed. Default 30000; 0 = never. */
+  readonly partialRequestTimeoutMs?: number | undefined;
   /** How long UDP replies are kept for retransmissions, ms. Default 30000. */
   readonly udpReplyCacheMs?: number | undefined;
   /** Bound on cached UDP replies. Default 10000. */
@@ -125,6 +127,7 @@ export interface ResolvedLimits {
   readonly maxConnections: number;
   readonly maxRequestBytes: number;
   readonly maxInflightPerConnection: number;
+  readonly partialRequestTimeoutMs: number;
   readonly udpReplyCacheMs: number;
   readonly udpReplyCacheEntries: number;
 }
@@ -323,6 +326,13 @@ export function validateServerConfig(input: unknown): ResolvedServerConfig {
       1,
       1_000_000,
       1024,
+    ),
+    partialRequestTimeoutMs: intField(
+      l.partialRequestTimeoutMs,
+      'limits.partialRequestTimeoutMs',
+      0,
+      3_600_000,
+      30_000,
     ),
     udpReplyCacheMs: intField(l.udpReplyCacheMs, 'limits.udpReplyCacheMs', 0, 3_600_000, 30_000),
     udpReplyCacheEntries: intField(

@@ -266,3 +266,26 @@ describe('FcpServer transports', () => {
     expect(p.data).toBe('pinhole fcp\r\nFCP=1.0 SEQ=1 200 OK\r\n\r\n');
   });
 });
+
+describe('FcpServer slow senders', () => {
+  it('answers 400 and closes when a request stays incomplete', async () => {
+    const timers = new FakeTimers();
+    const { tcp } = await startServer(
+      config({ limits: { partialRequestTimeoutMs: 30_000 } }),
+      new MemoryBackend(),
+      timers,
+    );
+    const p = await peer(tcp);
+    p.send('QUERY FCP=1.0 SEQ=1\r\n\r\nSET FCP=1.0 SEQ=2\r\nPME PRO');
+    await p.replies(1);
+    timers.advance(29_000);
+    p.send('TO=17;');
+    await settle();
+    expect(p.closed).toBe(false);
+    timers.advance(1_000);
+    await p.until(() => p.closed);
+    expect(p.data).toBe(
+      'FCP=1.0 SEQ=1 200 OK\r\n\r\nFCP=1.0 SEQ=0 400 Bad Request: request incomplete after 30000 ms\r\n\r\n',
+    );
+  });
+});

@@ -507,11 +507,36 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       flushScheduled = true;
       setImmediate(flushNow);
     };
+    // A request that stays incomplete (slow or stalled sender) must not hold the slot forever.
+    const partialMs = this.config.limits.partialRequestTimeoutMs;
+    let partialTimer: unknown;
+    const clearPartial = (): void => {
+      if (partialTimer !== undefined) this.#timers.clearTimeout(partialTimer);
+      partialTimer = undefined;
+    };
+    socket.on('close', clearPartial);
+    const onPartialTimeout = (): void => {
+      partialTimer = undefined;
+      if (ending) return;
+      const detail = `request incomplete after ${partialMs} ms`;
+      this.#countRequest('INVALID', FcpStatus.BAD_REQUEST);
+      this.emit('protocol-error', { client, detail });
+      queue.push({
+        reply: encodeResponse(
+          { seq: 0, status: FcpStatus.BAD_REQUEST, detail },
+          this.config.responseStyle,
+        ),
+        close: true,
+      });
+      flush();
+    };
     socket.on('data', (chunk: Buffer) => {
       if (ending) return;
+      let progressed = false;
       for (const ev of framer.push(chunk)) {
         switch (ev.kind) {
           case 'request': {
+            progressed = true;
             const slot: Slot = { reply: undefined, close: false };
             queue.push(slot);
             void run(ev.text).then((resp) => {
@@ -539,6 +564,11 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
         }
       }
       flush();
+      // The clock runs from the first byte of the oldest incomplete request.
+      if (framer.pendingBytes === 0 || progressed) clearPartial();
+      if (framer.pendingBytes > 0 && partialTimer === undefined && partialMs > 0) {
+        partialTimer = this.#timers.setTimeout(onPartialTimeout, partialMs);
+      }
       if (!paused && queue.length >= maxInflight) {
         paused = true;
         socket.pause();
