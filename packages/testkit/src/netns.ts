@@ -129,6 +129,15 @@ function hookExit(): void {
   process.once('exit', () => {
     for (const ns of [...live]) ns.destroySync();
   });
+  // A test run interrupted by a signal does not emit 'exit': clean up, then let the signal do
+  // what it would have done (the handler is removed first, so re-raising it terminates).
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      for (const ns of [...live]) ns.destroySync();
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.once(sig, onSignal);
+  }
 }
 
 /** A fresh random name `ph<prefix><hex>` (at most 15 characters). */
