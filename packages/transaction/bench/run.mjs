@@ -246,6 +246,9 @@ if (heap !== undefined) {
 console.log(
   `node ${process.version}, ${cpus().length} CPU, ${cpus()[0]?.model ?? 'unknown'}, BENCH_SECONDS=${SECONDS}`,
 );
+console.log(
+  `calibration: a 1e7-iteration integer loop took ${calibrationMs.toFixed(1)} ms (about 10 ms on an idle core)`,
+);
 console.log('');
 console.log('| measure | value |');
 console.log('|---|---:|');

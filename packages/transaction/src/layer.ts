@@ -106,6 +106,7 @@ export interface LayerStats {
 }
 
 interface HopContext {
+  readonly direction: Direction;
   readonly source: Address | undefined;
   readonly destination: Address | undefined;
 }
@@ -347,7 +348,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         void this.#emit({
           ...this.#base('requestReceived'),
           message: note.message,
-          direction: 'received',
+          direction: hop?.direction ?? 'received',
           source: hop?.source ?? t.peer,
           destination: hop?.destination,
           transaction: t,
@@ -358,7 +359,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         void this.#emit({
           ...this.#base('ackReceived'),
           message: note.message,
-          direction: 'received',
+          direction: hop?.direction ?? 'received',
           source: hop?.source ?? t.peer,
           destination: hop?.destination,
           transaction: t,
@@ -483,7 +484,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (this.observed) {
       throw new TransactionError('TXN_ERR_BAD_USAGE', 'an observer layer is fed with observe()');
     }
-    this.#hop = { source, destination: undefined };
+    this.#hop = { direction: 'received', source, destination: undefined };
     try {
       if (message.isRequest) this.#receiveRequest(message, source);
       else this.#receiveResponse(message, source);
@@ -878,7 +879,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (!this.observed) {
       throw new TransactionError('TXN_ERR_BAD_USAGE', 'an active layer is fed with receive()');
     }
-    this.#hop = { source: hop.source, destination: hop.destination };
+    this.#hop = { direction: hop.direction, source: hop.source, destination: hop.destination };
     try {
       if (message.isRequest) this.#observeRequest(message, hop);
       else this.#observeResponse(message, hop);
