@@ -104,9 +104,28 @@ export function firstListElement(s: string): string {
   return s.trim();
 }
 
-/** Replaces each run of LWS (CRLF / LF followed by WSP) with a single SP. */
+/**
+ * Replaces each line fold (optional WSP, CRLF or LF, WSP) with a single SP, in one linear pass
+ * (a regex here would backtrack quadratically on long runs of spaces).
+ */
 export function unfold(s: string): string {
-  return s.replace(/[ \t]*\r?\n[ \t]+/g, ' ');
+  let out = '';
+  let runStart = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x0a && c !== 0x0d) continue;
+    let back = i;
+    while (back > runStart && (s.charCodeAt(back - 1) === SP || s.charCodeAt(back - 1) === HT)) {
+      back--;
+    }
+    let j = i;
+    while (j < s.length && (s.charCodeAt(j) === 0x0d || s.charCodeAt(j) === 0x0a)) j++;
+    while (j < s.length && (s.charCodeAt(j) === SP || s.charCodeAt(j) === HT)) j++;
+    out += `${s.slice(runStart, back)} `;
+    runStart = j;
+    i = j - 1;
+  }
+  return runStart === 0 ? s : out + s.slice(runStart);
 }
 
 /** Decodes %HH escapes once. Returns undefined on a malformed escape. */

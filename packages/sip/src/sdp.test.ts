@@ -75,6 +75,7 @@ describe('mediaEndpoints (RFC 4566, RFC 3264, RFC 3605, RFC 5761)', () => {
     ['v=0\r\nc=IN IP4 a b\r\n', 'SIP_ERR_BAD_SDP_ADDRESS'],
     ['v=0\r\nm=audio\r\n', 'SIP_ERR_BAD_SDP'],
     ['v=0\r\ngarbage line\r\n', 'SIP_ERR_BAD_SDP'],
+    [`v=0\r\na=x:${'1'.repeat(5000)}\r\n`, 'SIP_ERR_BAD_SDP'],
   ])('malformed SDP %j is the error value %s', (body, code) => {
     const r = mediaEndpoints(body);
     expect(r.ok).toBe(false);

@@ -82,6 +82,13 @@ interface RawMedia {
   connection: ConnectionLine | undefined;
 }
 
+/** Longest SDP line accepted (real ones are well under 1 KB; a=fingerprint, a=candidate). */
+const MAX_SDP_LINE = 4096;
+
+/** The lines handed to sdp-transform: m= lines and the few attributes read from it. */
+const SAFE_FOR_TRANSFORM =
+  /^(?:m=.*|a=(?:sendrecv|sendonly|recvonly|inactive|rtcp-mux)|a=rtcp:\d{1,5}(?: IN IP[46] [0-9A-Za-z.:-]+)?)$/;
+
 const DIRECTIONS: readonly MediaDirection[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
 
 function isDirection(v: unknown): v is MediaDirection {
@@ -97,13 +104,20 @@ function isDirection(v: unknown): v is MediaDirection {
 export function mediaEndpoints(body: Uint8Array | string): MediaEndpointsResult {
   const text = toText(body);
   const lines = splitLines(text);
+  // Bound the work the attribute regexes can be made to do on one peer-supplied line.
+  if (lines.some((l) => l.length > MAX_SDP_LINE)) {
+    return sdpError(SipErrorCode.BAD_SDP, `SDP line longer than ${MAX_SDP_LINE} characters`);
+  }
   const firstLine = lines.find((l) => l.length > 0);
   if (firstLine === undefined || !/^v=0\s*$/.test(firstLine)) {
     return sdpError(SipErrorCode.BAD_SDP, 'SDP must start with v=0');
   }
   let session: sdpTransform.SessionDescription;
   try {
-    session = sdpTransform.parse(text);
+    // sdp-transform reads the attributes used here (direction, a=rtcp, a=rtcp-mux) and the m=
+    // structure. It only ever sees those lines, prechecked by linear patterns: several of its
+    // grammar regexes backtrack badly on long crafted lines of other attributes.
+    session = sdpTransform.parse(lines.filter((l) => SAFE_FOR_TRANSFORM.test(l)).join('\r\n'));
   } catch (cause) {
     return sdpError(SipErrorCode.BAD_SDP, `unparseable SDP: ${String(cause).slice(0, 80)}`);
   }

@@ -220,3 +220,16 @@ describe('scalar headers', () => {
     ]);
   });
 });
+
+describe('line folding (RFC 3261 §7.3.1)', () => {
+  it('unfolds continuation lines to one SP and stays linear on long runs of spaces', () => {
+    const r = parse(
+      'OPTIONS sip:a@b.example.com SIP/2.0\r\nSubject: one  \r\n\t two\r\n   three\r\nX-Long: a' +
+        ' '.repeat(7000) +
+        'x\r\n y\r\nl: 0\r\n\r\n',
+    );
+    if (!r.ok) throw new Error(r.error.reason);
+    expect(r.message.get('subject')).toBe('one two three');
+    expect(r.message.get('x-long')).toBe(`a${' '.repeat(7000)}x y`);
+  });
+});
