@@ -334,7 +334,7 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
     skippedChunks: 0,
   };
   const other: HepRawChunk[] = [];
-  const seen = new Set<number>();
+  let seen = 0; // bit n set: generic chunk type n (1..0x13) already decoded
   let srcFamily: 4 | 6 | undefined;
   let dstFamily: 4 | 6 | undefined;
   let compressedData: { data: Uint8Array; offset: number } | undefined;
@@ -361,12 +361,13 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
     }
     const start = off + HEP_CHUNK_HEADER_BYTES;
     const size = len - HEP_CHUNK_HEADER_BYTES;
-    const data = buf.subarray(start, start + size);
+    // Views are made only for variable-length data; fixed-size values are read in place.
     const chunkOff = off;
     off += len;
 
     if (vendorId !== HepVendor.generic) {
-      if (other.length < maxOther) other.push({ vendorId, typeId, data });
+      if (other.length < maxOther)
+        other.push({ vendorId, typeId, data: buf.subarray(start, start + size) });
       else skipped++;
       continue;
     }
@@ -380,21 +381,21 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
     }
     const known = typeId >= HepChunk.ipFamily && typeId <= HepChunk.groupId;
     if (known) {
-      if (seen.has(typeId)) {
+      if ((seen & (1 << typeId)) !== 0) {
         return fail(
           HepErrorCode.duplicateChunk,
           `generic chunk 0x${typeId.toString(16)} appears twice`,
           chunkOff,
         );
       }
-      seen.add(typeId);
+      seen |= 1 << typeId;
     }
     switch (typeId) {
       case HepChunk.ipFamily:
-        p.ipFamily = data[0];
+        p.ipFamily = buf[start];
         break;
       case HepChunk.ipProtocol:
-        p.ipProtocol = data[0];
+        p.ipProtocol = buf[start];
         break;
       case HepChunk.ipv4Src:
       case HepChunk.ipv6Src:
@@ -402,7 +403,7 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
           return fail(HepErrorCode.duplicateChunk, 'two source address chunks', chunkOff);
         }
         srcFamily = size === 4 ? 4 : 6;
-        p.srcAddress = size === 4 ? formatIpv4(data) : formatIpv6(data);
+        p.srcAddress = size === 4 ? formatIpv4(buf, start) : formatIpv6(buf, start);
         break;
       case HepChunk.ipv4Dst:
       case HepChunk.ipv6Dst:
@@ -410,55 +411,56 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
           return fail(HepErrorCode.duplicateChunk, 'two destination address chunks', chunkOff);
         }
         dstFamily = size === 4 ? 4 : 6;
-        p.dstAddress = size === 4 ? formatIpv4(data) : formatIpv6(data);
+        p.dstAddress = size === 4 ? formatIpv4(buf, start) : formatIpv6(buf, start);
         break;
       case HepChunk.srcPort:
-        p.srcPort = u16(data, 0);
+        p.srcPort = u16(buf, start);
         break;
       case HepChunk.dstPort:
-        p.dstPort = u16(data, 0);
+        p.dstPort = u16(buf, start);
         break;
       case HepChunk.timeSeconds:
-        p.timeSeconds = u32(data, 0);
+        p.timeSeconds = u32(buf, start);
         break;
       case HepChunk.timeMicros:
-        p.timeMicros = u32(data, 0);
+        p.timeMicros = u32(buf, start);
         break;
       case HepChunk.protocolType:
-        p.protocolType = data[0];
+        p.protocolType = buf[start];
         break;
       case HepChunk.captureId:
-        p.captureId = size === 4 ? u32(data, 0) : u16(data, 0);
+        p.captureId = size === 4 ? u32(buf, start) : u16(buf, start);
         break;
       case HepChunk.keepAliveTimer:
-        p.keepAliveTimer = u16(data, 0);
+        p.keepAliveTimer = u16(buf, start);
         break;
       case HepChunk.authKey:
-        p.authKey = data;
+        p.authKey = buf.subarray(start, start + size);
         break;
       case HepChunk.payload:
         if (compressedData) {
           return fail(HepErrorCode.twoPayloads, 'payload and compressed payload', chunkOff);
         }
-        p.payload = data;
+        p.payload = buf.subarray(start, start + size);
         break;
       case HepChunk.compressedPayload:
         if (p.payload) {
           return fail(HepErrorCode.twoPayloads, 'payload and compressed payload', chunkOff);
         }
-        compressedData = { data, offset: chunkOff };
+        compressedData = { data: buf.subarray(start, start + size), offset: chunkOff };
         break;
       case HepChunk.correlationId:
-        p.correlationId = data;
+        p.correlationId = buf.subarray(start, start + size);
         break;
       case HepChunk.vlanId:
-        p.vlanId = u16(data, 0);
+        p.vlanId = u16(buf, start);
         break;
       case HepChunk.groupId:
-        p.nodeName = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+        p.nodeName = Buffer.from(buf.buffer, buf.byteOffset + start, size).toString('utf8');
         break;
       default:
-        if (other.length < maxOther) other.push({ vendorId, typeId, data });
+        if (other.length < maxOther)
+          other.push({ vendorId, typeId, data: buf.subarray(start, start + size) });
         else skipped++;
     }
   }

@@ -86,7 +86,8 @@ interface Entry {
   sentBranches: Set<string>;
   sent: number;
   settled: boolean;
-  pending: { obs: SipObservation; timer: unknown } | undefined;
+  /** A received copy waiting for its sent twin until `deadline`. */
+  pending: { obs: SipObservation; deadline: number } | undefined;
 }
 
 const PROTO_TRANSPORT: ReadonlyMap<number, string> = new Map([
@@ -103,6 +104,13 @@ export class CaptureNormalizer {
   readonly #window: number;
   readonly #max: number;
   readonly #table = new Map<string, Entry>();
+  /**
+   * Entries with a pending received copy, in deadline order (the wait is the same for all, so
+   * arrival order is deadline order). One timer serves the head; settled entries are skipped.
+   */
+  #waiting: Entry[] = [];
+  #waitHead = 0;
+  #timer: unknown;
   #seq = 0;
 
   constructor(options: NormalizerOptions) {
@@ -224,16 +232,17 @@ export class CaptureNormalizer {
   flush(): void {
     for (const e of this.#table.values()) this.#settlePending(e);
     this.#table.clear();
+    this.#waiting = [];
+    this.#waitHead = 0;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#opts.metrics?.dedupEntries.set(0);
   }
 
   #settle(entry: Entry, obs: SipObservation): void {
     if (entry.settled) return;
     if (obs.kind === 'sent-by-server') {
-      if (entry.pending) {
-        this.#clock.clearTimeout(entry.pending.timer);
-        entry.pending = undefined;
-      }
+      entry.pending = undefined;
       this.#emitSettle(entry, obs, 'sent-copy');
       return;
     }
@@ -243,14 +252,42 @@ export class CaptureNormalizer {
       this.#emitSettle(entry, obs, 'received-copy');
       return;
     }
-    const timer = this.#clock.setTimeout(() => this.#settlePending(entry), this.#twinWait);
-    entry.pending = { obs, timer };
+    entry.pending = { obs, deadline: this.#clock.now() + this.#twinWait };
+    this.#waiting.push(entry);
+    if (this.#timer === undefined) this.#arm(this.#twinWait);
+  }
+
+  #arm(ms: number): void {
+    this.#timer = this.#clock.setTimeout(() => this.#onTimer(), Math.max(0, ms));
+  }
+
+  #onTimer(): void {
+    this.#timer = undefined;
+    const now = this.#clock.now();
+    while (this.#waitHead < this.#waiting.length) {
+      const e = this.#waiting[this.#waitHead];
+      if (e === undefined) break;
+      if (e.pending && e.pending.deadline > now) {
+        this.#arm(e.pending.deadline - now);
+        break;
+      }
+      this.#waitHead++;
+      this.#settlePending(e);
+    }
+    // Compact the queue once its consumed head dominates it.
+    if (this.#waitHead > 1024 && this.#waitHead * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#waitHead);
+      this.#waitHead = 0;
+    }
+    if (this.#waitHead >= this.#waiting.length) {
+      this.#waiting = [];
+      this.#waitHead = 0;
+    }
   }
 
   #settlePending(entry: Entry): void {
     const p = entry.pending;
     if (!p || entry.settled) return;
-    this.#clock.clearTimeout(p.timer);
     entry.pending = undefined;
     this.#emitSettle(entry, p.obs, 'received-copy');
   }
