@@ -146,6 +146,20 @@ function make(family: IpFamily, bytes: Uint8Array): IpAddress {
  * anything else, including host names, zone identifiers and octets with leading zeros.
  */
 export function parseIp(text: string): IpAddress | undefined {
+  // Media and signalling addresses repeat across the messages of a call: remember recent ones.
+  // Entries are immutable in use (callers never write to `bytes`).
+  const hit = CACHE.get(text);
+  if (hit !== undefined || CACHE.has(text)) return hit;
+  const parsed = parseUncached(text);
+  if (CACHE.size >= CACHE_MAX) CACHE.clear();
+  CACHE.set(text, parsed);
+  return parsed;
+}
+
+const CACHE_MAX = 4096;
+const CACHE = new Map<string, IpAddress | undefined>();
+
+function parseUncached(text: string): IpAddress | undefined {
   let s = text.trim();
   if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1);
   if (s.includes(':')) {
@@ -192,8 +206,13 @@ export function parseNetwork(
 
 export function inNetwork(addr: IpAddress, net: IpNetwork): boolean {
   if (addr.family !== net.address.family) return false;
-  const m = maskBytes(addr.bytes, net.prefix);
-  for (let i = 0; i < m.length; i++) if (m[i] !== net.address.bytes[i]) return false;
+  const a = addr.bytes;
+  const n = net.address.bytes;
+  let bits = net.prefix;
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if (((a[i] ?? 0) & mask) !== (n[i] ?? 0)) return false;
+  }
   return true;
 }
 

@@ -144,6 +144,7 @@ class Collector {
 }
 
 const MAX_REMEMBERED_REFUSALS = 64;
+const SDP_CACHE_MAX = 1024;
 
 const EMPTY: PolicyResult = { intents: [], refusals: [], actions: [] };
 
@@ -177,6 +178,7 @@ export class Policy {
   readonly #readSdp: SdpReader;
   readonly #calls = new Map<string, CallState>();
   readonly #holes = new Map<string, GlobalHole>();
+  readonly #sdpCache = new Map<string, MediaEndpointsResult>();
 
   /** Throws `PolicyError` (`POLICY_ERR_CONFIG`) when the configuration is invalid. */
   constructor(config: PolicyConfigInput | PolicyConfig, options: PolicyOptions = {}) {
@@ -1009,7 +1011,15 @@ export class Policy {
   #sdp(m: SipMessage, d: DialogState, col: Collector): readonly MediaEndpoint[] | undefined {
     if (m.body.length === 0) return undefined;
     if (m.contentType() !== 'application/sdp') return undefined;
-    const r = this.#readSdp(m.body);
+    // The same SDP comes back in 18x and 2xx, retransmissions and refresh re-INVITEs: parse it
+    // once. Results are never mutated, so sharing them is safe.
+    const key = Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength).toString('latin1');
+    let r = this.#sdpCache.get(key);
+    if (!r) {
+      r = this.#readSdp(m.body);
+      if (this.#sdpCache.size >= SDP_CACHE_MAX) this.#sdpCache.clear();
+      this.#sdpCache.set(key, r);
+    }
     if (r.ok) return r.media;
     col.refusals.push({
       kind: 'refusal',
