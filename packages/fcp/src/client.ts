@@ -193,10 +193,10 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
       const server = c.name;
       c.on('connect', ({ reconnected }) => {
         this.emit('connect', { server, reconnected });
-        if (reconnected) {
-          this.emit('state-lost', { server, reason: 'reconnect' });
-          void this.#reinstall(i);
-        }
+        if (reconnected) this.emit('state-lost', { server, reason: 'reconnect' });
+        // After a reconnect every owned rule is re-sent; on the first connection only those
+        // whose SET failed before it (state `pending`).
+        if (this.#owned.size > 0) void this.#reinstall(i);
       });
       c.on('disconnect', ({ error }) => this.emit('disconnect', { server, error }));
       c.on('reconnect-scheduled', (e) => this.emit('reconnect-scheduled', { server, ...e }));
@@ -479,6 +479,7 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
       const rules = [...this.#owned.values()].filter(
         (r) => r.key !== skipKey && (r.state[i] === 'installed' || r.state[i] === 'pending'),
       );
+      if (rules.length === 0) return;
       const results = await Promise.all(
         rules.map(async (r) => {
           const o = await this.#sendSet(i, r.key, r.pme, r.options, 'reinstall');

@@ -296,6 +296,10 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     if (options.closeBackend !== false) await this.backend.close();
   }
 
+  #accepting(): boolean {
+    return this.#state === 'running' || this.#state === 'starting';
+  }
+
   get liveRules(): number {
     return this.#rules.size;
   }
@@ -396,7 +400,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
   #onConnection(socket: net.Socket, transport: 'tcp' | 'tls'): void {
     socket.on('error', () => {});
     const remote = socket.remoteAddress;
-    if (remote === undefined || this.#state !== 'running') {
+    if (remote === undefined || !this.#accepting()) {
       socket.destroy();
       return;
     }
@@ -479,6 +483,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     };
     let ending = false;
     let paused = false;
+    let draining = false;
     let flushScheduled = false;
     const flushNow = (): void => {
       flushScheduled = false;
@@ -496,10 +501,19 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
         out += slot.reply as string;
       }
       queue.splice(0, n);
-      if (out !== '' && !socket.destroyed) socket.write(out);
+      // A peer that does not read its replies must not grow our memory: stop reading until
+      // the kernel took what we wrote.
+      if (out !== '' && !socket.destroyed && !socket.write(out) && !draining) {
+        draining = true;
+        socket.pause();
+        socket.once('drain', () => {
+          draining = false;
+          if (!paused) socket.resume();
+        });
+      }
       if (paused && queue.length < maxInflight) {
         paused = false;
-        socket.resume();
+        if (!draining) socket.resume();
       }
     };
     const flush = (): void => {
@@ -577,7 +591,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
   }
 
   #onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (this.#state !== 'running') return;
+    if (!this.#accepting()) return;
     const address = normalizeClientAddress(rinfo.address);
     const client: FcpClientInfo = {
       address,
