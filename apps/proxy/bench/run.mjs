@@ -209,7 +209,7 @@ async function step(topo, target, rate, dir) {
   // One media port per call on the callee, so every call opens its own pinholes.
   writeFileSync(
     csv,
-    `SEQUENTIAL\n${[...Array(Math.min(calls, 20000)).keys()].map((i) => `${20000 + 2 * (i % 20000)};`).join('\n')}\n`,
+    `SEQUENTIAL\n${[...Array(Math.min(calls, 20000)).keys()].map((i) => `${20000 + 2 * (i % 20000)};${CALLEE};`).join('\n')}\n`,
   );
   const server =
     target.kind === 'kamailio'
@@ -281,6 +281,13 @@ async function step(topo, target, rate, dir) {
   server.child.kill('SIGTERM');
   await waitExit(server.child, 10_000);
   const { ok, failed } = parseSipp(out);
+  if (failed > 0 && process.env.BENCH_DEBUG) {
+    try {
+      console.error(readFileSync(join(dir, 'uac.err'), 'utf8').slice(0, 3000));
+    } catch {
+      /* no error file */
+    }
+  }
   const hz = 100;
   const cpuMsPerCall = ok + failed > 0 ? (((cpu1 - cpu0) / hz) * 1000) / (ok + failed) : NaN;
   const p50s = m

@@ -116,7 +116,7 @@ cat <<EOF
   <recv response="200"/>
 EOF
 }
-resp() { # $1 code+reason $2 withsdp(0/1) $3 extra $4 port
+resp() { # $1 code+reason $2 withsdp(0/1) $3 extra $4 port $5 c= line
 cat <<EOF
   <send>
     <![CDATA[
@@ -136,7 +136,7 @@ cat <<EOF
       Content-Type: application/sdp
       Content-Length: [len]
 
-$(sdp "${4:-[mport]}")
+$(sdp "${4:-[mport]}" | sed "s/c=IN IP.media_ip_type. .media_ip./${5:-c=IN IP[media_ip_type] [media_ip]}/")
 
 EOF
 else
@@ -381,8 +381,19 @@ invite ''; echo "$RST"; ack 1; echo '  <pause/>'; bye 2
 echo '  <ResponseTimeRepartition value="10, 20, 30, 40, 50, 100, 150, 200"/>'
 echo '  <CallLengthRepartition value="10, 50, 100, 500, 1000, 5000, 10000"/>'; echo '</scenario>'; } > uac-bench.xml
 
-{ echo "$HDR"; echo '<scenario name="pinhole bench UAS: 180, 200 with SDP on a per-call media port (field0 of -inf), ACK, BYE, 200 (the built-in uas)">'
+{ echo "$HDR"; echo '<scenario name="pinhole bench UAS: 180, 200 with SDP on a per-call media port and address (-inf lines PORT;IPV4;), ACK, BYE, 200 (the built-in uas)">'
 echo '  <recv request="INVITE" rrs="true"/>'
-resp '180 Ringing' 0 ''; resp '200 OK' 1 '' '[field0]'
+resp '180 Ringing' 0 ''; resp '200 OK' 1 '' '[field0]' 'c=IN IP4 [field1]'
 echo '  <recv request="ACK" crlf="true"/>'
 uas_byes; echo '  <timewait milliseconds="4000"/>'; echo '</scenario>'; } > uas-bench.xml
+
+{ echo "$HDR"; echo '<scenario name="pinhole UAC: call a forked target; provisionals from any branch in any order, then 200, BYE after the pause (-d)">'
+invite ''
+cat <<'EOF'
+  <label id="prov"/>
+  <recv response="100" optional="true" next="prov"/>
+  <recv response="180" optional="true" next="prov"/>
+  <recv response="183" optional="true" next="prov"/>
+  <recv response="200" rtd="true" rrs="true"/>
+EOF
+ack 1; echo '  <pause/>'; bye 2; close; } > uac-fork.xml
