@@ -76,7 +76,9 @@ export type IntentReason =
   | 'transaction-timeout'
   | 'transport-error'
   /** The state's TIMER passed without refresh; the firewall has removed the holes by itself. */
-  | 'timer-expired';
+  | 'timer-expired'
+  /** The configuration changed (`Policy.reconfigure`). */
+  | 'reconfigured';
 
 export interface OpenIntent {
   readonly kind: 'open';

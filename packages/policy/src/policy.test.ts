@@ -216,3 +216,28 @@ describe('Policy', () => {
     expect(p.stats().calls).toBe(0);
   });
 });
+
+describe('Policy.reconfigure', () => {
+  it('re-decides every dialog under the new rules', () => {
+    const p = new Policy(BASE);
+    p.handle({ type: 'sip', message: invite('c1', sdp(ALICE, 4000)), now: 0 });
+    p.handle({ type: 'sip', message: ok('c1', sdp(BOB, 5000)), now: 1 });
+    // Port 5001 (RTCP) is no longer allowed, the lifetime is shorter.
+    const r = p.reconfigure(
+      { ...BASE, ports: { min: 1024, max: 5000 }, maxCallLifetimeSec: 600 },
+      2,
+    );
+    expect(r.intents.map((i) => `${i.kind} ${i.key} ${i.reason}`)).toEqual([
+      'refresh udp 198.18.2.201:5000 from * reconfigured',
+      'close udp 198.18.2.201:5001 from * reconfigured',
+    ]);
+    expect(r.refusals.map((f) => f.code)).toEqual(['port-out-of-range']);
+    expect(p.holes().map((h) => h.timerSec)).toEqual([600]);
+  });
+
+  it('keeps the old configuration when the new one is invalid', () => {
+    const p = new Policy(BASE);
+    expect(() => p.reconfigure({ protectedNetworks: ['nope'] }, 0)).toThrow();
+    expect(p.config.protectedNetworks).toHaveLength(1);
+  });
+});

@@ -174,7 +174,7 @@ export interface PolicyOptions {
 }
 
 export class Policy {
-  readonly config: PolicyConfig;
+  #config: PolicyConfig;
   readonly #readSdp: SdpReader;
   readonly #calls = new Map<string, CallState>();
   readonly #holes = new Map<string, GlobalHole>();
@@ -182,7 +182,7 @@ export class Policy {
 
   /** Throws `PolicyError` (`POLICY_ERR_CONFIG`) when the configuration is invalid. */
   constructor(config: PolicyConfigInput | PolicyConfig, options: PolicyOptions = {}) {
-    this.config = isResolved(config) ? config : resolveConfig(config);
+    this.#config = isResolved(config) ? config : resolveConfig(config);
     this.#readSdp = options.readSdp ?? ((body) => mediaEndpoints(body));
   }
 
@@ -224,9 +224,32 @@ export class Policy {
         if (d.closed) continue;
         if (this.#dialogExpiry(d) <= now) this.#closeDialog(d, now, 'timer-expired', col);
       }
-      if (call.dialogs.size === 0 && call.lastActivity + this.config.earlyTimerSec * 1000 <= now) {
+      if (call.dialogs.size === 0 && call.lastActivity + this.#config.earlyTimerSec * 1000 <= now) {
         this.#closeDialog(call.offerDialog, now, 'timer-expired', col);
         this.#calls.delete(call.key);
+      }
+    }
+    return this.#finish(col);
+  }
+
+  /** The configuration in force. */
+  get config(): PolicyConfig {
+    return this.#config;
+  }
+
+  /**
+   * Replaces the configuration (a proxy's SIGHUP reload) and re-decides every dialog under it:
+   * holes the new rules forbid close, holes they newly allow open, changed TIMERs are refreshed.
+   * Throws `PolicyError` (`POLICY_ERR_CONFIG`) and keeps the old configuration when invalid.
+   */
+  reconfigure(config: PolicyConfigInput | PolicyConfig, now: number): PolicyResult {
+    this.#config = isResolved(config) ? config : resolveConfig(config);
+    const col = new Collector();
+    for (const call of this.#calls.values()) {
+      for (const d of [call.offerDialog, ...call.dialogs.values()]) {
+        if (d.closed) continue;
+        d.refused.clear();
+        this.#reconcile(d, now, col, reasons('reconfigured'));
       }
     }
     return this.#finish(col);
@@ -275,7 +298,7 @@ export class Policy {
     switch (method) {
       case 'BYE':
         // RFC 3261 §15: BYE ends the session; configurable whether on the request or its answer.
-        if (this.config.closeOnBye === 'request') this.#closeDialog(dialog, ev.now, 'bye', col);
+        if (this.#config.closeOnBye === 'request') this.#closeDialog(dialog, ev.now, 'bye', col);
         return;
       case 'ACK': {
         const p = dialog.pending;
@@ -325,7 +348,7 @@ export class Policy {
     const m = ev.message;
     const key = callKey(callId, fromTag);
     const existing = this.#calls.get(key);
-    const decision = decideTimerRequest(m, this.config);
+    const decision = decideTimerRequest(m, this.#config);
     col.actions.push(...decision.actions);
     const ref: DialogRef = { callId, callerTag: fromTag, calleeTag: undefined };
     if (decision.refusal) {
@@ -338,7 +361,7 @@ export class Policy {
       if (seq <= existing.inviteCseq || hasConfirmed(existing)) return;
       this.#endCall(existing, ev.now, 'call-failed', col);
     }
-    if (this.#calls.size >= this.config.maxCalls) {
+    if (this.#calls.size >= this.#config.maxCalls) {
       col.refusals.push({
         kind: 'refusal',
         code: 'too-many-calls',
@@ -441,7 +464,7 @@ export class Policy {
     if (refreshMethod) {
       const rr = dialog.refreshRequest;
       const req = rr && rr.cseq === cseq.seq && rr.method === method ? rr.req : undefined;
-      const settled = settleTimer(m, req, this.config);
+      const settled = settleTimer(m, req, this.#config);
       dialog.timer = settled.timer;
       col.actions.push(...settled.actions);
     }
@@ -511,7 +534,7 @@ export class Policy {
     const wasConfirmed = dialog.confirmed;
     dialog.confirmed = true;
     call.inviteFinished = true;
-    const settled = settleTimer(m, call.inviteTimer, this.config);
+    const settled = settleTimer(m, call.inviteTimer, this.#config);
     col.actions.push(...settled.actions);
     if (!wasConfirmed || settled.timer !== undefined) dialog.timer = settled.timer;
     if (sdp && !wasConfirmed) this.#inviteResponseSdp(call, dialog, sdp);
@@ -633,15 +656,15 @@ export class Policy {
   // Holes
 
   #dialogTimerSec(d: DialogState): number {
-    if (d.confirmed) return establishedTimerSec(d.timer, this.config);
-    return this.config.earlyTimerSec;
+    if (d.confirmed) return establishedTimerSec(d.timer, this.#config);
+    return this.#config.earlyTimerSec;
   }
 
   #wanted(d: DialogState): { wants: Map<string, Want>; problems: Problem[] } {
     const wants = new Map<string, Want>();
     const problems: Problem[] = [];
     if (d.closed) return { wants, problems };
-    const cfg = this.config;
+    const cfg = this.#config;
     const add = (
       side: Side,
       own: MediaEndpoint,
@@ -716,7 +739,7 @@ export class Policy {
     wants: Map<string, Want>,
     problems: Problem[],
   ): void {
-    const cfg = this.config;
+    const cfg = this.#config;
     // Zones: a hole is needed only toward a protected network...
     if (!this.#isProtected(f.address)) return;
     // ...and only if the other end is not inside too (then media never crosses the firewall).
@@ -759,7 +782,7 @@ export class Policy {
   }
 
   #isProtected(a: IpAddress): boolean {
-    return this.config.protectedNetworks.some((n) => inNetwork(a, n));
+    return this.#config.protectedNetworks.some((n) => inNetwork(a, n));
   }
 
   /** Is the other end of the media inside the protected networks? Unknown counts as outside. */
@@ -772,7 +795,7 @@ export class Policy {
   }
 
   #source(peer: MediaEndpoint | undefined, party: Party, f: Flow): Pme['source'] | 'refuse' {
-    const cfg = this.config;
+    const cfg = this.#config;
     let candidate: IpAddress | undefined;
     switch (cfg.source) {
       case 'any':
@@ -924,7 +947,8 @@ export class Policy {
       if (g) latest = Math.max(latest, g.setAt + g.timerSec * 1000);
     }
     if (latest === -Infinity) {
-      const timer = d.calleeTag === undefined ? this.config.earlyTimerSec : this.#dialogTimerSec(d);
+      const timer =
+        d.calleeTag === undefined ? this.#config.earlyTimerSec : this.#dialogTimerSec(d);
       latest = d.lastActivity + timer * 1000;
     }
     return latest;
@@ -952,7 +976,7 @@ export class Policy {
     now: number,
     col: Collector,
   ): { dialog: DialogState; sender: Side } | undefined {
-    if (this.#calls.size >= this.config.maxCalls) {
+    if (this.#calls.size >= this.#config.maxCalls) {
       col.refusals.push({
         kind: 'refusal',
         code: 'too-many-calls',
@@ -1044,7 +1068,7 @@ export class Policy {
     col.refreshes.sort(order);
     col.closes.sort(order);
     for (const i of [...col.opens, ...col.refreshes]) {
-      const v = checkHole(i.pme, i.timerSec, this.config);
+      const v = checkHole(i.pme, i.timerSec, this.#config);
       if (v)
         refusals.push({
           kind: 'refusal',
