@@ -5,7 +5,6 @@ export const LF = 0x0a;
 export const CR = 0x0d;
 export const SP = 0x20;
 export const DQUOTE = 0x22;
-export const PERCENT = 0x25;
 export const COMMA = 0x2c;
 export const SLASH = 0x2f;
 export const COLON = 0x3a;
@@ -13,11 +12,7 @@ export const SEMI = 0x3b;
 export const LAQUOT = 0x3c;
 export const EQUAL = 0x3d;
 export const RAQUOT = 0x3e;
-export const QMARK = 0x3f;
-export const AT = 0x40;
-export const LBRACKET = 0x5b;
 export const BACKSLASH = 0x5c;
-export const RBRACKET = 0x5d;
 
 function table(chars: string, ranges: readonly (readonly [number, number])[] = []): Uint8Array {
   const t = new Uint8Array(256);
@@ -36,8 +31,6 @@ const ALNUM: readonly (readonly [number, number])[] = [
 export const TOKEN: Uint8Array = table("-.!%*_+`'~", ALNUM);
 /** word = 1*(alphanum / token marks / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}") */
 export const WORD: Uint8Array = table('-.!%*_+`\'~()<>:\\"/[]?{}', ALNUM);
-/** unreserved = alphanum / mark */
-export const UNRESERVED: Uint8Array = table("-_.!~*'()", ALNUM);
 /** user = 1*( unreserved / escaped / user-unreserved ); user-unreserved = & = + $ , ; ? / */
 export const USER: Uint8Array = table("-_.!~*'()&=+$,;?/", ALNUM);
 /** password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," ) */
@@ -59,17 +52,6 @@ export function isDigit(c: number): boolean {
 
 export function isAlpha(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
-}
-
-export function isWsp(c: number): boolean {
-  return c === SP || c === HT;
-}
-
-export function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  return -1;
 }
 
 /** True when every character of `s` is a token character (and `s` is not empty). */

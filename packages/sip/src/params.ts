@@ -53,23 +53,3 @@ export function readParams(
     params.set(name, value);
   }
 }
-
-/** Finds a parameter's value quickly without building the map (for hot-path accessors). */
-export function quickParam(s: string, name: string): string | undefined {
-  const lower = s.toLowerCase();
-  let from = 0;
-  for (;;) {
-    const at = lower.indexOf(name, from);
-    if (at === -1) return undefined;
-    from = at + name.length;
-    let b = at - 1;
-    while (b >= 0 && (lower.charCodeAt(b) === 0x20 || lower.charCodeAt(b) === 0x09)) b--;
-    if (b < 0 || lower.charCodeAt(b) !== SEMI) continue;
-    let k = from;
-    while (k < s.length && (s.charCodeAt(k) === 0x20 || s.charCodeAt(k) === 0x09)) k++;
-    if (k < s.length && s.charCodeAt(k) !== 0x3d && s.charCodeAt(k) !== SEMI) continue;
-    if (k >= s.length || s.charCodeAt(k) === SEMI) return '';
-    k = skipWs(s, k + 1);
-    return s.slice(k, valueEnd(s, k));
-  }
-}
