@@ -124,6 +124,7 @@ export class NftablesBackend implements FirewallBackend {
 
   async open(): Promise<readonly InstalledRule[]> {
     if (this.#opened) throw new NftError('backend already opened');
+    const started = performance.now();
     const before = await this.#list();
     const listing = before === undefined ? { chains: [], elements: [] } : parseListing(before);
     const now = this.#now();
@@ -153,6 +154,7 @@ export class NftablesBackend implements FirewallBackend {
         mode: this.mode,
         adopted: rules.length,
         chains: allWantedChains(ruleset),
+        ms: Math.round(performance.now() - started),
       },
       'nftables table ready',
     );
