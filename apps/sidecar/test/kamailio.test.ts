@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HepPacket } from '../src/hep.js';
 import { CaptureNormalizer } from '../src/normalizer.js';
 import type { MediaSource, SipObservation } from '../src/observation.js';
-import { HepIngress, HepUdpReceiver } from '../src/receiver.js';
+import { HepIngress, HepTcpReceiver, HepUdpReceiver, type HepSource } from '../src/receiver.js';
 import { createSidecarMetrics } from '../src/sidecar-metrics.js';
 import { startKamailio, type RunningKamailio } from './support/kamailio.js';
 
@@ -86,35 +86,46 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
 
       const calleePort = callee.address().port;
       const answered = new Set<string>();
+      const invites = new Map<string, { text: string; to: RemoteInfo; seen: number }>();
+      const reply = (s: string, r: RemoteInfo, code: number, reason: string, body = ''): void => {
+        const to = header(s, 'to')[0] ?? 'To: <sip:x@127.0.0.1>';
+        const lines = [
+          `SIP/2.0 ${code} ${reason}`,
+          ...header(s, 'via'),
+          ...header(s, 'record-route'),
+          ...header(s, 'from'),
+          to.includes(';tag=') ? to : `${to};tag=callee-tag`,
+          ...header(s, 'call-id'),
+          ...header(s, 'cseq'),
+          `Contact: <sip:callee@127.0.0.1:${calleePort}>`,
+          ...(body ? ['Content-Type: application/sdp'] : []),
+          `Content-Length: ${Buffer.byteLength(body)}`,
+          '',
+          body,
+        ];
+        callee?.send(lines.join('\r\n'), r.port, r.address);
+      };
       callee.on('message', (m: Buffer, r: RemoteInfo) => {
         const s = m.toString('utf8');
         calleeInbox.push(s);
-        const reply = (code: number, reason: string, body = ''): void => {
-          const to = header(s, 'to')[0] ?? 'To: <sip:x@127.0.0.1>';
-          const lines = [
-            `SIP/2.0 ${code} ${reason}`,
-            ...header(s, 'via'),
-            ...header(s, 'record-route'),
-            ...header(s, 'from'),
-            to.includes(';tag=') ? to : `${to};tag=callee-tag`,
-            ...header(s, 'call-id'),
-            ...header(s, 'cseq'),
-            `Contact: <sip:callee@127.0.0.1:${calleePort}>`,
-            ...(body ? ['Content-Type: application/sdp'] : []),
-            `Content-Length: ${Buffer.byteLength(body)}`,
-            '',
-            body,
-          ];
-          callee?.send(lines.join('\r\n'), r.port, r.address);
-        };
-        if (s.startsWith('OPTIONS ')) reply(200, 'OK');
-        else if (s.startsWith('BYE ')) reply(200, 'OK');
-        else if (s.startsWith('INVITE ')) {
+        const cid = header(s, 'call-id')[0] ?? '';
+        if (s.startsWith('OPTIONS ')) reply(s, r, 200, 'OK');
+        else if (s.startsWith('BYE ')) reply(s, r, 200, 'OK');
+        else if (s.startsWith('CANCEL ')) {
+          reply(s, r, 200, 'OK');
+          const inv = invites.get(cid);
+          if (inv) reply(inv.text, inv.to, 487, 'Request Terminated');
+        } else if (s.startsWith('INVITE ')) {
+          const inv = invites.get(cid) ?? { text: s, to: r, seen: 0 };
+          inv.seen++;
+          invites.set(cid, inv);
+          // A "late" callee ignores the first copy, so Kamailio's Timer A retransmits it.
+          if (cid.includes('late') && inv.seen === 1) return;
           const branch = header(s, 'via')[0] ?? '';
           if (answered.has(branch)) return;
           answered.add(branch);
-          reply(180, 'Ringing');
-          release200 = () => reply(200, 'OK', SDP.replace('40000', '50000'));
+          reply(s, r, 180, 'Ringing');
+          release200 = () => reply(s, r, 200, 'OK', SDP.replace('40000', '50000'));
         }
       });
       ua.on('message', (m: Buffer) => uaInbox.push(m.toString('utf8')));
@@ -320,6 +331,201 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
       }
       expect(
         metrics.hepPackets.value({ transport: 'udp', type: 'sip', outcome: 'bad_auth_key' }),
+      ).toBe(0);
+    });
+
+    it("mirrors Kamailio's own Timer A retransmission and the hop-by-hop CANCEL, 487 and ACK", async () => {
+      if (!ua || !callee || !kam) throw new Error('setup failed');
+      const k = kam.port;
+      const uaPort = ua.address().port;
+      const calleePort = callee.address().port;
+      const lateCall = `late-${callId}`;
+      const common = [
+        'Max-Forwards: 70',
+        'From: <sip:joerg@127.0.0.1>;tag=late-tag',
+        `To: <sip:callee@127.0.0.1:${calleePort}>`,
+        `Call-ID: ${lateCall}`,
+      ];
+      const via = `Via: SIP/2.0/UDP 127.0.0.1:${uaPort};branch=z9hG4bKlate1;rport`;
+      const send = (lines: string[], body = ''): void => {
+        const text = [...lines, `Content-Length: ${Buffer.byteLength(body)}`, '', body].join(
+          '\r\n',
+        );
+        ua?.send(text, k, '127.0.0.1');
+      };
+      send(
+        [
+          `INVITE sip:callee@127.0.0.1:${calleePort} SIP/2.0`,
+          via,
+          ...common,
+          'CSeq: 1 INVITE',
+          `Contact: <sip:joerg@127.0.0.1:${uaPort}>`,
+          'Content-Type: application/sdp',
+        ],
+        SDP,
+      );
+      // The callee ignores the first copy; Kamailio retransmits after T1 (500 ms) and the callee
+      // answers that one with 180.
+      await until(
+        () => uaInbox.some((s) => s.startsWith('SIP/2.0 180') && s.includes(lateCall)),
+        '180 after the retransmission',
+      );
+      send([`CANCEL sip:callee@127.0.0.1:${calleePort} SIP/2.0`, via, ...common, 'CSeq: 1 CANCEL']);
+      await until(
+        () => uaInbox.some((s) => s.startsWith('SIP/2.0 487') && s.includes(lateCall)),
+        '487',
+      );
+      const r487 = uaInbox.find((s) => s.startsWith('SIP/2.0 487') && s.includes(lateCall)) ?? '';
+      send([
+        `ACK sip:callee@127.0.0.1:${calleePort} SIP/2.0`,
+        via,
+        ...common.slice(0, 2),
+        header(r487, 'to')[0] ?? '',
+        `Call-ID: ${lateCall}`,
+        'CSeq: 1 ACK',
+      ]);
+      const mine = () => observations.filter((o) => o.message.callId() === lateCall);
+      await until(() => mine().length >= 14, '14 mirrored copies');
+      // Give a stray late copy (there should be none) a moment to arrive before counting.
+      await new Promise((r) => setTimeout(r, 300));
+      const seen = mine()
+        .map((o) => {
+          const m = o.message;
+          const start = m.isRequest ? m.method : String(m.status);
+          return `${o.kind === 'received-by-server' ? 'in ' : 'out'} ${start} ${m.cseq()?.method ?? ''} ${o.copy}`;
+        })
+        .sort();
+      expect(seen).toEqual(
+        [
+          'in  INVITE INVITE first',
+          'out 100 INVITE first',
+          'out INVITE INVITE twin',
+          // Timer A: Kamailio's own retransmission to the silent callee.
+          'out INVITE INVITE retransmission',
+          'in  180 INVITE first',
+          'out 180 INVITE twin',
+          'in  CANCEL CANCEL first',
+          // tm answers the CANCEL itself ...
+          'out 200 CANCEL first',
+          // ... and sends its own CANCEL downstream (only its Via: a message of its own).
+          'out CANCEL CANCEL first',
+          'in  200 CANCEL first',
+          'in  487 INVITE first',
+          'out 487 INVITE twin',
+          // The ACK for a non-2xx is hop-by-hop: tm makes one downstream, absorbs the UA's.
+          'out ACK ACK first',
+          'in  ACK ACK first',
+        ].sort(),
+      );
+    });
+  },
+);
+
+describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
+  'Kamailio siptrace sending HEP3 over TCP',
+  () => {
+    let kam: RunningKamailio | undefined;
+    let rx: HepTcpReceiver | undefined;
+    let ua: Socket | undefined;
+    let callee: Socket | undefined;
+    const metrics = createSidecarMetrics();
+    const got: { packet: HepPacket; source: HepSource }[] = [];
+    const observations: SipObservation[] = [];
+
+    afterAll(async () => {
+      ua?.close();
+      callee?.close();
+      await rx?.close();
+      await kam?.stop();
+    });
+
+    it('frames the TCP stream into packets: every copy of an OPTIONS transaction arrives', async () => {
+      ua = await udp();
+      callee = await udp();
+      const live: { normalizer?: CaptureNormalizer } = {};
+      const ingress = new HepIngress({
+        captureIds: [CAPTURE_ID],
+        metrics,
+        onPacket: (packet, source) => {
+          got.push({ packet, source });
+          live.normalizer?.push(packet, source);
+        },
+      });
+      rx = new HepTcpReceiver(ingress, metrics);
+      const hep = await rx.listen({ host: '127.0.0.1', port: 0 });
+      kam = await startKamailio({ hepPort: hep.port, captureId: CAPTURE_ID, hepOverTcp: true });
+      const k = kam.port;
+      live.normalizer = new CaptureNormalizer({
+        serverAddresses: [{ address: '127.0.0.1', port: k }],
+        parse,
+        onObservation: (o) => observations.push(o),
+      });
+      const calleePort = callee.address().port;
+      const uaPort = ua.address().port;
+      callee.on('message', (m: Buffer, r: RemoteInfo) => {
+        const s = m.toString('utf8');
+        if (!s.startsWith('OPTIONS ')) return;
+        const lines = [
+          'SIP/2.0 200 OK',
+          ...header(s, 'via'),
+          ...header(s, 'from'),
+          `${header(s, 'to')[0] ?? 'To: <sip:x@127.0.0.1>'};tag=tcp-callee`,
+          ...header(s, 'call-id'),
+          ...header(s, 'cseq'),
+          'Content-Length: 0',
+          '',
+          '',
+        ];
+        callee?.send(lines.join('\r\n'), r.port, r.address);
+      });
+      const replies: string[] = [];
+      ua.on('message', (m: Buffer) => replies.push(m.toString('utf8')));
+      const callId = `tcp-${process.pid}-${Date.now()}@127.0.0.1`;
+      for (let i = 0; i < 100 && replies.length === 0; i++) {
+        ua.send(
+          [
+            `OPTIONS sip:callee@127.0.0.1:${calleePort} SIP/2.0`,
+            `Via: SIP/2.0/UDP 127.0.0.1:${uaPort};branch=z9hG4bKtcp${i};rport`,
+            'Max-Forwards: 70',
+            'From: <sip:probe@127.0.0.1>;tag=tcp',
+            `To: <sip:callee@127.0.0.1:${calleePort}>`,
+            `Call-ID: ${callId}`,
+            `CSeq: ${i + 1} OPTIONS`,
+            'Content-Length: 0',
+            '',
+            '',
+          ].join('\r\n'),
+          k,
+          '127.0.0.1',
+        );
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(replies.length).toBeGreaterThan(0);
+      // The last transaction is complete once its four copies are in.
+      const last = () => {
+        const seqs = observations.map((o) => o.message.cseq()?.seq ?? 0);
+        const top = Math.max(0, ...seqs);
+        return observations.filter((o) => o.message.cseq()?.seq === top);
+      };
+      await until(() => last().length >= 4, 'four copies of the answered OPTIONS');
+      expect(
+        last()
+          .map(
+            (o) =>
+              `${o.kind} ${o.message.isRequest ? o.message.method : o.message.status} ${o.copy}`,
+          )
+          .sort(),
+      ).toEqual([
+        'received-by-server 200 first',
+        'received-by-server OPTIONS first',
+        'sent-by-server 200 twin',
+        'sent-by-server OPTIONS twin',
+      ]);
+      expect(got.every((g) => g.source.transport === 'tcp')).toBe(true);
+      expect(got.every((g) => g.packet.captureId === CAPTURE_ID)).toBe(true);
+      expect(metrics.hepTcpConnections.value()).toBeGreaterThanOrEqual(1);
+      expect(
+        metrics.hepPackets.value({ transport: 'tcp', type: 'unknown', outcome: 'stream_garbage' }),
       ).toBe(0);
     });
   },

@@ -29,6 +29,8 @@ export async function startKamailio(opts: {
   hepPort: number;
   captureId: number;
   authKey?: string;
+  /** Send HEP over TCP instead of UDP. */
+  hepOverTcp?: boolean;
 }): Promise<RunningKamailio> {
   const port = await freeUdpPort();
   const dir = mkdtempSync(join(tmpdir(), 'pinhole-kamailio-'));
@@ -39,12 +41,13 @@ export async function startKamailio(opts: {
     '-E',
     '-l',
     `udp:127.0.0.1:${port}`,
+    ...(opts.hepOverTcp === true ? ['-l', `tcp:127.0.0.1:${port}`, '-A', 'WITH_TCP'] : []),
     '-w',
     dir,
     '-Y',
     dir,
     '-A',
-    `HEP_URI="sip:127.0.0.1:${opts.hepPort}"`,
+    `HEP_URI="sip:127.0.0.1:${opts.hepPort}${opts.hepOverTcp === true ? ';transport=tcp' : ''}"`,
     '-A',
     `HEP_CAPTURE_ID=${opts.captureId}`,
     ...(opts.authKey !== undefined ? ['-A', `HEP_AUTH_KEY="${opts.authKey}"`] : []),
