@@ -536,7 +536,8 @@ export class Policy {
     call.inviteFinished = true;
     const settled = settleTimer(m, call.inviteTimer, this.#config);
     col.actions.push(...settled.actions);
-    if (!wasConfirmed || settled.timer !== undefined) dialog.timer = settled.timer;
+    // A repeated 2xx (retransmission, another copy) does not undo what later refreshes settled.
+    if (!wasConfirmed) dialog.timer = settled.timer;
     if (sdp && !wasConfirmed) this.#inviteResponseSdp(call, dialog, sdp);
     this.#reconcile(dialog, ev.now, col, {
       open: 'answer',
