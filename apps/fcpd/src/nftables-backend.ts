@@ -4,8 +4,9 @@
  * the two modes.
  *
  * Concurrency: install/remove calls are queued; whenever the channel to nft is idle, everything
- * queued becomes ONE transaction. If that transaction fails, each operation is retried alone in
- * its always-valid form, so one bad rule never fails its neighbours.
+ * queued becomes ONE transaction. If that transaction fails, the operations are retried in their
+ * always-valid form, bisected until the failing ones stand alone, so one bad rule never fails its
+ * neighbours.
  */
 import { execFile } from 'node:child_process';
 import type {
@@ -235,11 +236,18 @@ export class NftablesBackend implements FirewallBackend {
     }
   }
 
-  async #runBatch(batch: Op[]): Promise<void> {
+  /**
+   * Runs operations as one transaction. If nft refuses it (an element expired behind our back,
+   * or one rule is bad), the operations are retried in their always-valid form, split in halves
+   * until the refused ones stand alone: k bad operations among n cost O(k log n) transactions.
+   */
+  async #runBatch(batch: Op[], safe = false): Promise<void> {
     const t0 = performance.now();
     let err: string;
     try {
-      err = await this.#channel.run(batch.map((op) => op.fast).join('\n') + '\n');
+      err = await this.#channel.run(
+        batch.map((op) => (safe ? op.safe : op.fast)).join('\n') + '\n',
+      );
     } catch (e) {
       this.#o.onTransaction?.(batch.length, performance.now() - t0, false);
       for (const op of batch) op.reject(e as Error);
@@ -250,24 +258,16 @@ export class NftablesBackend implements FirewallBackend {
       for (const op of batch) op.resolve();
       return;
     }
-    // Some operation did not match what we believed (an element expired, or a rule is bad):
-    // run each alone in its safe form.
-    for (const op of batch) {
-      const t1 = performance.now();
-      let e1: string;
-      try {
-        e1 = await this.#channel.run(op.safe + '\n');
-      } catch (e) {
-        op.reject(e as Error);
-        continue;
-      }
-      this.#o.onTransaction?.(1, performance.now() - t1, e1 === '');
-      if (e1 === '') op.resolve();
-      else {
-        if (op.kind === 'install') this.#present.delete(op.rule.key);
-        op.reject(new NftError(`nft refused ${op.kind} of ${op.rule.key}: ${e1.trim()}`));
-      }
+    if (!safe) return this.#runBatch(batch, true);
+    if (batch.length === 1) {
+      const op = batch[0] as Op;
+      if (op.kind === 'install') this.#present.delete(op.rule.key);
+      op.reject(new NftError(`nft refused ${op.kind} of ${op.rule.key}: ${err.trim()}`));
+      return;
     }
+    const half = Math.ceil(batch.length / 2);
+    await this.#runBatch(batch.slice(0, half), true);
+    await this.#runBatch(batch.slice(half), true);
   }
 
   /** Waits for queued operations, then ends the nft process. Rules stay in the kernel. */

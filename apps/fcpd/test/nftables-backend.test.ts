@@ -74,19 +74,32 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     expect(stdout).toContain('table inet pinhole');
   });
 
-  it('coalesces concurrent calls and isolates a failing one', async () => {
-    const b = backend();
+  it('coalesces concurrent calls into few transactions and isolates a failing one', async () => {
+    const tx: number[] = [];
+    const b = backend({ onTransaction: (ops: number) => tx.push(ops) });
     await b.open();
     const rules = Array.from({ length: 200 }, (_, i) => hole('198.19.1.50', 20000 + i));
     const results = await Promise.allSettled([
       ...rules.map((r) => b.install(r, { owner: 'a', timerSec: 30 })),
-      // A rule with an owner too long for the comment is refused alone.
-      b.install(hole('198.19.1.51', 1), { owner: 'x'.repeat(200), timerSec: 30 }),
+      // nft rejects this element (not an address): the batch fails, is retried and bisected,
+      // and only this one is refused.
+      b.install(hole('198.19.1.999', 40000), { owner: 'a', timerSec: 30 }),
+      // An owner too long for the element comment is refused before reaching nft.
+      b.install(hole('198.19.1.51', 40000), { owner: 'x'.repeat(200), timerSec: 30 }),
     ]);
-    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(200);
+    expect(results.slice(0, 200).every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(String((results[200] as PromiseRejectedResult).reason)).toContain('198.19.1.999');
+    expect(results[200]?.status).toBe('rejected');
+    expect(results[201]?.status).toBe('rejected');
+    // The first call goes alone; the 200 queued behind it share one transaction, which fails;
+    // the retry (200) and the bisection take O(log n) more, not one per operation.
+    expect(tx.slice(0, 3)).toEqual([1, 200, 200]);
+    expect(tx.length).toBeLessThanOrEqual(3 + 2 * 9);
     const { stdout } = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'h4d']);
     expect(stdout.match(/198\.19\.1\.50 \. udp/g)).toHaveLength(200);
+    tx.length = 0;
     await Promise.all(rules.map((r) => b.remove(r)));
+    expect(tx.length).toBeLessThanOrEqual(2);
     await b.close();
   });
 
