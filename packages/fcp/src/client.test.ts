@@ -1,3 +1,4 @@
+import * as dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeTimers, once, ScriptedServer, seqOf, settle } from '../test/helpers.js';
 import { FcpClient } from './client.js';
@@ -203,5 +204,61 @@ describe('FcpClient against FcpServer over loopback TCP', () => {
     });
     c.close();
     await expect(c.query()).rejects.toMatchObject({ code: 'FCP_ERR_CLOSED' });
+  });
+});
+
+describe('FcpClient over UDP (spec §6 #32)', () => {
+  it('sets, queries and releases through a UDP listener', async () => {
+    const server = new FcpServer(
+      {
+        listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }],
+        policy: { protectedNetworks: ['198.18.0.0/16'] },
+      },
+      new MemoryBackend(),
+    );
+    await server.start();
+    cleanups.push(() => server.stop());
+    const c = new FcpClient({
+      servers: [{ host: '127.0.0.1', port: server.addresses()[0]?.port ?? 0, transport: 'udp' }],
+      keepAlive: false,
+    });
+    cleanups.push(() => c.close());
+    expect((await c.set(rule(1), { timer: 30 })).outcomes[0]?.kind).toBe('installed');
+    expect((await c.set(rule(1), { timer: 30 })).outcomes[0]?.kind).toBe('refreshed');
+    const q = await c.query();
+    expect(q.outcomes[0]?.rules).toHaveLength(1);
+    expect((await c.release(rule(1))).outcomes[0]?.kind).toBe('released');
+    expect(server.liveRules).toBe(0);
+  });
+
+  it('retransmits with the same SEQ when a datagram is lost', async () => {
+    const timers = new FakeTimers();
+    const sock = dgram.createSocket('udp4');
+    const seen: string[] = [];
+    sock.on('message', (m, r) => {
+      const text = m.toString('latin1');
+      seen.push(text);
+      // Drop the first copy; answer the retransmission.
+      if (seen.length >= 2)
+        sock.send(`FCP=1.0 SEQ=${seqOf(text)} 200 OK\r\n\r\n`, r.port, r.address);
+    });
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      sock.close();
+    });
+    const c = new FcpClient({
+      servers: [{ host: '127.0.0.1', port: sock.address().port, transport: 'udp' }],
+      keepAlive: false,
+      timers,
+    });
+    cleanups.push(() => c.close());
+    await c.ready();
+    const pending = c.set(rule(1));
+    for (let i = 0; i < 50 && seen.length < 1; i++) await settle();
+    timers.advance(500);
+    const r = await pending;
+    expect(r.outcomes[0]?.kind).toBe('installed');
+    expect(seen).toHaveLength(2);
+    expect(seen[1]).toBe(seen[0]);
   });
 });

@@ -11,8 +11,10 @@
  */
 import { EventEmitter } from 'node:events';
 import type { PortRange } from './backend.js';
+import { FcpUdpConnection, type UdpConnectionOptions } from './udp-connection.js';
 import {
   FcpConnection,
+  type ClientTransport,
   type ConnectionOptions,
   type ServerEndpoint,
   type UnsequencedRequest,
@@ -43,6 +45,8 @@ export interface FcpClientOptions {
   /** Refresh after this fraction of TIMER; clamped to ≤ 0.5 (spec §6.1). Default 0.5. */
   readonly refreshRatio?: number | undefined;
   readonly connection?: ConnectionOptions | undefined;
+  /** Retransmission of requests to `transport: 'udp'` servers. */
+  readonly udp?: UdpConnectionOptions | undefined;
   /** Clock and timers (tests). */
   readonly timers?: TimerApi | undefined;
 }
@@ -168,7 +172,7 @@ function outcomeOf(
 }
 
 export class FcpClient extends EventEmitter<FcpClientEvents> {
-  readonly #conns: FcpConnection[];
+  readonly #conns: ClientTransport[];
   readonly #timers: TimerApi;
   readonly #timeoutMs: number;
   readonly #keepAlive: boolean;
@@ -189,7 +193,10 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
     this.#ratio = Math.min(0.5, Math.max(0.05, options.refreshRatio ?? 0.5));
     this.#refresh = new ExpiryQueue((key) => this.#onRefreshDue(key), this.#timers);
     this.#conns = options.servers.map((ep, i) => {
-      const c = new FcpConnection(ep, this.#timers, options.connection);
+      const c: ClientTransport =
+        ep.transport === 'udp'
+          ? new FcpUdpConnection(ep, this.#timers, options.udp)
+          : new FcpConnection(ep, this.#timers, options.connection);
       const server = c.name;
       c.on('connect', ({ reconnected }) => {
         this.emit('connect', { server, reconnected });
@@ -362,7 +369,7 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
     key: string | undefined,
     origin: RequestOrigin,
   ): Promise<ServerOutcome> {
-    const c = this.#conns[i] as FcpConnection;
+    const c = this.#conns[i] as ClientTransport;
     const started = performance.now();
     try {
       const r = await c.request(req, this.#timeoutMs);

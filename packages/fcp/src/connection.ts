@@ -21,8 +21,8 @@ export type UnsequencedRequest = FcpRequest extends infer R
 export interface ServerEndpoint {
   readonly host: string;
   readonly port: number;
-  /** Default `tcp`. */
-  readonly transport?: 'tcp' | 'tls' | undefined;
+  /** Default `tcp`. `udp`: one datagram per request, retransmitted (FcpUdpConnection). */
+  readonly transport?: 'tcp' | 'tls' | 'udp' | undefined;
   /** For `tls`: ca, cert, key, servername... */
   readonly tls?: tls.ConnectionOptions | undefined;
 }
@@ -43,6 +43,14 @@ export interface ConnectionOptions {
   /** Requests waiting for a connection. Default 10000; beyond, requests fail at once. */
   readonly maxQueued?: number | undefined;
   readonly maxResponseLineBytes?: number | undefined;
+}
+
+/** What FcpClient needs from a transport (FcpConnection for TCP/TLS, FcpUdpConnection). */
+export interface ClientTransport extends EventEmitter<ConnectionEvents> {
+  readonly name: string;
+  readonly connected: boolean;
+  request(req: UnsequencedRequest, deadlineMs: number): Promise<DecodedResponse>;
+  close(): void;
 }
 
 export interface ConnectionEvents {

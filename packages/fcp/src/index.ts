@@ -105,3 +105,6 @@ export type {
   ConnectionEvents,
   UnsequencedRequest,
 } from './connection.js';
+export type { ClientTransport } from './connection.js';
+export { FcpUdpConnection } from './udp-connection.js';
+export type { UdpConnectionOptions } from './udp-connection.js';
