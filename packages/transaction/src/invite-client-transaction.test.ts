@@ -195,6 +195,15 @@ describe('INVITE client transaction (RFC 3261 §17.1.1, RFC 6026)', () => {
     expect(txn.outcome).toEqual({ kind: 'timeout', timer: 'cancel' });
   });
 
+  it('MUST NOT send a CANCEL before a provisional, and sends it with the first one (§9.1)', () => {
+    const { transport, txn, invite, layer } = start();
+    layer.sendCancel(txn);
+    expect(transport.summary()).toEqual(['INVITE']);
+    layer.receive(response(invite, 100), UAS1);
+    expect(transport.summary()).toEqual(['INVITE', 'CANCEL']);
+    expect(txn.cancelSent).toBe(true);
+  });
+
   it('checks every edge against its table', () => {
     const { txn } = start();
     expect(txn.canTransition('proceeding')).toBe(true);

@@ -35,6 +35,8 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
   lastProvisional: SipMessage | undefined;
   /** True once a CANCEL was sent (or observed) for this transaction. */
   cancelSent = false;
+  /** A CANCEL was asked for before any provisional; it goes out with the first one (§9.1). */
+  cancelWanted = false;
   #ack: SipMessage | undefined;
   #intervalA = 0;
 

@@ -340,6 +340,13 @@ export class TransactionLayer implements MachineHost, ProxyHost {
           branch,
           retransmission: note.retransmission,
         });
+        if (
+          branch instanceof InviteClientTransaction &&
+          branch.cancelWanted &&
+          note.message.status < 200
+        ) {
+          this.sendCancel(branch);
+        }
         ctx?.branchResponse(branch, note.message, note.retransmission);
         return;
       }
@@ -831,6 +838,13 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   /** Sends a CANCEL for a pending INVITE client transaction (§9.1), on its own transaction. */
   sendCancel(branch: InviteClientTransaction): void {
     if (this.observed || !branch.pending || branch.cancelSent) return;
+    if (branch.state === 'calling') {
+      // §9.1: "If no provisional response has been received, the CANCEL request MUST NOT be
+      // sent; rather, the client MUST wait for the arrival of a provisional response before
+      // sending the request."
+      branch.cancelWanted = true;
+      return;
+    }
     branch.markCancelSent();
     const cancel = buildCancel(branch.request);
     // The CANCEL is a transaction of its own (not a branch of the context), but its
