@@ -137,6 +137,11 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     const { stdout } = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'w4']);
     expect(stdout).toContain('198.18.1.0/24');
     expect(await reaches()).toBe(true);
+    // A keep-alive of an interval element restarts its timer too.
+    await b.install(r, { owner: 'a', timerSec: 200 });
+    const after = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'w4']);
+    expect(after.stdout).toMatch(/timeout 3m20s/);
+    expect(after.stdout.match(/198\.18\.1\.0\/24/g)).toHaveLength(1);
     // A source outside the prefix does not match.
     const other = hole(t.insideAddr, port, { src: { address: '198.18.2.0', prefix: 24 } });
     await b.remove(r);
