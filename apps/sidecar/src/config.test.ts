@@ -129,6 +129,37 @@ describe('parseArgs', () => {
     expect(fieldOf(() => parseArgs(argv))).toBe(field);
   });
 
+  it('reads the auth key from a file, without its trailing line end', () => {
+    const r = parseArgs([...minimal, '--auth-key-file', 'key.txt'], (path) => {
+      expect(path).toBe('key.txt');
+      return 's3cret\n';
+    });
+    expect(!r.help && r.config.authKey).toBe('s3cret');
+    const fromJson = parseArgs(['--config', 'c.json'], (path) =>
+      path === 'c.json'
+        ? JSON.stringify({
+            hep: ['udp:0.0.0.0:1'],
+            serverAddresses: ['198.18.0.1'],
+            authKeyFile: 'k',
+          })
+        : 'k3y\r\n',
+    );
+    expect(!fromJson.help && fromJson.config.authKey).toBe('k3y');
+    expect(
+      fieldOf(() => parseArgs([...minimal, '--auth-key', 'a', '--auth-key-file', 'f'], () => 'x')),
+    ).toBe('--auth-key-file');
+    expect(
+      fieldOf(() =>
+        parseArgs([...minimal, '--auth-key-file', 'missing'], () => {
+          throw new Error('ENOENT');
+        }),
+      ),
+    ).toBe('--auth-key-file');
+    expect(fieldOf(() => parseArgs([...minimal, '--auth-key-file', 'empty'], () => '\n'))).toBe(
+      '--auth-key-file',
+    );
+  });
+
   it('names JSON fields, nested ones included', () => {
     const base = { hep: ['udp:0.0.0.0:9060'], serverAddresses: ['198.18.0.1'] };
     expect(fieldOf(() => validateConfig({ ...base, tcp: { onGarbage: 'eat' } }))).toBe(

@@ -258,6 +258,7 @@ export const USAGE = `usage: pinhole-sidecar [--config FILE] [flags]
   --server-address A[:P]   the SIP server's own address; repeatable; required
   --capture-id N           accept HEP only from this capture agent id; repeatable
   --auth-key KEY           require this HEP auth key (chunk 0x000e)
+  --auth-key-file FILE     read the auth key from FILE (keeps it out of the process list)
   --fcp tcp:HOST:PORT      firewall-control daemon (pinhole control is not wired yet)
   --protected CIDR         protected network; repeatable
   --metrics tcp:HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
@@ -266,12 +267,13 @@ export const USAGE = `usage: pinhole-sidecar [--config FILE] [flags]
   --help                   this text
 `;
 
-type Flag = { key: keyof RawSidecarConfig; repeat: boolean };
+type Flag = { key: keyof RawSidecarConfig | 'authKeyFile'; repeat: boolean };
 const FLAGS: Readonly<Record<string, Flag>> = {
   '--hep': { key: 'hep', repeat: true },
   '--server-address': { key: 'serverAddresses', repeat: true },
   '--capture-id': { key: 'captureIds', repeat: true },
   '--auth-key': { key: 'authKey', repeat: false },
+  '--auth-key-file': { key: 'authKeyFile', repeat: false },
   '--fcp': { key: 'fcp', repeat: false },
   '--protected': { key: 'protected', repeat: true },
   '--metrics': { key: 'metrics', repeat: false },
@@ -334,8 +336,31 @@ export function parseArgs(
     }
     base = parsed as Record<string, unknown>;
   }
+  const merged: Record<string, unknown> = { ...base, ...fromFlags };
+  if (merged.authKeyFile !== undefined) {
+    const field = 'authKeyFile' in fromFlags ? '--auth-key-file' : 'authKeyFile';
+    if (merged.authKey !== undefined) {
+      throw new SidecarConfigError(field, 'give the auth key or a file holding it, not both');
+    }
+    if (typeof merged.authKeyFile !== 'string') {
+      throw new SidecarConfigError(field, 'must be a file path');
+    }
+    let key: string;
+    try {
+      key = readFile(merged.authKeyFile);
+    } catch (err) {
+      throw new SidecarConfigError(
+        field,
+        `cannot read ${merged.authKeyFile}: ${(err as Error).message}`,
+      );
+    }
+    // One trailing line end is the file's, not the key's.
+    merged.authKey = key.replace(/\r?\n$/, '');
+    if (merged.authKey === '') throw new SidecarConfigError(field, 'the file holds an empty key');
+    delete merged.authKeyFile;
+  }
   try {
-    return { help: false, config: validateConfig({ ...base, ...fromFlags }) };
+    return { help: false, config: validateConfig(merged) };
   } catch (err) {
     // Name the flag when the bad value came from one (`--server-address[0]`, not the JSON key).
     if (err instanceof SidecarConfigError) {

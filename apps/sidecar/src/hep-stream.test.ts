@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeHep } from './hep.js';
@@ -127,5 +128,29 @@ describe('HepStreamFramer', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('HepStreamFramer with the captured Kamailio packet', () => {
+  const hex = readFileSync(
+    new URL('../test/fixtures/kamailio-5.6-invite-received.hex', import.meta.url),
+    'utf8',
+  ).trim();
+  const kam = Buffer.from(hex, 'hex');
+  const stream = Buffer.concat([kam, pkt(7), kam]);
+
+  it.each([
+    ['whole', stream.length],
+    ['one byte at a time', 1],
+  ])('frames and decodes it %s', (_how, step) => {
+    const f = new HepStreamFramer();
+    const out: Buffer[] = [];
+    for (let off = 0; off < stream.length; off += step) {
+      out.push(...packets(f.push(stream.subarray(off, off + step))));
+    }
+    expect(out).toHaveLength(3);
+    expect(out[0]?.equals(kam)).toBe(true);
+    const d = decodeHep(out[2] ?? Buffer.alloc(0));
+    expect(d.ok && d.packet.captureId).toBe(2001);
   });
 });
