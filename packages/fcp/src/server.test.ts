@@ -289,3 +289,47 @@ describe('FcpServer slow senders', () => {
     );
   });
 });
+
+describe('FcpServer NAT reservation life cycle (§5.5, §6 #19)', () => {
+  it('a SET with the same PROTO, SRCIP and SRCPORT adopts the reservation for its lifetime', async () => {
+    const timers = new FakeTimers();
+    const { server } = await startServer(
+      config({
+        nat: { masquerade: ['10.0.0.0/8'], publicAddress: '198.18.0.1', portRange: [40000, 40009] },
+      }),
+      new MemoryBackend({ now: () => timers.now() }),
+      timers,
+    );
+    const q = 'QUERYNAT FCP=1.0 SEQ=1\r\nSRCIP=10.0.0.7; SRCPORT=3333-3334; PROTO=17;\r\n\r\n';
+    expect(await server.handle(q, local)).toContain('PORT=40000-40001');
+    const pme = 'PME PROTO=17; SRCIP=10.0.0.7; SRCPORT=3333-3334; DSTIP=198.18.0.2; DSTPORT=40000;';
+    expect(await server.handle(set(2, 'ACTION=pass; TIMER=600;', pme), local)).toContain('200 OK');
+    timers.advance(120_000); // far past the 30 s reservation lifetime
+    await settle();
+    expect(server.stats().natReservations).toBe(1);
+    expect(await server.handle(release(3, pme), local)).toContain('200 OK');
+    expect(server.stats().natReservations).toBe(1); // back on its own 30 s timer
+    timers.advance(31_000);
+    await settle();
+    expect(server.stats().natReservations).toBe(0);
+  });
+
+  it('an expiring rule frees its reservation with it', async () => {
+    const timers = new FakeTimers();
+    const { server } = await startServer(
+      config({ nat: { masquerade: ['10.0.0.0/8'], publicAddress: '198.18.0.1' } }),
+      new MemoryBackend({ now: () => timers.now() }),
+      timers,
+    );
+    await server.handle(
+      'QUERYNAT FCP=1.0 SEQ=1\r\nSRCIP=10.0.0.7; SRCPORT=5000; PROTO=17;\r\n\r\n',
+      local,
+    );
+    const pme = 'PME PROTO=17; SRCIP=10.0.0.7; SRCPORT=5000; DSTIP=198.18.0.2; DSTPORT=40000;';
+    await server.handle(set(2, 'ACTION=pass; TIMER=60;', pme), local);
+    timers.advance(61_000);
+    await settle();
+    expect(server.liveRules).toBe(0);
+    expect(server.stats().natReservations).toBe(0);
+  });
+});

@@ -13,6 +13,7 @@ import type { FirewallBackend, FirewallRule, PortRange } from './backend.js';
 import { validateServerConfig, type FcpServerConfig, type ResolvedServerConfig } from './config.js';
 import { ExpiryQueue, systemTimers, type TimerApi } from './expiry-queue.js';
 import {
+  formatAddress,
   normalizeClientAddress,
   parseAddress,
   prefixContains,
@@ -150,6 +151,8 @@ interface RuleRecord {
   owner: string;
   expiresAt: number | undefined;
   fw: FirewallRule;
+  /** The NAT reservation this rule adopted (spec §5.5), if any. */
+  natKey?: string | undefined;
 }
 
 interface Reservation {
@@ -159,6 +162,8 @@ interface Reservation {
   srcPorts: PortRange;
   binding: NatBinding;
   owner: string;
+  /** Key of the rule that adopted it; while set, the reservation lives as long as the rule. */
+  rule: string | undefined;
 }
 
 interface Bucket {
@@ -879,6 +884,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     };
     this.#rules.set(key, rec);
     this.#arm(rec);
+    this.#adoptReservation(rec);
     this.emit('rule-added', { key, owner: client.owner, timerSec });
     return { seq, status: FcpStatus.OK };
   }
@@ -921,6 +927,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       return this.#backendFailure('remove', key, seq, error);
     }
     this.#drop(rec);
+    this.#releaseAdopted(rec, false);
     this.emit('rule-released', { key, owner: rec.owner, timerSec: rec.timerSec });
     return { seq, status: FcpStatus.OK };
   }
@@ -936,6 +943,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       const rec = this.#rules.get(key);
       if (!rec || rec.expiresAt === undefined || rec.expiresAt > this.#timers.now()) return;
       this.#drop(rec);
+      this.#releaseAdopted(rec, true);
       this.#counters.expired++;
       this.emit('rule-expired', { key, owner: rec.owner, timerSec: rec.timerSec });
       try {
@@ -1020,6 +1028,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       srcPorts: spec.srcPorts,
       binding: { ip: nat.publicAddress, ports: [start, start + size - 1] },
       owner: client.owner,
+      rule: undefined,
     };
     this.#reservations.set(key, r);
     this.#natExpiry.set(key, this.#timers.now() + ttl);
@@ -1040,8 +1049,42 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       };
     }
     this.#natExpiry.delete(key);
+    const adopter = r.rule === undefined ? undefined : this.#rules.get(r.rule);
+    if (adopter) adopter.natKey = undefined;
     this.#freeReservation(r);
     return { seq, status: FcpStatus.OK };
+  }
+
+  /**
+   * Spec §5.5 step 3 with §6 #19: a new rule whose PROTO, SRCIP (a host) and SRCPORT range equal
+   * a reservation of the same owner adopts it; the reservation then lives as long as the rule.
+   */
+  #adoptReservation(rec: RuleRecord): void {
+    const { proto, src, srcPorts } = rec.pme;
+    if (!this.config.nat || proto === undefined || !src || !srcPorts) return;
+    if (src.prefix !== (src.family === 4 ? 32 : 128)) return;
+    const resKey = `${proto}|${formatAddress(src)}|${srcPorts[0]}`;
+    const r = this.#reservations.get(resKey);
+    if (!r || r.rule !== undefined || r.srcPorts[1] !== srcPorts[1] || r.owner !== rec.owner)
+      return;
+    r.rule = rec.key;
+    rec.natKey = resKey;
+    this.#natExpiry.delete(resKey);
+  }
+
+  /** §5.5 step 4: released → the reservation goes back to its timer; expired → freed with it. */
+  #releaseAdopted(rec: RuleRecord, expired: boolean): void {
+    const resKey = rec.natKey;
+    if (resKey === undefined) return;
+    rec.natKey = undefined;
+    const r = this.#reservations.get(resKey);
+    if (!r || r.rule !== rec.key) return;
+    r.rule = undefined;
+    if (expired) this.#freeReservation(r);
+    else {
+      const ttl = (this.config.nat?.reservationSec ?? 30) * 1000;
+      this.#natExpiry.set(resKey, this.#timers.now() + ttl);
+    }
   }
 
   #onNatExpire(key: string): void {
