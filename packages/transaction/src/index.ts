@@ -12,13 +12,23 @@ export type {
 } from './layer.js';
 export { ProxyContext } from './proxy.js';
 export type { ClientTransaction, ServerTransaction } from './proxy.js';
-export { InviteClientTransaction, InviteClientState } from './invite-client-transaction.js';
 export {
+  INVITE_CLIENT_EDGES,
+  InviteClientTransaction,
+  InviteClientState,
+} from './invite-client-transaction.js';
+export {
+  NON_INVITE_CLIENT_EDGES,
   NonInviteClientTransaction,
   NonInviteClientState,
 } from './non-invite-client-transaction.js';
-export { InviteServerTransaction, InviteServerState } from './invite-server-transaction.js';
 export {
+  INVITE_SERVER_EDGES,
+  InviteServerTransaction,
+  InviteServerState,
+} from './invite-server-transaction.js';
+export {
+  NON_INVITE_SERVER_EDGES,
   NonInviteServerTransaction,
   NonInviteServerState,
 } from './non-invite-server-transaction.js';

@@ -12,7 +12,9 @@ export const InviteClientState = {
 } as const;
 export type InviteClientState = (typeof InviteClientState)[keyof typeof InviteClientState];
 
-const EDGES: Readonly<Record<InviteClientState, readonly InviteClientState[]>> = {
+export const INVITE_CLIENT_EDGES: Readonly<
+  Record<InviteClientState, readonly InviteClientState[]>
+> = {
   calling: ['proceeding', 'completed', 'accepted', 'terminated'],
   proceeding: ['completed', 'accepted', 'terminated'],
   completed: ['terminated'],
@@ -45,7 +47,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
   }
 
   protected edges(): Readonly<Record<InviteClientState, readonly InviteClientState[]>> {
-    return EDGES;
+    return INVITE_CLIENT_EDGES;
   }
 
   protected keeps(): Readonly<Record<InviteClientState, readonly TimerName[]>> {

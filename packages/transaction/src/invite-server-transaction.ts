@@ -13,7 +13,9 @@ export const InviteServerState = {
 } as const;
 export type InviteServerState = (typeof InviteServerState)[keyof typeof InviteServerState];
 
-const EDGES: Readonly<Record<InviteServerState, readonly InviteServerState[]>> = {
+export const INVITE_SERVER_EDGES: Readonly<
+  Record<InviteServerState, readonly InviteServerState[]>
+> = {
   proceeding: ['completed', 'accepted', 'terminated'],
   completed: ['confirmed', 'terminated'],
   confirmed: ['terminated'],
@@ -47,7 +49,7 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
   }
 
   protected edges(): Readonly<Record<InviteServerState, readonly InviteServerState[]>> {
-    return EDGES;
+    return INVITE_SERVER_EDGES;
   }
 
   protected keeps(): Readonly<Record<InviteServerState, readonly TimerName[]>> {

@@ -11,7 +11,9 @@ export const NonInviteClientState = {
 } as const;
 export type NonInviteClientState = (typeof NonInviteClientState)[keyof typeof NonInviteClientState];
 
-const EDGES: Readonly<Record<NonInviteClientState, readonly NonInviteClientState[]>> = {
+export const NON_INVITE_CLIENT_EDGES: Readonly<
+  Record<NonInviteClientState, readonly NonInviteClientState[]>
+> = {
   trying: ['proceeding', 'completed', 'terminated'],
   proceeding: ['completed', 'terminated'],
   completed: ['terminated'],
@@ -35,7 +37,7 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientState
   }
 
   protected edges(): Readonly<Record<NonInviteClientState, readonly NonInviteClientState[]>> {
-    return EDGES;
+    return NON_INVITE_CLIENT_EDGES;
   }
 
   protected keeps(): Readonly<Record<NonInviteClientState, readonly TimerName[]>> {

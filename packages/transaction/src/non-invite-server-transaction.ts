@@ -11,7 +11,9 @@ export const NonInviteServerState = {
 } as const;
 export type NonInviteServerState = (typeof NonInviteServerState)[keyof typeof NonInviteServerState];
 
-const EDGES: Readonly<Record<NonInviteServerState, readonly NonInviteServerState[]>> = {
+export const NON_INVITE_SERVER_EDGES: Readonly<
+  Record<NonInviteServerState, readonly NonInviteServerState[]>
+> = {
   trying: ['proceeding', 'completed', 'terminated'],
   proceeding: ['completed', 'terminated'],
   completed: ['terminated'],
@@ -39,7 +41,7 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerState
   }
 
   protected edges(): Readonly<Record<NonInviteServerState, readonly NonInviteServerState[]>> {
-    return EDGES;
+    return NON_INVITE_SERVER_EDGES;
   }
 
   protected keeps(): Readonly<Record<NonInviteServerState, readonly TimerName[]>> {
