@@ -99,6 +99,7 @@ export function flowsToward(
   // RFC 4145 §4.1: port 9 (discard) on a TCP m-line means "I will connect, do not connect to me".
   if (protocol === 'tcp' && own.port === 9) return { flows, problem: undefined };
 
+  let problem: FlowProblem | undefined;
   const rtp = carriesRtcp(own.protocol);
   const media = receivesMedia(own, peer);
   // RFC 5761 §5.1.1: RTP and RTCP share the port only if the answer also says a=rtcp-mux.
@@ -114,7 +115,14 @@ export function flowsToward(
         // RFC 3605: a=rtcp:<port> [IN IP4 <address>] overrides port + 1.
         let rtcpAddress: IpAddress | undefined = address;
         if (own.rtcp.address !== undefined) rtcpAddress = parseIp(own.rtcp.address);
-        if (!rtcpAddress || rtcpAddress.bytes.every((b) => b === 0)) continue;
+        if (!rtcpAddress) {
+          problem = {
+            code: 'address-invalid',
+            detail: `a=rtcp address "${own.rtcp.address ?? ''}" is not an IP`,
+          };
+          continue;
+        }
+        if (rtcpAddress.bytes.every((b) => b === 0)) continue;
         if (own.rtcp.port >= 1 && own.rtcp.port <= 65535) {
           flows.push({ address: rtcpAddress, port: own.rtcp.port, protocol, flow: 'rtcp' });
         }
@@ -123,5 +131,5 @@ export function flowsToward(
       }
     }
   }
-  return { flows, problem: undefined };
+  return { flows, problem };
 }
