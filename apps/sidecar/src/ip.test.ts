@@ -7,7 +7,8 @@ describe('canonicalIp', () => {
     ['[2001:DB8::1]', '2001:db8::1'],
     ['2001:db8:0:0:0:0:0:1', '2001:db8::1'],
     ['::', '::'],
-    ['::ffff:198.18.0.1', '::ffff:c612:1'],
+    ['::ffff:198.18.0.1', '::ffff:198.18.0.1'],
+    ['0:0:0:0:0:ffff:c612:1', '::ffff:198.18.0.1'],
   ])('canonicalises %s', (input, want) => {
     expect(canonicalIp(input)?.address).toBe(want);
   });

@@ -18,6 +18,10 @@ export function formatIpv6(bytes: Uint8Array, offset = 0): string {
   for (let i = 0; i < 8; i++) {
     groups.push(((bytes[offset + 2 * i] ?? 0) << 8) | (bytes[offset + 2 * i + 1] ?? 0));
   }
+  // RFC 5952 §5: an IPv4-mapped address is written with its IPv4 part in dotted form.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `::ffff:${formatIpv4(bytes, offset + 12)}`;
+  }
   // RFC 5952 §4.2.3: the longest run of two or more zero groups is compressed, the first one on a tie.
   let bestStart = -1;
   let bestLen = 0;
@@ -132,4 +136,9 @@ export function parseCidr(text: string): Cidr | string {
     return `prefix length must be 0..${max}: ${JSON.stringify(p)}`;
   }
   return { ...ip, prefix: Number(p) };
+}
+
+/** The IPv4 address inside an IPv4-mapped IPv6 address (`::ffff:198.18.0.1`), else the input. */
+export function unmapIpv4(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

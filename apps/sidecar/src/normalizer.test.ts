@@ -220,6 +220,14 @@ describe('CaptureNormalizer', () => {
     expect(n.push(hepPacket(call.okOut, v6srv, v6ua), AGENT)?.kind).toBe('sent-by-server');
   });
 
+  it('matches an IPv4 server address reported as IPv4-mapped IPv6 by a dual-stack agent', () => {
+    const mapped = { address: '::ffff:198.18.0.1', port: 5060 };
+    const ua6 = { address: '::ffff:198.18.0.10', port: 5060 };
+    const o = n.push(hepPacket(call.inviteIn, ua6, mapped), AGENT);
+    expect(o?.kind).toBe('received-by-server');
+    expect(o?.src).toEqual({ address: '198.18.0.10', port: 5060 });
+  });
+
   it('a server address with a port does not match another port of the same host', () => {
     expect(push(call.inviteIn, UA, { address: SERVER.address, port: 5070 })).toBeUndefined();
     expect(drops).toEqual(['not_server_traffic']);

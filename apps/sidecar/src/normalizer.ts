@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import type { SipMessage } from '@pinhole/sip';
 import type { HepPacket } from './hep.js';
 import type { HepSource } from './receiver.js';
-import { canonicalIp } from './ip.js';
+import { canonicalIp, unmapIpv4 } from './ip.js';
 import type {
   CopyClass,
   Endpoint,
@@ -117,7 +117,7 @@ export class CaptureNormalizer {
     this.#opts = options;
     this.#servers = options.serverAddresses.map((s) => {
       const ip = canonicalIp(s.address);
-      return ip ? { ...s, address: ip.address } : s;
+      return ip ? { ...s, address: unmapIpv4(ip.address) } : s;
     });
     this.#clock = options.clock ?? systemClock;
     this.#twinWait = options.twinWaitMs ?? 200;
@@ -143,8 +143,9 @@ export class CaptureNormalizer {
     ) {
       return this.#drop('no_addresses', packet);
     }
-    const src: Endpoint = { address: packet.srcAddress, port: packet.srcPort };
-    const dst: Endpoint = { address: packet.dstAddress, port: packet.dstPort };
+    // A dual-stack agent may report IPv4 peers as IPv4-mapped IPv6: the hop was IPv4.
+    const src: Endpoint = { address: unmapIpv4(packet.srcAddress), port: packet.srcPort };
+    const dst: Endpoint = { address: unmapIpv4(packet.dstAddress), port: packet.dstPort };
     const fromServer = this.#isServer(src);
     const toServer = this.#isServer(dst);
     if (!fromServer && !toServer) return this.#drop('not_server_traffic', packet);

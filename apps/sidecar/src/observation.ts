@@ -14,7 +14,7 @@
 import type { SipMessage, ParseResult } from '@pinhole/sip';
 
 export interface Endpoint {
-  /** Canonical text: dotted IPv4, RFC 5952 IPv6. */
+  /** Canonical text: dotted IPv4, RFC 5952 IPv6; an IPv4-mapped IPv6 address is given as IPv4. */
   readonly address: string;
   readonly port: number;
 }
