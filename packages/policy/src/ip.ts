@@ -148,6 +148,7 @@ function make(family: IpFamily, bytes: Uint8Array): IpAddress {
 export function parseIp(text: string): IpAddress | undefined {
   // Media and signalling addresses repeat across the messages of a call: remember recent ones.
   // Entries are immutable in use (callers never write to `bytes`).
+  if (text.length > 64) return undefined; // longer than any address text; don't cache junk
   const hit = CACHE.get(text);
   if (hit !== undefined || CACHE.has(text)) return hit;
   const parsed = parseUncached(text);

@@ -144,7 +144,8 @@ class Collector {
 }
 
 const MAX_REMEMBERED_REFUSALS = 64;
-const SDP_CACHE_MAX = 1024;
+const SDP_CACHE_MAX = 256;
+const SDP_CACHE_BODY_MAX = 4096;
 
 const EMPTY: PolicyResult = { intents: [], refusals: [], actions: [] };
 
@@ -1038,12 +1039,18 @@ export class Policy {
     if (m.contentType() !== 'application/sdp') return undefined;
     // The same SDP comes back in 18x and 2xx, retransmissions and refresh re-INVITEs: parse it
     // once. Results are never mutated, so sharing them is safe.
-    const key = Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength).toString('latin1');
-    let r = this.#sdpCache.get(key);
+    // Bounded: at most SDP_CACHE_MAX bodies of at most SDP_CACHE_BODY_MAX bytes each.
+    const cacheable = m.body.byteLength <= SDP_CACHE_BODY_MAX;
+    const key = cacheable
+      ? Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength).toString('latin1')
+      : '';
+    let r = cacheable ? this.#sdpCache.get(key) : undefined;
     if (!r) {
       r = this.#readSdp(m.body);
-      if (this.#sdpCache.size >= SDP_CACHE_MAX) this.#sdpCache.clear();
-      this.#sdpCache.set(key, r);
+      if (cacheable) {
+        if (this.#sdpCache.size >= SDP_CACHE_MAX) this.#sdpCache.clear();
+        this.#sdpCache.set(key, r);
+      }
     }
     if (r.ok) return r.media;
     col.refusals.push({
