@@ -333,3 +333,55 @@ describe('FcpServer NAT reservation life cycle (§5.5, §6 #19)', () => {
     expect(server.stats().natReservations).toBe(0);
   });
 });
+
+describe('FcpServer robustness', () => {
+  it('handles a pipelined stream sent one byte per write', async () => {
+    const { tcp } = await startServer();
+    const p = await peer(tcp);
+    const wire = set(1) + 'QUERY FCP=1.0 SEQ=2\r\n\r\n' + release(3);
+    for (const ch of wire) {
+      p.send(ch);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    const r = await p.replies(3);
+    expect(r[0]).toBe('FCP=1.0 SEQ=1 200 OK\r\n\r\n');
+    expect(r[1]).toContain('FCP=1.0 SEQ=2 200 OK\r\nPME PROTO=17;');
+    expect(r[2]).toBe('FCP=1.0 SEQ=3 200 OK\r\n\r\n');
+  });
+
+  it('turns a throwing backend into a 500 for that request only', async () => {
+    let explode = true;
+    const backend = new MemoryBackend({
+      unsupported: () => {
+        if (explode) throw new Error('bug in backend');
+        return undefined;
+      },
+    });
+    const { server, tcp } = await startServer(config(), backend);
+    const p = await peer(tcp);
+    p.send(set(1));
+    expect(await p.replies(1)).toEqual(['FCP=1.0 SEQ=1 500 Internal Server Error\r\n\r\n']);
+    explode = false;
+    p.send(set(2));
+    expect((await p.replies(2))[1]).toBe('FCP=1.0 SEQ=2 200 OK\r\n\r\n');
+    expect(server.liveRules).toBe(1);
+  });
+
+  it('counts requests by method and status and reports latency in events', async () => {
+    const { server } = await startServer();
+    const seen: [string, number][] = [];
+    server.on('request', (e) => {
+      expect(e.latencyMs).toBeGreaterThanOrEqual(0);
+      seen.push([e.method, e.status]);
+    });
+    await server.handle(set(1), local);
+    await server.handle(set(2), local);
+    await server.handle('BOGUS\r\n\r\n', local);
+    expect(seen).toEqual([
+      ['SET', 200],
+      ['SET', 201],
+      ['INVALID', 400],
+    ]);
+    expect(server.stats().requests).toEqual({ SET: { 200: 1, 201: 1 }, INVALID: { 400: 1 } });
+  });
+});
