@@ -262,6 +262,16 @@ describe('CaptureNormalizer', () => {
     expect(metrics.dedupEntries.value()).toBe(1);
   });
 
+  it('still settles a message when the observer throws', () => {
+    n = make({
+      onObservation: () => {
+        throw new Error('observer bug');
+      },
+    });
+    expect(() => push(call.okOut, SERVER, UA)).toThrow('observer bug');
+    expect(settled.map((s) => s.source)).toEqual(['sent-copy']);
+  });
+
   it('numbers observations in arrival order and keeps the bytes exact', () => {
     const a = push(call.inviteIn, UA, SERVER);
     const b = push(call.inviteOut(), SERVER, CALLEE);

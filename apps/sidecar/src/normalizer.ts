@@ -223,9 +223,13 @@ export class CaptureNormalizer {
       },
     };
     this.#opts.metrics?.sipObservations.inc({ kind, copy });
-    this.#opts.onObservation(obs);
-    this.#settle(entry, obs);
     this.#opts.metrics?.dedupEntries.set(this.#table.size);
+    try {
+      this.#opts.onObservation(obs);
+    } finally {
+      // Settle even if the observer threw, so the table never keeps an unsettled message.
+      this.#settle(entry, obs);
+    }
     return obs;
   }
 

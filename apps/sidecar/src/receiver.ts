@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { decodeHep, hepProtocolName, type HepDecodeOptions, type HepPacket } from './hep.js';
 import { HepStreamFramer, type HepStreamOptions } from './hep-stream.js';
-import type { SidecarMetrics } from './sidecar-metrics.js';
+import type { HepOutcome, SidecarMetrics } from './sidecar-metrics.js';
 
 /** Where a HEP packet came from (the capture agent, not the SIP endpoints inside it). */
 export interface HepSource {
@@ -60,10 +60,7 @@ export class HepIngress {
   }
 
   /** Handles one raw packet; returns the outcome (also counted in the metrics). */
-  handle(
-    bytes: Uint8Array,
-    source: HepSource,
-  ): 'accepted' | 'decode_error' | 'unknown_capture_id' | 'bad_auth_key' {
+  handle(bytes: Uint8Array, source: HepSource): Exclude<HepOutcome, 'stream_garbage'> {
     const m = this.#opts.metrics;
     const r = decodeHep(bytes, this.#opts.decode);
     if (!r.ok) {
