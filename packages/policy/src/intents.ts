@@ -131,7 +131,9 @@ export type RefusalCode =
   | 'too-many-calls'
   | 'sdp-invalid'
   | 'session-timer-required'
-  | 'session-interval-too-small';
+  | 'session-interval-too-small'
+  /** A bug met unexpected input; the event was not (fully) applied. Please report it. */
+  | 'internal-error';
 
 /** A hole (or a call) the policy refused, with the reason, for logs and metrics. */
 export interface Refusal {

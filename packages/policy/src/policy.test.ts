@@ -241,3 +241,22 @@ describe('Policy.reconfigure', () => {
     expect(p.config.protectedNetworks).toHaveLength(1);
   });
 });
+
+describe('Policy robustness', () => {
+  it('turns an exception from a message accessor into an internal-error refusal', () => {
+    const p = new Policy(BASE);
+    const good = invite('c1', sdp(ALICE, 4000));
+    const broken = new Proxy(good, {
+      get(target, prop, receiver) {
+        if (prop === 'cseq') {
+          return () => {
+            throw new Error('boom');
+          };
+        }
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    const r = p.handle({ type: 'sip', message: broken, now: 0 });
+    expect(r.refusals.map((f) => f.code)).toEqual(['internal-error']);
+  });
+});

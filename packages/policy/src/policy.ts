@@ -205,7 +205,7 @@ export class Policy {
       // silently either: report it as a refusal so it shows in logs and metrics.
       col.refusals.push({
         kind: 'refusal',
-        code: 'sdp-invalid',
+        code: 'internal-error',
         detail: `internal error while handling the event: ${String(err)}`,
         pme: undefined,
         dialog: undefined,
