@@ -274,14 +274,6 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     }
   }
 
-  #base(name: TransactionEventName): {
-    name: TransactionEventName;
-    observed: boolean;
-    time: number;
-  } {
-    return { name, observed: this.observed, time: this.clock.now() };
-  }
-
   // ---------------------------------------------------------------- MachineHost
 
   transmit(txn: Transaction, message: SipMessage, destination: Address): void {
@@ -331,7 +323,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       case 'response': {
         const branch = t as ClientTransaction;
         void this.#emit({
-          ...this.#base('responseReceived'),
+          name: 'responseReceived',
+          observed: this.observed,
+          time: this.clock.now(),
           message: note.message,
           direction: 'received',
           source: hop?.source ?? branch.peer,
@@ -353,7 +347,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       case 'request-retransmission':
         this.stats.retransmissionsReceived++;
         void this.#emit({
-          ...this.#base('requestReceived'),
+          name: 'requestReceived',
+          observed: this.observed,
+          time: this.clock.now(),
           message: note.message,
           direction: hop?.direction ?? 'received',
           source: hop?.source ?? t.peer,
@@ -364,7 +360,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         return;
       case 'ack':
         void this.#emit({
-          ...this.#base('ackReceived'),
+          name: 'ackReceived',
+          observed: this.observed,
+          time: this.clock.now(),
           message: note.message,
           direction: hop?.direction ?? 'received',
           source: hop?.source ?? t.peer,
@@ -409,7 +407,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       if (key !== undefined) this.#accepted.set(key, t);
     }
     void this.#emit({
-      ...this.#base('transactionCompleted'),
+      name: 'transactionCompleted',
+      observed: this.observed,
+      time: this.clock.now(),
       transaction: server ? t : ctx?.server,
       branch: server ? undefined : t,
       outcome,
@@ -418,7 +418,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (outcome.kind === 'response' && outcome.status < 300) return;
     const branch = t as ClientTransaction;
     void this.#emit({
-      ...this.#base('branchFailed'),
+      name: 'branchFailed',
+      observed: this.observed,
+      time: this.clock.now(),
       transaction: ctx?.server,
       branch,
       outcome,
@@ -434,7 +436,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     }
     this.stats.destroyed++;
     void this.#emit({
-      ...this.#base('transactionDestroyed'),
+      name: 'transactionDestroyed',
+      observed: this.observed,
+      time: this.clock.now(),
       transaction: t.kind === 'ist' || t.kind === 'nist' ? t : ctx?.server,
       branch: t.kind === 'ict' || t.kind === 'nict' ? t : undefined,
       outcome: t.failure ?? t.outcome,
@@ -528,7 +532,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       return;
     }
     void this.#emit({
-      ...this.#base('requestReceived'),
+      name: 'requestReceived',
+      observed: this.observed,
+      time: this.clock.now(),
       message: request,
       direction: 'received',
       source,
@@ -540,7 +546,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (method === 'CANCEL') {
       const invite = this.#cancelTarget(request);
       void this.#emit({
-        ...this.#base('cancelReceived'),
+        name: 'cancelReceived',
+        observed: this.observed,
+        time: this.clock.now(),
         message: request,
         direction: 'received',
         source,
@@ -624,7 +632,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     } else {
       this.stats.strayAcks++;
       void this.#emit({
-        ...this.#base('ackReceived'),
+        name: 'ackReceived',
+        observed: this.observed,
+        time: this.clock.now(),
         message: ack,
         direction: 'received',
         source,
@@ -661,7 +671,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     const name = status < 200 ? 'provisionalRelayed' : 'finalRelayed';
     const retransmission = !server.pending && status >= 200;
     const hold = this.#emit({
-      ...this.#base(name),
+      name: name,
+      observed: this.observed,
+      time: this.clock.now(),
       message: response,
       direction: 'sent',
       source: this.#hop?.destination,
@@ -797,7 +809,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     const txn = this.#createClient(request, key, destination);
     if (ctx !== undefined) txn.context = ctx;
     const hold = this.#emit({
-      ...this.#base('requestForwarded'),
+      name: 'requestForwarded',
+      observed: this.observed,
+      time: this.clock.now(),
       message: request,
       direction: 'sent',
       destination,
@@ -862,7 +876,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (key === undefined) this.stats.badMessages++;
     this.stats.strayResponses++;
     void this.#emit({
-      ...this.#base('responseReceived'),
+      name: 'responseReceived',
+      observed: this.observed,
+      time: this.clock.now(),
       message: response,
       direction: 'received',
       source,
@@ -872,7 +888,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
 
   allBranchesFailed(ctx: ProxyContext, winner: SipMessage, local: boolean): void {
     void this.#emit({
-      ...this.#base('allBranchesFailed'),
+      name: 'allBranchesFailed',
+      observed: this.observed,
+      time: this.clock.now(),
       message: winner,
       direction: 'sent',
       destination: ctx.server.replyTo,
@@ -936,7 +954,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       }
       this.stats.strayAcks++;
       void this.#emit({
-        ...this.#base('ackReceived'),
+        name: 'ackReceived',
+        observed: this.observed,
+        time: this.clock.now(),
         message: request,
         direction: hop.direction,
         source: hop.source,
@@ -961,7 +981,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       const txn = this.#createServer(request, sKey, hop.source);
       if (txn === undefined) return;
       void this.#emit({
-        ...this.#base('requestReceived'),
+        name: 'requestReceived',
+        observed: this.observed,
+        time: this.clock.now(),
         message: request,
         direction: 'received',
         source: hop.source,
@@ -972,7 +994,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       else txn.start(this.#guardMs(false));
       if (method === 'CANCEL') {
         void this.#emit({
-          ...this.#base('cancelReceived'),
+          name: 'cancelReceived',
+          observed: this.observed,
+          time: this.clock.now(),
           message: request,
           direction: 'received',
           source: hop.source,
@@ -992,7 +1016,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       ctx.addBranch(txn, false);
     }
     void this.#emit({
-      ...this.#base('requestForwarded'),
+      name: 'requestForwarded',
+      observed: this.observed,
+      time: this.clock.now(),
       message: request,
       direction: 'sent',
       source: hop.source,
@@ -1052,7 +1078,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (hop.direction === 'received') {
       this.stats.strayResponses++;
       void this.#emit({
-        ...this.#base('responseReceived'),
+        name: 'responseReceived',
+        observed: this.observed,
+        time: this.clock.now(),
         message: response,
         direction: 'received',
         source: hop.source,
@@ -1060,7 +1088,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       });
     } else {
       void this.#emit({
-        ...this.#base(response.status < 200 ? 'provisionalRelayed' : 'finalRelayed'),
+        name: response.status < 200 ? 'provisionalRelayed' : 'finalRelayed',
+        observed: this.observed,
+        time: this.clock.now(),
         message: response,
         direction: 'sent',
         source: hop.source,
@@ -1085,7 +1115,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     const ctx = server.context;
     if (accepts && status >= 300 && ctx !== undefined && ctx.branches.length > 0) {
       void this.#emit({
-        ...this.#base('allBranchesFailed'),
+        name: 'allBranchesFailed',
+        observed: this.observed,
+        time: this.clock.now(),
         message: response,
         direction: 'sent',
         source: hop?.source,
@@ -1095,7 +1127,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     }
     if (status > 100 || !accepts) {
       void this.#emit({
-        ...this.#base(status < 200 ? 'provisionalRelayed' : 'finalRelayed'),
+        name: status < 200 ? 'provisionalRelayed' : 'finalRelayed',
+        observed: this.observed,
+        time: this.clock.now(),
         message: response,
         direction: 'sent',
         source: hop?.source,

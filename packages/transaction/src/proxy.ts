@@ -35,10 +35,10 @@ export class ProxyContext {
   readonly branches: ClientTransaction[] = [];
   readonly #host: ProxyHost;
   readonly #candidates: Candidate<SipMessage>[] = [];
-  /** Branches whose CANCEL waits for a provisional (§9.1). */
-  readonly #cancelWaiting = new Set<InviteClientTransaction>();
+  /** Branches whose CANCEL waits for a provisional (§9.1); created on first use. */
+  #cancelWaiting: Set<InviteClientTransaction> | undefined;
   /** Branches created but not yet started (their `requestForwarded` is held). */
-  readonly #held = new Set<ClientTransaction>();
+  #held: Set<ClientTransaction> | undefined;
   #cancelled = false;
   #closed = false;
   #finalForwarded = false;
@@ -93,14 +93,14 @@ export class ProxyContext {
       }
       if (b.state === 'proceeding') {
         this.#host.sendCancel(b);
-      } else if (this.#host.cancelUnanswered === 'local-487' || this.#held.has(b)) {
+      } else if (this.#host.cancelUnanswered === 'local-487' || this.#held?.has(b) === true) {
         // Not started yet, or the deployment prefers to stop retransmitting at once.
         b.abort('cancelled before any provisional response');
       } else {
         // §9.1: "If no provisional response has been received, the CANCEL request MUST NOT be
         // sent; rather, the client MUST wait for the arrival of a provisional response before
         // sending the request."
-        this.#cancelWaiting.add(b);
+        (this.#cancelWaiting ??= new Set()).add(b);
       }
     }
   }
@@ -108,12 +108,12 @@ export class ProxyContext {
   /** @internal the branch was created but its start is held. */
   addBranch(branch: ClientTransaction, held: boolean): void {
     this.branches.push(branch);
-    if (held) this.#held.add(branch);
+    if (held) (this.#held ??= new Set()).add(branch);
   }
 
   /** @internal the held branch is now started (or was aborted meanwhile). */
   released(branch: ClientTransaction): void {
-    this.#held.delete(branch);
+    this.#held?.delete(branch);
   }
 
   /** @internal a response arrived on a branch (after `responseReceived` fired). */
@@ -123,7 +123,7 @@ export class ProxyContext {
     if (status < 200) {
       if (
         branch instanceof InviteClientTransaction &&
-        this.#cancelWaiting.delete(branch) &&
+        this.#cancelWaiting?.delete(branch) === true &&
         branch.pending
       ) {
         this.#host.sendCancel(branch);
@@ -167,8 +167,8 @@ export class ProxyContext {
 
   /** @internal a branch ended without a 2xx (`branchFailed` has fired). */
   branchEnded(branch: ClientTransaction, outcome: Outcome): void {
-    this.#cancelWaiting.delete(branch as InviteClientTransaction);
-    this.#held.delete(branch);
+    this.#cancelWaiting?.delete(branch as InviteClientTransaction);
+    this.#held?.delete(branch);
     if (this.#host.observed) return;
     switch (outcome.kind) {
       case 'response':
@@ -210,7 +210,7 @@ export class ProxyContext {
 
   /** `ended` is the branch reporting its end (still in its old state while it reports). */
   #checkDone(ended: ClientTransaction): void {
-    if (this.#finalForwarded || !this.server.pending || this.#held.size > 0) return;
+    if (this.#finalForwarded || !this.server.pending || (this.#held?.size ?? 0) > 0) return;
     for (const b of this.branches) if (b !== ended && b.pending) return;
     if (this.branches.length === 0) return;
     this.#finalForwarded = true;
