@@ -50,7 +50,7 @@ describe.runIf(ok)('pinhole-fcpd with the nftables backend in network namespaces
   };
   const ctl = (...a: string[]) => fcpctl(['--server', fcpd?.server ?? '', ...a], t.router);
   const pme = (): string[] => ['--proto', 'udp', '--dst', t.insideAddr, '--dst-port', String(port)];
-  const passes = () => udpReaches(out, inn, t.insideAddr, port, { attempts: 10, intervalMs: 100 });
+  const passes = () => udpReaches(out, inn, t.insideAddr, port, { attempts: 20, intervalMs: 100 });
   const dropped = async () =>
     !(await udpReaches(out, inn, t.insideAddr, port, { attempts: 3, intervalMs: 100 }));
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

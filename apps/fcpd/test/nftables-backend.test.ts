@@ -52,7 +52,7 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
       ...o,
     });
 
-  const reaches = (attempts = 10) => udpReaches(out, inn, t.insideAddr, port, { attempts });
+  const reaches = (attempts = 20) => udpReaches(out, inn, t.insideAddr, port, { attempts });
   const blocked = async () => !(await udpReaches(out, inn, t.insideAddr, port, { attempts: 3 }));
 
   it('opens and closes a hole, and touches no other table', async () => {
@@ -192,13 +192,13 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     const rcv = UdpAgent.start(t.router);
     const fwPort = await rcv.bind(fw, 0);
     const reachesFw = (attempts: number) => udpReaches(out, rcv, fw, fwPort, { attempts });
-    expect(await reachesFw(10)).toBe(true);
+    expect(await reachesFw(20)).toBe(true);
     const b = backend({ protected: [`${fw}/32`], hooks: ['forward', 'input'] });
     await b.open();
     expect(await reachesFw(3)).toBe(false);
     const r = hole(fw, fwPort);
     await b.install(r, { owner: 'a', timerSec: 30 });
-    expect(await reachesFw(10)).toBe(true);
+    expect(await reachesFw(20)).toBe(true);
     await b.remove(r);
     expect(await reachesFw(3)).toBe(false);
     await b.close();
