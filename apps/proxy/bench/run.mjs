@@ -21,8 +21,13 @@ const RATES = (process.env.BENCH_RATES ?? '250,500,1000,1500,2000,2500,3000,3500
   .split(',')
   .map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const TARGETS = (process.env.BENCH_TARGETS ?? 'pinhole-1,pinhole-2,kamailio').split(',');
+// pinhole-<workers>[-memory|-nftables] (default: embedded fcpd on nftables), kamailio.
+const TARGETS = (
+  process.env.BENCH_TARGETS ?? 'pinhole-1,pinhole-2,pinhole-1-memory,kamailio'
+).split(',');
 const HOLD_MS = 500;
+// Fail-closed after this long without the pinholes' acknowledgement (counts as a failed call).
+const DEADLINE_MS = Number(process.env.BENCH_DEADLINE_MS ?? 2000);
 const CALLER = '198.18.1.2';
 const CALLEE = '198.19.1.2';
 const PROXY_IP = '198.18.1.1';
@@ -113,9 +118,33 @@ function metricValue(text, name) {
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined;
 }
 
-async function startPinhole(topo, workers) {
+const FCPD = join(here, '../../fcpd/dist/cli.js');
+
+async function startPinhole(topo, workers, backend) {
+  // `embedded`: the proxy's own fcpd (nftables), CPU counted with the proxy (and its nft child).
+  // `memory`/`nftables`: a separate pinhole-fcpd process; the proxy's CPU is counted alone.
+  let fcpd;
+  const fcpArgs = [];
+  if (backend !== 'embedded') {
+    fcpd = spawnIn(topo.router, process.execPath, [
+      FCPD,
+      '--listen',
+      'tcp:127.0.0.1:12345',
+      '--backend',
+      backend,
+      '--protected',
+      topo.insideNet,
+      '--log-level',
+      'warn',
+    ]);
+    await sleep(1500);
+    fcpArgs.push('--fcp', 'tcp:127.0.0.1:12345');
+  }
   const child = spawnIn(topo.router, process.execPath, [
     CLI,
+    ...fcpArgs,
+    '--pinhole-deadline-ms',
+    String(DEADLINE_MS),
     '--listen',
     `udp:${PROXY_IP}:5060`,
     '--route',
@@ -131,9 +160,14 @@ async function startPinhole(topo, workers) {
   ]);
   let err = '';
   child.stderr.on('data', (d) => (err += d));
+  child.stdout.on('data', (d) => {
+    if (process.env.BENCH_DEBUG)
+      writeFileSync(join(tmpdir(), 'pinhole-bench-proxy.log'), d, { flag: 'a' });
+  });
   for (let i = 0; i < 100 && !/listening/.test(err); i++) await sleep(100);
   if (!/listening/.test(err)) throw new Error(`pinhole-proxy did not start: ${err}`);
-  return { child, metricsPorts: [...Array(workers).keys()].map((i) => 9464 + i) };
+  if (fcpd) child.once('exit', () => fcpd.kill('SIGTERM'));
+  return { child, fcpd, metricsPorts: [...Array(workers).keys()].map((i) => 9464 + i) };
 }
 
 function kamailioConfig(children) {
@@ -214,7 +248,7 @@ async function step(topo, target, rate, dir) {
   const server =
     target.kind === 'kamailio'
       ? await startKamailio(topo, target.workers, dir)
-      : await startPinhole(topo, target.workers);
+      : await startPinhole(topo, target.workers, target.backend);
   const limit = String(Math.ceil(rate * (HOLD_MS / 1000 + 1) * 2) + 100);
   const uas = spawnIn(topo.inside, 'sipp', [
     '-sf',
@@ -235,6 +269,8 @@ async function step(topo, target, rate, dir) {
     '-buff_size',
     '4194304',
   ]);
+  let uasOut = '';
+  uas.stdout.on('data', (d) => (uasOut = (uasOut + d).slice(-20000)));
   await sleep(300);
   const cpu0 = cpuTicks(server.child.pid);
   const t0 = Date.now();
@@ -269,6 +305,12 @@ async function step(topo, target, rate, dir) {
     '4194304',
     '-recv_timeout',
     '10000',
+    '-trace_err',
+    '-error_file',
+    join(dir, 'uac.err'),
+    ...(process.env.BENCH_TRACE
+      ? ['-trace_msg', '-message_file', join(tmpdir(), 'pinhole-bench-uac.msg')]
+      : []),
   ]);
   let out = '';
   uac.stdout.on('data', (d) => (out = (out + d).slice(-20000)));
@@ -280,7 +322,23 @@ async function step(topo, target, rate, dir) {
   await waitExit(uas, 5000);
   server.child.kill('SIGTERM');
   await waitExit(server.child, 10_000);
+  if (server.fcpd) {
+    server.fcpd.kill('SIGTERM');
+    await waitExit(server.fcpd, 5000);
+  }
   const { ok, failed } = parseSipp(out);
+  if (process.env.BENCH_DEBUG) {
+    console.error(out.slice(-3000), uasOut.slice(-3000));
+    for (const t of m)
+      console.error(
+        t
+          .split('\n')
+          .filter((l) =>
+            /requests_total|responses_total|bad_messages|pinholes_total|transactions /.test(l),
+          )
+          .join('\n'),
+      );
+  }
   if (failed > 0 && process.env.BENCH_DEBUG) {
     try {
       console.error(readFileSync(join(dir, 'uac.err'), 'utf8').slice(0, 3000));
@@ -323,7 +381,12 @@ try {
       : {
           kind: 'pinhole',
           workers: Number(name.split('-')[1] ?? 1),
-          label: `pinhole-proxy, pinholes on, ${name.split('-')[1] ?? 1} worker(s)`,
+          backend: name.split('-')[2] ?? 'embedded',
+          label: `pinhole-proxy ${name.split('-')[1] ?? 1} worker(s), ${
+            { memory: 'separate fcpd (memory)', nftables: 'separate fcpd (nftables)' }[
+              name.split('-')[2]
+            ] ?? 'embedded fcpd (nftables)'
+          }`,
         };
     if (target.kind === 'kamailio' && !haveKamailio) {
       console.log('kamailio not installed: reference skipped');

@@ -25,6 +25,7 @@ import {
   randomToken,
   responseTarget,
   stampVia,
+  topViaText,
   type NextHop,
 } from './sip-util.js';
 import type { Inbound, Listener, Peer } from './transport.js';
@@ -360,13 +361,13 @@ export class ProxyCore {
       return `${via.branch}|${via.host}|${via.port ?? ''}|${m}`;
     }
     // RFC 2543 fallback (§17.2.3): Request-URI, tags, Call-ID, CSeq number and top Via.
-    return `2543|${msg.requestUri}|${msg.from()?.tag ?? ''}|${msg.callId() ?? ''}|${msg.cseq()?.seq ?? ''}|${via.raw}|${m}`;
+    return `2543|${msg.requestUri}|${msg.from()?.tag ?? ''}|${msg.callId() ?? ''}|${msg.cseq()?.seq ?? ''}|${topViaText(msg) ?? ''}|${m}`;
   }
 
   #onRequest(msg: SipMessage, inb: Inbound): void {
     const method = msg.method.toUpperCase();
     const via = msg.topVia()!;
-    const stamped = stampVia(via, inb.peer.address, inb.peer.port);
+    const stamped = stampVia(via, topViaText(msg) ?? '', inb.peer.address, inb.peer.port);
     if (stamped !== undefined) {
       msg.removeTopVia();
       msg.prependVia(stamped);

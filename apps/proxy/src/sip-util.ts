@@ -89,10 +89,15 @@ export function buildNon2xxAck(invite: SipMessage, response: SipMessage): string
   return hopRequest('ACK', invite, response.get('to') ?? invite.get('to') ?? '');
 }
 
+/** The top Via value as written (the first element of the first Via line). */
+export function topViaText(m: SipMessage): string | undefined {
+  return m.getAll('via')[0];
+}
+
 function hopRequest(method: string, invite: SipMessage, to: string): string {
   const lines = [`${method} ${invite.requestUri} SIP/2.0`];
-  const top = invite.topVia();
-  if (top) lines.push(`Via: ${top.raw}`);
+  const top = topViaText(invite);
+  if (top !== undefined) lines.push(`Via: ${top}`);
   for (const h of invite.headers()) if (h.name === 'route') lines.push(`Route: ${h.value}`);
   lines.push(
     `From: ${invite.get('from') ?? ''}`,
@@ -137,8 +142,13 @@ export function responseTarget(via: Via): NextHop {
  * packet's source address, and fills in an empty `rport`. Returns the new Via value, or
  * undefined when nothing changes.
  */
-export function stampVia(via: Via, address: string, port: number): string | undefined {
-  let raw = via.raw;
+export function stampVia(
+  via: Via,
+  rawValue: string,
+  address: string,
+  port: number,
+): string | undefined {
+  let raw = rawValue;
   let changed = false;
   if (via.rport === true) {
     raw = raw.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${port}`);

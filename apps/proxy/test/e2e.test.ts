@@ -68,7 +68,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
         '--protected',
         topo.insideNet,
         '--timer-c-ms',
-        '3000',
+        '5000',
         '--log-level',
         'debug',
         '--policy',
@@ -140,7 +140,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
         'mport',
         String(MEDIA),
         '-d',
-        '2500',
+        '3000',
       ]);
       await sleep(300);
       const uacP = uac(topo!.outside, CALLER, PROXY, 'uac-basic.xml', [
@@ -150,7 +150,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
         '-d',
         '500',
       ]);
-      const firstMedia = await passesWithin(MEDIA, 2000);
+      const firstMedia = await passesWithin(MEDIA, 2500);
       const [uacR, uasR] = await Promise.all([uacP, uasP]);
       expect(uacR.code, uacR.output).toBe(0);
       expect(uasR.code, uasR.output).toBe(0);
@@ -171,9 +171,9 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
         'mport',
         '41000',
         '-d',
-        '1500',
+        '3000',
       ]);
-      const during = await passesWithin(MEDIA, 1400);
+      const during = await passesWithin(MEDIA, 2800);
       const [uacR, uasR] = await Promise.all([uacP, uasP]);
       expect(uacR.code, uacR.output).toBe(0);
       expect(uasR.code, uasR.output).toBe(0);
@@ -188,11 +188,11 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
         'mport',
         String(MEDIA),
         '-d',
-        '1500',
+        '3000',
       ]);
       await sleep(300);
       const uacP = uac(topo!.outside, CALLER, PROXY, 'uac-486.xml', ['-key', 'mport', '41000']);
-      const during = await passesWithin(MEDIA, 1400);
+      const during = await passesWithin(MEDIA, 2800);
       const [uacR, uasR] = await Promise.all([uacP, uasP]);
       expect(uacR.code, uacR.output).toBe(0);
       expect(uasR.code, uasR.output).toBe(0);
@@ -235,19 +235,19 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
         'newport',
         '41002',
         '-d',
-        '2000',
+        '3000',
       ]);
-      const first = await passesWithin(MEDIA, 1500);
+      const first = await passesWithin(MEDIA, 2500);
       expect(first).toBeDefined();
       expect(await reaches(MOVED)).toBe(false);
       // Wait for the re-INVITE's 200 to be relayed.
       const second = await proxy!.waitFor(
         (l) =>
           relayed(200)(l) && l.method === 'INVITE' && logsSince(mark, relayed(200)).length >= 2,
-        4000,
+        6000,
       );
       expect(second).toBeDefined();
-      expect(await passesWithin(MOVED, 1000)).toBeDefined();
+      expect(await passesWithin(MOVED, 2000)).toBeDefined();
       expect(await reaches(MEDIA)).toBe(false);
       const [uacR, uasR] = await Promise.all([uacP, uasP]);
       expect(uacR.code, uacR.output).toBe(0);
