@@ -373,15 +373,17 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
     const started = performance.now();
     try {
       const r = await c.request(req, this.#timeoutMs);
-      this.emit('response', {
-        server: c.name,
-        method: req.method,
-        status: r.status,
-        latencyMs: performance.now() - started,
-        origin,
-        key,
-        error: undefined,
-      });
+      if (this.listenerCount('response') > 0) {
+        this.emit('response', {
+          server: c.name,
+          method: req.method,
+          status: r.status,
+          latencyMs: performance.now() - started,
+          origin,
+          key,
+          error: undefined,
+        });
+      }
       return outcomeOf(c.name, r, req.method);
     } catch (e) {
       const error =

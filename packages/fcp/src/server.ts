@@ -702,6 +702,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       };
     }
     this.#countRequest(method, resp.status);
+    if (this.listenerCount('request') === 0) return resp;
     this.emit('request', {
       method,
       status: resp.status,
