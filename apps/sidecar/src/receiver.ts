@@ -83,6 +83,11 @@ export class HepIngress {
       return 'bad_auth_key';
     }
     m.hepPackets.inc({ transport: source.transport, type, outcome: 'accepted' });
+    if (p.timeSeconds !== undefined && p.timeSeconds > 0) {
+      const lag = Date.now() / 1000 - (p.timeSeconds + (p.timeMicros ?? 0) / 1e6);
+      // Beyond an hour either way the agent's clock is simply wrong: not a lag worth recording.
+      if (lag < 3600 && lag > -3600) m.captureLag.observe(Math.max(0, lag));
+    }
     try {
       this.#opts.onPacket(p, source);
     } catch (err) {

@@ -1,5 +1,5 @@
 /** The sidecar's metrics, registered once and handed to the components that count. */
-import { MetricsRegistry, type Counter, type Gauge } from './metrics.js';
+import { MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics.js';
 
 /** What happened to a HEP packet (the `outcome` label). */
 export type HepOutcome =
@@ -23,6 +23,8 @@ export interface SidecarMetrics {
   readonly dedupEntries: Gauge;
   /** labels: source (sent-copy|received-copy). */
   readonly mediaSources: Counter;
+  /** Seconds from the HEP timestamp (capture time at the agent) to arrival here. */
+  readonly captureLag: Histogram;
 }
 
 export function createSidecarMetrics(
@@ -62,6 +64,12 @@ export function createSidecarMetrics(
       'pinhole_sidecar_media_sources_total',
       'Messages handed to pinhole control once, by the copy they were read from.',
       ['source'],
+    ),
+    captureLag: registry.histogram(
+      'pinhole_sidecar_hep_capture_lag_seconds',
+      'Seconds from the capture agent timestamp of a HEP packet to its arrival at the sidecar (clock skew between hosts included; negative values count as 0).',
+      [],
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     ),
   };
 }

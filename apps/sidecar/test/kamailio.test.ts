@@ -332,6 +332,8 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
       expect(
         metrics.hepPackets.value({ transport: 'udp', type: 'sip', outcome: 'bad_auth_key' }),
       ).toBe(0);
+      // Kamailio stamps every copy; the lag from its capture to our arrival is recorded.
+      expect(metrics.captureLag.count()).toBeGreaterThanOrEqual(15);
     });
 
     it("mirrors Kamailio's own Timer A retransmission and the hop-by-hop CANCEL, 487 and ACK", async () => {

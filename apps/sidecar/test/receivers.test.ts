@@ -116,6 +116,28 @@ describe('HEP receivers on loopback', () => {
     expect(rx.connections).toBe(1);
   });
 
+  it('records the capture lag from the HEP timestamp, ignoring absent and absurd stamps', () => {
+    const { metrics, ingress } = setup();
+    const stamped = (timeSeconds: number) =>
+      encodeHep({
+        srcAddress: '198.18.0.10',
+        dstAddress: '198.18.0.1',
+        srcPort: 5060,
+        dstPort: 5060,
+        timeSeconds,
+        payload: call.inviteIn,
+      });
+    const src = { transport: 'udp', address: '127.0.0.1', port: 1 } as const;
+    ingress.handle(stamped(Math.floor(Date.now() / 1000) - 1), src);
+    ingress.handle(stamped(Math.floor(Date.now() / 1000) + 5), src); // agent clock ahead: 0
+    ingress.handle(stamped(1), src); // 1970: a broken clock, not a lag
+    ingress.handle(pkt(1), src); // no timestamp chunk value
+    expect(metrics.captureLag.count()).toBe(2);
+    expect(metrics.registry.render()).toMatch(
+      /pinhole_sidecar_hep_capture_lag_seconds_bucket\{le="0.0005"\} 1\n/,
+    );
+  });
+
   it('serves the metrics in the Prometheus text format', async () => {
     const { metrics, ingress } = setup();
     ingress.handle(pkt(1), { transport: 'udp', address: '127.0.0.1', port: 1 });
