@@ -262,3 +262,25 @@ describe('FcpClient over UDP (spec §6 #32)', () => {
     expect(seen[1]).toBe(seen[0]);
   });
 });
+
+describe('FcpClient against a server writing the published two-line layout', () => {
+  it('decodes SET, QUERY and QUERYNAT replies in the ABNF layout', async () => {
+    const { port } = await startServer(0, new MemoryBackend(), {
+      responseStyle: 'abnf',
+      queryScope: 'own',
+    });
+    const c = client([port]);
+    expect((await c.set(rule(1), { timer: 30 })).outcomes[0]?.kind).toBe('installed');
+    expect((await c.set(rule(2), { timer: 40, action: 'drop' })).outcomes[0]?.kind).toBe(
+      'installed',
+    );
+    const q = await c.query();
+    expect(q.outcomes[0]?.rules?.map((r) => r.options)).toEqual([
+      { action: 'pass', timer: 30 },
+      { action: 'drop', timer: 40 },
+    ]);
+    const n = await c.queryNat({ srcIp: '198.19.0.5', srcPort: 5004, proto: 'udp' });
+    expect(n.outcomes[0]?.nat).toEqual({ ip: '198.19.0.5', ports: [5004, 5004] });
+    expect((await c.release(rule(2))).outcomes[0]?.kind).toBe('released');
+  });
+});
