@@ -284,3 +284,22 @@ describe('FcpClient against a server writing the published two-line layout', () 
     expect((await c.release(rule(2))).outcomes[0]?.kind).toBe('released');
   });
 });
+
+describe('FcpClient rules without keep-alive', () => {
+  it('forgets a rule whose TIMER ran out, so a reconnect does not re-create it', async () => {
+    const timers = new FakeTimers();
+    const fake = await ScriptedServer.start((req) => `FCP=1.0 SEQ=${seqOf(req)} 200 OK\r\n`);
+    cleanups.push(() => fake.stop());
+    const c = client([fake.port], { timers, keepAlive: false });
+    await c.ready();
+    await c.set(rule(1), { timer: 30 });
+    await c.set(rule(2), { timer: 90 });
+    expect(c.ownedRules).toBe(2);
+    timers.advance(31_000);
+    expect(c.ownedRules).toBe(1);
+    timers.advance(60_000);
+    await settle();
+    expect(c.ownedRules).toBe(0);
+    expect(fake.requests.filter((r) => r.startsWith('SET'))).toHaveLength(2);
+  });
+});

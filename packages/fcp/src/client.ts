@@ -437,18 +437,28 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
     this.#refresh.delete(key);
   }
 
+  /**
+   * Kept-alive rules: due for a refresh at `refreshRatio × TIMER`. Rules the application
+   * refreshes itself (`keepAlive: false`): due to be forgotten when their TIMER has run out
+   * since the last SET, so a later reconnect does not re-create a hole that already expired.
+   */
   #schedule(rule: OwnedRule): void {
     const timer = rule.options.timer ?? 60;
-    if (!rule.keepAlive || timer === 0) {
+    if (timer === 0) {
       this.#refresh.delete(rule.key);
       return;
     }
-    this.#refresh.set(rule.key, this.#timers.now() + timer * 1000 * this.#ratio);
+    const ratio = rule.keepAlive ? this.#ratio : 1;
+    this.#refresh.set(rule.key, this.#timers.now() + timer * 1000 * ratio);
   }
 
   #onRefreshDue(key: string): void {
     const rule = this.#owned.get(key);
     if (!rule || this.#closed) return;
+    if (!rule.keepAlive) {
+      this.#owned.delete(key);
+      return;
+    }
     this.#schedule(rule);
     rule.state.forEach((st, i) => {
       if (st !== 'installed' && st !== 'pending') return;
