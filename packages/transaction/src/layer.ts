@@ -670,18 +670,22 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (!accepts && !stateless) return;
     const name = status < 200 ? 'provisionalRelayed' : 'finalRelayed';
     const retransmission = !server.pending && status >= 200;
-    const hold = this.#emit({
-      name: name,
-      observed: this.observed,
-      time: this.clock.now(),
-      message: response,
-      direction: 'sent',
-      source: this.#hop?.destination,
-      destination: server.replyTo,
-      transaction: server,
-      local,
-      retransmission,
-    });
+    // A 100 (Trying) is hop-by-hop and enables nothing: no event, no hold.
+    const hold =
+      status === 100
+        ? undefined
+        : this.#emit({
+            name: name,
+            observed: this.observed,
+            time: this.clock.now(),
+            message: response,
+            direction: 'sent',
+            source: this.#hop?.destination,
+            destination: server.replyTo,
+            transaction: server,
+            local,
+            retransmission,
+          });
     const send = (): void => {
       if (server instanceof InviteServerTransaction) {
         if (!server.sendResponse(response, local, retransmit2xx) && status >= 200 && status < 300) {
