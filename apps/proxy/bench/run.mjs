@@ -412,7 +412,7 @@ try {
 
 const fmt = (v, d = 2) => (v === undefined || Number.isNaN(v) ? '–' : v.toFixed(d));
 console.log(
-  `\nMachine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, node ${process.version}; ${SECONDS} s per step, calls held ${HOLD_MS} ms\n`,
+  `\nMachine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; ${SECONDS} s per step, calls held ${HOLD_MS} ms, pinhole deadline ${DEADLINE_MS} ms (fail-closed)\n`,
 );
 console.log(
   '| target | rate (calls/s) | calls | ok | failed | CPU ms/call | pinhole step p50 (ms) | p99 (ms) | pinholes opened |',
