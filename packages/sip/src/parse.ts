@@ -102,12 +102,19 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     const lineStart = pos;
     let hash = 0;
     let notToken = 0;
-    while (pos < end) {
-      c = buf[pos] as number;
-      if (c === COLON || c === SP || c === HT || c === CR || c === LF) break;
-      notToken |= (token[c] as number) ^ 1;
+    // Token bytes in a tight loop (one table read each); anything else ends the name, or, when
+    // it is not one of the name terminators, marks it malformed and the scan goes on to them.
+    while (pos < end && token[(c = buf[pos] as number)] === 1) {
       hash = (Math.imul(hash, 31) + (c | 0x20)) | 0; // nameHashStep, inlined
       pos++;
+    }
+    if (pos < end && c !== COLON && c !== SP && c !== HT && c !== CR && c !== LF) {
+      notToken = 1;
+      while (pos < end) {
+        c = buf[pos] as number;
+        if (c === COLON || c === SP || c === HT || c === CR || c === LF) break;
+        pos++;
+      }
     }
     const nameOk = notToken === 0;
     const nameEnd = pos;
