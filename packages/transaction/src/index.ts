@@ -53,7 +53,14 @@ export {
 export type { Clock, TimerConfig, TimerHandle, TimerValues } from './timers.js';
 export { defaultIsReliable, responseDestination } from './address.js';
 export type { Address, Transport } from './address.js';
-export { MAGIC_COOKIE, acceptedKey, cancelledInviteKey, clientKey, serverKey } from './keys.js';
+export {
+  MAGIC_COOKIE,
+  acceptedKey,
+  cancelledClientKey,
+  cancelledInviteKey,
+  clientKey,
+  serverKey,
+} from './keys.js';
 export { dialogId, dialogKey, dialogSides, dialogState } from './dialog.js';
 export type { DialogId, DialogSides, DialogState } from './dialog.js';
 export { buildAck, buildCancel, buildLocalResponse, newBranch, newTag } from './messages.js';

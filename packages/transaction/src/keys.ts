@@ -80,6 +80,15 @@ export function clientKey(message: SipMessage): string | undefined {
   return `c2543|${message.from()?.tag ?? ''}|${message.callId() ?? ''}|${cseq.seq}|${method}|${sentBy(via)}|${via.branch ?? ''}`;
 }
 
+/** The client key of the INVITE a CANCEL sent by this element cancels (same branch, §9.1). */
+export function cancelledClientKey(cancel: SipMessage): string | undefined {
+  const via = cancel.topVia();
+  const cseq = cancel.cseq();
+  if (via === undefined || cseq === undefined) return undefined;
+  if (hasMagicCookie(via.branch)) return `c|${via.branch}|${sentBy(via)}|INVITE`;
+  return `c2543|${cancel.from()?.tag ?? ''}|${cancel.callId() ?? ''}|${cseq.seq}|INVITE|${sentBy(via)}|${via.branch ?? ''}`;
+}
+
 /**
  * Key of an accepted INVITE (RFC 6026 Accepted state) that an end-to-end ACK for its 2xx is
  * matched against: Call-ID, CSeq number, From tag. The To tag is checked separately because a

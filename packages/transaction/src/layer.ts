@@ -17,7 +17,14 @@ import {
 } from './events.js';
 import { InviteClientTransaction } from './invite-client-transaction.js';
 import { InviteServerTransaction } from './invite-server-transaction.js';
-import { acceptedKey, cancelledInviteKey, clientKey, hasMagicCookie, serverKey } from './keys.js';
+import {
+  acceptedKey,
+  cancelledClientKey,
+  cancelledInviteKey,
+  clientKey,
+  hasMagicCookie,
+  serverKey,
+} from './keys.js';
 import { buildAck, buildCancel, buildLocalResponse, newBranch } from './messages.js';
 import { NonInviteClientTransaction } from './non-invite-client-transaction.js';
 import { NonInviteServerTransaction } from './non-invite-server-transaction.js';
@@ -1032,7 +1039,8 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     });
     txn.start();
     if (method === 'CANCEL') {
-      const invite = this.#table.get(cKey.replace(/\|CANCEL$/, '|INVITE'));
+      const inviteKey = cancelledClientKey(request);
+      const invite = inviteKey === undefined ? undefined : this.#table.get(inviteKey);
       if (invite instanceof InviteClientTransaction) invite.markCancelSent();
     }
   }

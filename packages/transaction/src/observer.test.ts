@@ -116,6 +116,41 @@ describe('observer mode (the sidecar)', () => {
     expect(w.of('transactionDestroyed')).toHaveLength(3);
   });
 
+  it('watches a UA: its INVITE sent is a client transaction, the responses received end it', () => {
+    const w = watch();
+    const inv = request({ branch: 'z9hG4bKua' });
+    w.feed(inv, 'sent', UAC, UAS1);
+    w.feed(response(inv, 183, 'b1'), 'received', UAS1, UAC);
+    w.feed(response(inv, 486, 'b1'), 'received', UAS1, UAC);
+    w.feed(request({ method: 'ACK', branch: 'z9hG4bKua', toTag: 'b1' }), 'sent', UAC, UAS1);
+    expect(w.events.map((e) => e.name)).toEqual([
+      'requestForwarded',
+      'responseReceived',
+      'responseReceived',
+      'transactionCompleted',
+      'branchFailed',
+    ]);
+    expect(w.of('responseReceived')[0]?.dialog?.state).toBe('early');
+    expect(w.of('branchFailed')[0]?.outcome).toEqual({
+      kind: 'response',
+      status: 486,
+      local: false,
+    });
+    expect(w.layer.stats.duplicatesObserved).toBe(1); // the ACK of the 486 belongs to the INVITE
+    w.clock.advance(32_000);
+    expect(w.layer.size).toBe(0);
+  });
+
+  it('links an RFC 2543 CANCEL sent downstream to its INVITE', () => {
+    const w = watch();
+    const inv = request({ branch: '' });
+    w.feed(inv, 'sent', UAC, UAS1);
+    w.feed(response(inv, 180, 'b1'), 'received', UAS1, UAC);
+    w.feed(request({ method: 'CANCEL', branch: '' }), 'sent', UAC, UAS1);
+    const branch = w.of('requestForwarded')[0]?.branch as { cancelSent?: boolean } | undefined;
+    expect(branch?.cancelSent).toBe(true);
+  });
+
   it('cannot send: receive() and forwarding are refused in observer mode', () => {
     const w = watch();
     expect(() => w.layer.receive(w.invite, UAC)).toThrow(
