@@ -148,6 +148,9 @@ export class NftChannel {
         if (this.#pending?.token !== token) return;
         this.#pending = undefined;
         reject(new NftError(`nft did not answer within ${this.#timeoutMs} ms`));
+        // Detach first: the next transaction gets a fresh process, and this one's exit must not
+        // be blamed on it.
+        if (this.#child === child) this.#child = undefined;
         child.kill('SIGKILL');
       }, this.#timeoutMs);
       this.#pending = { token, resolve, reject, timer };

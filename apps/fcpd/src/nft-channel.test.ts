@@ -1,0 +1,81 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { NftChannel } from './nft-channel.js';
+
+// A stand-in for `nft -i` that behaves like it on stdin/stderr: silent on success, an error with
+// the offending line echoed on failure, and a syntax error for a bare word (the sentinel).
+const FAKE = `
+const rl = require('node:readline').createInterface({ input: process.stdin });
+const fs = require('node:fs');
+let hung = false;
+rl.on('line', (line) => {
+  if (hung) return;
+  const inc = /^include "(.*)"$/.exec(line);
+  const text = inc ? fs.readFileSync(inc[1], 'utf8') : line;
+  if (/^\\w+$/.test(line)) process.stderr.write('Error: syntax error, unexpected newline, expecting string\\n' + line + '\\n' + ' '.repeat(line.length) + '^\\n');
+  else if (text.includes('FAIL')) process.stderr.write('Error: Could not process rule: No such file or directory\\n' + text.split('\\n')[0] + '\\n^^^^\\n');
+  else if (text.includes('DIE')) process.exit(3);
+  else if (text.includes('HANG')) hung = true;
+  else if (inc) process.stdout.write('');
+});
+`;
+const script = join(tmpdir(), `pinhole-fake-nft-${process.pid}.cjs`);
+writeFileSync(script, FAKE);
+afterAll(() => rmSync(script, { force: true }));
+
+const channel = (timeoutMs?: number) =>
+  new NftChannel({ argv: [process.execPath, script], inlineMax: 100, timeoutMs });
+
+describe('NftChannel', () => {
+  it('resolves with no error text for a transaction nft accepts', async () => {
+    const c = channel();
+    expect(await c.run('add element inet pinhole h4d { 1.2.3.4 . 17 . 5 }\n')).toBe('');
+    await c.close();
+  });
+
+  it("attributes nft's error to its transaction, and the next one is clean", async () => {
+    const c = channel();
+    const [a, b, d] = await Promise.all([
+      c.run('add element FAIL\n'),
+      c.run('add element ok\n'),
+      c.run('add element FAIL again\n'),
+    ]);
+    expect(a).toContain('No such file or directory');
+    expect(b).toBe('');
+    expect(d).toContain('FAIL again');
+    await expect(c.exec('FAIL\n')).rejects.toMatchObject({ code: 'FCPD_ERR_NFT' });
+    await c.close();
+  });
+
+  it('sends long scripts through a temporary include file and removes it', async () => {
+    const c = channel();
+    const long = Array.from({ length: 20 }, (_, i) => `add element x { ${i} }`).join('\n');
+    expect(await c.run(long + '\n')).toBe('');
+    expect(await c.run(long + '\nFAIL\n')).toContain('No such file');
+    await c.close();
+  });
+
+  it('rejects the transaction in flight when nft dies, and respawns for the next', async () => {
+    const c = channel();
+    expect(await c.run('add element ok\n')).toBe('');
+    await expect(c.run('add element DIE\n')).rejects.toMatchObject({ code: 'FCPD_ERR_NFT' });
+    expect(await c.run('add element ok\n')).toBe('');
+    await c.close();
+  });
+
+  it('gives up on a transaction nft never answers', async () => {
+    const c = channel(2000);
+    expect(await c.run('add element ok\n')).toBe('');
+    await expect(c.run('add element HANG\n')).rejects.toThrow(/did not answer/);
+    expect(await c.run('add element ok\n')).toBe('');
+    await c.close();
+  });
+
+  it('refuses work after close', async () => {
+    const c = channel();
+    await c.close();
+    await expect(c.run('add element ok\n')).rejects.toThrow(/closed/);
+  });
+});
