@@ -220,6 +220,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
       error = e;
     });
     socket.on('data', (chunk: string) => {
+      if (socket.destroyed) return;
       for (const ev of decoder.push(chunk)) {
         switch (ev.kind) {
           case 'response':
@@ -232,7 +233,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
             this.#protocolError(socket, `response line over ${ev.limit} bytes`);
             break;
         }
-        if (this.#socket !== socket) return;
+        if (this.#socket !== socket || socket.destroyed) return;
       }
     });
     socket.on('close', () => {
