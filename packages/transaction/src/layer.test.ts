@@ -145,6 +145,19 @@ describe('transaction layer', () => {
     ]);
   });
 
+  it('lets a listener unsubscribe itself during dispatch without skipping the next one', () => {
+    const h = harness();
+    const calls: string[] = [];
+    const off = h.layer.on('requestReceived', () => {
+      calls.push('first');
+      off();
+    });
+    h.layer.on('requestReceived', () => void calls.push('second'));
+    h.layer.receive(request({ branch: 'z9hG4bK1' }), UAC);
+    h.layer.receive(request({ branch: 'z9hG4bK2' }), UAC);
+    expect(calls).toEqual(['first', 'second', 'second']);
+  });
+
   it('unsubscribes a listener', () => {
     const h = harness();
     let n = 0;

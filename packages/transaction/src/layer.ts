@@ -1170,15 +1170,15 @@ function addListener(
   options: ListenerOptions | undefined,
 ): () => void {
   const entry: ListenerEntry = { listener, deadlineMs: options?.deadlineMs };
-  const list = map.get(name);
-  if (list === undefined) map.set(name, [entry]);
-  else list.push(entry);
+  // Copy on write: a listener that (un)subscribes while an event is dispatched does not disturb
+  // the dispatch in progress.
+  map.set(name, [...(map.get(name) ?? []), entry]);
   return () => {
     const current = map.get(name);
     if (current === undefined) return;
-    const i = current.indexOf(entry);
-    if (i >= 0) current.splice(i, 1);
-    if (current.length === 0) map.delete(name);
+    const rest = current.filter((e) => e !== entry);
+    if (rest.length === 0) map.delete(name);
+    else map.set(name, rest);
   };
 }
 
