@@ -31,6 +31,7 @@ describe.runIf(ok)('pinhole-fcpd with the nftables backend in network namespaces
   let port: number;
   let fcpd: RunningDaemon | undefined;
   const names: string[] = [];
+  const pids: number[] = [];
 
   const args = (): string[] => [
     '--listen',
@@ -46,6 +47,7 @@ describe.runIf(ok)('pinhole-fcpd with the nftables backend in network namespaces
   ];
   const start = async (): Promise<RunningDaemon> => {
     fcpd = await startDaemon(args(), t.router);
+    pids.push(fcpd.child.pid ?? -1);
     return fcpd;
   };
   const ctl = (...a: string[]) => fcpctl(['--server', fcpd?.server ?? '', ...a], t.router);
@@ -71,7 +73,9 @@ describe.runIf(ok)('pinhole-fcpd with the nftables backend in network namespaces
     const { stdout } = await run('ip', ['netns', 'list']);
     for (const n of names) expect(stdout).not.toContain(n);
     expect(liveNetns()).toEqual([]);
-    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('pinhole-nft-'))).toEqual([]);
+    // No nft batch file of any daemon this test ran (other test files run in parallel).
+    const ours = (f: string) => pids.some((p) => f.startsWith(`pinhole-nft-${p}-`));
+    expect(readdirSync(tmpdir()).filter(ours)).toEqual([]);
   });
 
   it('drops UDP toward the protected media port before SET', async () => {
