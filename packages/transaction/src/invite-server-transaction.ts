@@ -40,6 +40,7 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
   /** The final response sent (the first 2xx in Accepted). */
   finalResponse: SipMessage | undefined;
   #intervalG = 0;
+  #guardMs = 0;
   #interval2xx = 0;
   #retransmit2xx: SipMessage | undefined;
 
@@ -71,6 +72,7 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
    * answered, `never` leaves it to the TU. `guardMs` bounds how long a TU may stay silent.
    */
   start(trying: 'immediate' | 'delayed' | 'never', guardMs: number): void {
+    this.#guardMs = guardMs;
     if (!this.observed) {
       if (trying === 'immediate') this.#sendTrying();
       else if (trying === 'delayed') this.startTimer('trying', this.timerValues.trying);
@@ -99,6 +101,11 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
           this.stopTimer('trying');
           this.lastProvisional = response;
           this.send(response, this.replyTo);
+          // A call may ring for longer than the guard as long as provisionals keep coming (each
+          // one also resets the proxy's Timer C): each one pushes the guard back.
+          if (status > 100 && this.#guardMs > 0 && !this.terminated) {
+            this.startTimer('guard', this.#guardMs);
+          }
         } else if (status < 300) {
           // RFC 6026 §8.5: "If, while in the "Proceeding" state, the TU passes a 2xx response to
           // the server transaction, the server transaction MUST pass this response to the

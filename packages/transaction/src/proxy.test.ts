@@ -214,6 +214,17 @@ describe('stateful proxy (RFC 3261 §16)', () => {
     expect(sentTo(h, UAC)).toEqual(['100', '180', '487']);
   });
 
+  it('lets a call ring for ten minutes while provisionals keep resetting Timer C', () => {
+    const h = call([UAS1]);
+    for (let i = 0; i < 6; i++) {
+      h.layer.receive(response(h.forwarded(UAS1), 180, 'b1'), UAS1);
+      h.clock.advance(100_000);
+    }
+    expect(sentTo(h, UAS1)).toEqual(['INVITE']);
+    h.layer.receive(response(h.forwarded(UAS1), 200, 'b1'), UAS1);
+    expect(sentTo(h, UAC)).toEqual(['100', '180', '180', '180', '180', '180', '180', '200']);
+  });
+
   it('Timer C: MUST behave as if a 408 was received for a branch without a provisional', () => {
     const h = proxyHarness([TCP1], { trying: 'never', timers: { C: 10_000 } });
     h.layer.receive(request({ branch: 'z9hG4bKup1' }), UAC);
