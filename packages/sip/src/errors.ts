@@ -32,6 +32,8 @@ export const SipErrorCode = {
   BAD_SDP: 'SIP_ERR_BAD_SDP',
   BAD_SDP_ADDRESS: 'SIP_ERR_BAD_SDP_ADDRESS',
   BAD_SDP_PORT: 'SIP_ERR_BAD_SDP_PORT',
+  /** A broken internal invariant (a bug in this package); never expected. */
+  INTERNAL: 'SIP_ERR_INTERNAL',
   /** A programmer error, e.g. an invalid edit argument. */
   INVALID_ARGUMENT: 'SIP_ERR_INVALID_ARGUMENT',
 } as const;

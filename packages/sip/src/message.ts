@@ -7,6 +7,7 @@ import { COLON, CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
 import { firstListElement, splitList, unfold } from './lex.js';
+import { FastNameAddr, FastVia, found, scanCSeq, scanNameAddr, scanTopVia } from './fast.js';
 import { parseContact, parseNameAddr, parseNameAddrLazy } from './name-addr.js';
 import { readParams } from './params.js';
 import type {
@@ -257,6 +258,14 @@ export class Message implements SipMessage {
    * as a whole and values are substrings of it; otherwise each value is decoded as UTF-8.
    */
   #decode(start: number, end: number): string {
+    if (this.#headText === undefined && end - start <= 96) {
+      // A short value read before anything else (Call-ID on a proxy's read path): decode just
+      // its bytes instead of the whole head. ASCII bytes decode the same in Latin-1 and UTF-8.
+      const buf = this.#buf;
+      let i = start;
+      while (i < end && (buf[i] as number) < 0x80) i++;
+      return i === end ? decodeLatin1(buf, start, end) : decodeUtf8(buf, start, end);
+    }
     if (this.#headText === undefined) {
       const head = this.#buf.subarray(this.#start, this.#sepStart);
       this.#headText = isAscii(head) ? decodeLatin1(this.#buf, this.#start, this.#sepStart) : null;
@@ -364,20 +373,28 @@ export class Message implements SipMessage {
   }
 
   topVia(): Via | undefined {
-    if (this.#topVia === UNPARSED) {
-      const h = this.#first(H.VIA);
-      if (h === undefined) this.#topVia = undefined;
-      else {
-        const v = parseVia(firstListElement(this.#value(h)));
-        this.#topVia = isSipError(v) ? undefined : v;
-      }
-    }
+    if (this.#topVia === UNPARSED) this.#topVia = this.#readTopVia();
     return this.#topVia;
+  }
+
+  #readTopVia(): Via | undefined {
+    const h = this.#first(H.VIA);
+    if (h === undefined) return undefined;
+    if (h.lineStart >= 0 && !h.folded) {
+      // The fast byte path (fast.ts); -1 means "ask the full parser".
+      const end = scanTopVia(this.#buf, h.valueStart, h.valueEnd);
+      if (end >= 0) return new FastVia(this.#buf, h.valueStart, end, found.start, found.end);
+    }
+    const v = parseVia(firstListElement(this.#value(h)));
+    return isSipError(v) ? undefined : v;
   }
 
   #nameAddr(id: number): NameAddr | undefined {
     const h = this.#first(id);
     if (h === undefined) return undefined;
+    if (h.lineStart >= 0 && !h.folded && scanNameAddr(this.#buf, h.valueStart, h.valueEnd)) {
+      return new FastNameAddr(this.#buf, h.valueStart, h.valueEnd, found.start, found.end);
+    }
     const v = parseNameAddrLazy(this.#value(h));
     return isSipError(v) ? undefined : v;
   }
@@ -402,7 +419,12 @@ export class Message implements SipMessage {
   cseq(): CSeq | undefined {
     if (this.#cseq === UNPARSED) {
       const h = this.#first(H.CSEQ);
-      this.#cseq = h === undefined ? undefined : parseCSeq(this.#value(h));
+      this.#cseq =
+        h === undefined
+          ? undefined
+          : ((h.lineStart >= 0 && !h.folded
+              ? scanCSeq(this.#buf, h.valueStart, h.valueEnd)
+              : undefined) ?? parseCSeq(this.#value(h)));
     }
     return this.#cseq;
   }

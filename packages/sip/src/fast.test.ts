@@ -1,0 +1,289 @@
+/**
+ * The byte-level fast paths (fast.ts) must agree with the full string parsers on every input:
+ * on generated header values built from the pieces where they could differ, on mutated bench
+ * messages, and on every message of the RFC 4475 / RFC 5118 corpora and the captures.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseDigits, UINT32_MAX } from './bytes.js';
+import { isSipError } from './errors.js';
+import { FastNameAddr, FastVia } from './fast.js';
+import { firstListElement } from './lex.js';
+import { parseCSeq } from './message.js';
+import { parseNameAddrLazy } from './name-addr.js';
+import { parse, type NameAddr, type SipMessage, type Via } from './index.js';
+import { parseVia } from './via.js';
+
+const corpora = new URL('../../../../shared/corpora/', import.meta.url);
+const fixtures = new URL('../bench/fixtures/', import.meta.url);
+
+function viaFields(v: Via | undefined): unknown {
+  if (v === undefined) return undefined;
+  return {
+    protocol: v.protocol,
+    transport: v.transport,
+    host: v.host,
+    ipv6: v.ipv6,
+    port: v.port,
+    branch: v.branch,
+    received: v.received,
+    rport: v.rport,
+    maddr: v.maddr,
+    ttl: v.ttl,
+    params: [...v.params],
+    raw: v.raw,
+  };
+}
+
+function addrFields(a: NameAddr | undefined): unknown {
+  if (a === undefined) return undefined;
+  return {
+    displayName: a.displayName,
+    tag: a.tag,
+    params: [...a.params],
+    raw: a.raw,
+    uri: a.uri.raw,
+    malformed: a.uri.malformed,
+  };
+}
+
+/** Every accessor with a fast path, against the full parser on the decoded value. */
+function expectAgreement(m: SipMessage): void {
+  const via = m.get('via');
+  const full = via === undefined ? undefined : parseVia(firstListElement(via));
+  expect(viaFields(m.topVia())).toEqual(
+    full === undefined || isSipError(full) ? undefined : viaFields(full),
+  );
+  for (const name of ['from', 'to'] as const) {
+    const v = m.get(name);
+    const f = v === undefined ? undefined : parseNameAddrLazy(v);
+    expect(addrFields(m[name]())).toEqual(
+      f === undefined || isSipError(f) ? undefined : addrFields(f),
+    );
+  }
+  const cseq = m.get('cseq');
+  expect(m.cseq()).toEqual(cseq === undefined ? undefined : parseCSeq(cseq));
+  const mf = m.get('max-forwards');
+  const mfFull = mf === undefined ? -1 : parseDigits(mf, 255);
+  expect(m.maxForwards()).toBe(mfFull < 0 ? undefined : mfFull);
+  const cl = m.get('content-length');
+  const clFull = cl === undefined ? -1 : parseDigits(cl, UINT32_MAX);
+  expect(m.contentLength()).toBe(clFull < 0 ? undefined : clFull);
+  expect(m.callId()).toBe(m.get('call-id') || undefined);
+}
+
+/** Mostly `common`, sometimes `odd`: valid values dominate, edge cases still appear. */
+function mostly<T>(common: fc.Arbitrary<T>, odd: fc.Arbitrary<T>): fc.Arbitrary<T> {
+  return fc.oneof({ arbitrary: common, weight: 5 }, { arbitrary: odd, weight: 1 });
+}
+
+// Pieces chosen to sit on both sides of every fast-path boundary.
+const tokenish = mostly(
+  fc.constantFrom('z9hG4bK776', 'host.example.com', '198.18.0.1', '5060', 'x'),
+  fc.constantFrom(
+    'a',
+    'z9hG4bK776',
+    'UDP',
+    'tcp',
+    'x-y',
+    '1',
+    '',
+    '0',
+    '65535',
+    '65536',
+    '255',
+    '256',
+    '00001',
+    '198.18.0.1',
+    '1.2.3',
+    '256.1.1.1',
+    'host.example.com',
+    'Host.Example.COM.',
+    '-bad.com',
+    'bad-.com',
+    'a..b',
+    '.',
+    '[::1]',
+    '::1',
+    'é',
+    '"q"',
+    'a b',
+    'a\tb',
+    '%41',
+  ),
+);
+const sep = fc.constantFrom(';', ';', ';', ',', ', ', ' ;', '; ', '=', ':', ' ', '', '"', '<', '>');
+const pname = fc.constantFrom(
+  'branch',
+  'BRANCH',
+  'received',
+  'rport',
+  'ttl',
+  'maddr',
+  'tag',
+  'TAG',
+  'expires',
+  'q',
+  'Q',
+  'lr',
+  'x',
+);
+const param = fc
+  .tuple(
+    fc.constantFrom(';', ';', ' ;', '; ', ',', ''),
+    pname,
+    fc.option(fc.tuple(fc.constantFrom('=', '= ', ' ='), tokenish)),
+  )
+  .map(([s, n, v]) => `${s}${n}${v === null ? '' : v[0] + v[1]}`);
+const params = fc.array(param, { maxLength: 5 }).map((a) => a.join(''));
+
+const viaValue = fc
+  .tuple(
+    mostly(fc.constant('SIP/2.0/'), fc.constantFrom('sip/2.0/', 'SIP / 2.0 / ', 'SIP/3.0/')),
+    mostly(fc.constantFrom('UDP', 'TCP', 'tls', 'WSS'), fc.constantFrom('', 'U"P')),
+    mostly(fc.constant(' '), fc.constantFrom('  ', '\t', '')),
+    tokenish,
+    fc.option(fc.tuple(mostly(fc.constant(':'), fc.constantFrom(' :', ': ')), tokenish)),
+    params,
+    fc.option(fc.tuple(sep, fc.constantFrom('SIP/2.0/UDP h;branch=z9hG4bK2', 'junk', ''))),
+  )
+  .map(
+    ([p, t, w, h, port, ps, more]) =>
+      `${p}${t}${w}${h}${port === null ? '' : port[0] + port[1]}${ps}${more === null ? '' : more[0] + more[1]}`,
+  );
+
+const nameAddrValue = fc
+  .tuple(
+    fc.constantFrom(
+      '',
+      'Alice ',
+      'Alice',
+      'Alice  Smith ',
+      '"Alice" ',
+      '"Al\\"ice" ',
+      '"Alice"',
+      '"Al ice"  ',
+      '"é" ',
+      'é ',
+      '"unterminated ',
+    ),
+    fc.constantFrom('<', '<', '', ' <'),
+    fc.constantFrom(
+      'sip:alice@atlanta.example.com',
+      'sip:a@[::1]:5060;transport=tcp',
+      'tel:+1234',
+      's:',
+      ':x',
+      'sip',
+      '1sip:a@b',
+      'sip:a b@c',
+      'sip:a>b',
+      '',
+      'sip:%zz@h',
+    ),
+    fc.constantFrom('>', '>', '', '> ', '>>'),
+    params,
+  )
+  .map(([d, l, u, r, ps]) => `${d}${l}${u}${r}${ps}`);
+
+const cseqValue = fc
+  .tuple(
+    fc.constantFrom('1', '314159', '4294967295', '4294967296', '00000000001', '', 'x', '-1'),
+    fc.constantFrom(' ', '\t', '  ', ''),
+    fc.constantFrom('INVITE', 'invite', 'ACK', 'FOO-BAR', 'INV ITE', 'INV"', '', 'MESSAGE'),
+  )
+  .map(([n, w, m]) => `${n}${w}${m}`);
+
+function messageWith(via: string, from: string, to: string, cseq: string, mf: string): Buffer {
+  return Buffer.from(
+    `OPTIONS sip:bob@example.com SIP/2.0\r\nVia: ${via}\r\nMax-Forwards: ${mf}\r\n` +
+      `From: ${from}\r\nTo: ${to}\r\nCall-ID: fast-1\r\nCSeq: ${cseq}\r\nContent-Length: 0\r\n\r\n`,
+    'utf8',
+  );
+}
+
+describe('fast paths agree with the full parsers', () => {
+  it('on generated Via, From/To, CSeq and Max-Forwards values', () => {
+    let fastVia = 0;
+    let fastAddr = 0;
+    let fullVia = 0;
+    fc.assert(
+      fc.property(
+        viaValue,
+        nameAddrValue,
+        nameAddrValue,
+        cseqValue,
+        fc.constantFrom('70', '0', '255', '256', '00070', '', 'x', '7 0'),
+        (via, from, to, cseq, mf) => {
+          const r = parse(messageWith(via, from, to, cseq, mf));
+          if (!r.ok) return;
+          expectAgreement(r.message);
+          const v = r.message.topVia();
+          if (v instanceof FastVia) fastVia++;
+          else if (v !== undefined) fullVia++;
+          if (r.message.from() instanceof FastNameAddr) fastAddr++;
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    // Both sides of the boundary were exercised, not only the fallback.
+    expect(fastVia).toBeGreaterThan(20);
+    expect(fullVia).toBeGreaterThan(20);
+    expect(fastAddr).toBeGreaterThan(20);
+  });
+
+  it('on the bench messages with random byte mutations', () => {
+    const seeds = [
+      readFileSync(new URL('invite.sip', fixtures)),
+      readFileSync(new URL('ok200.sip', fixtures)),
+    ];
+    const alphabet = fc.constantFrom(
+      ...[0x20, 0x09, 0x22, 0x3b, 0x3d, 0x2c, 0x3c, 0x3e, 0x3a, 0x5b, 0x41, 0x2e, 0x2d, 0xc3, 0x30],
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: seeds.length - 1 }),
+        fc.array(fc.tuple(fc.nat(), alphabet), { minLength: 1, maxLength: 4 }),
+        (which, edits) => {
+          const seed = seeds[which] as Buffer;
+          const b = Buffer.from(seed);
+          const headEnd = b.indexOf('\r\n\r\n');
+          for (const [at, byte] of edits) b[at % headEnd] = byte;
+          const r = parse(b);
+          if (!r.ok) return;
+          expectAgreement(r.message);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('on every message of the corpora', () => {
+    let checked = 0;
+    for (const dir of ['rfc4475', 'rfc5118']) {
+      for (const file of readdirSync(new URL(`${dir}/`, corpora))) {
+        if (!file.endsWith('.dat')) continue;
+        const r = parse(readFileSync(new URL(`${dir}/${file}`, corpora)));
+        if (!r.ok) continue;
+        expectAgreement(r.message);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
+  });
+
+  it('reads the bench INVITE through the fast paths', () => {
+    const r = parse(readFileSync(new URL('invite.sip', fixtures)));
+    if (!r.ok) throw new Error(r.error.reason);
+    const m = r.message;
+    expect(m.topVia()?.branch).toBe('z9hG4bK2d4790.1');
+    expect(m.topVia()?.host).toBe('proxy1.atlanta.example.com');
+    expect(m.from()?.tag).toBe('1928301774');
+    expect(m.to()?.tag).toBeUndefined();
+    expect(m.to()?.displayName).toBe('Bob');
+    expect(m.cseq()).toEqual({ seq: 314159, method: 'INVITE' });
+    expect(m.maxForwards()).toBe(69);
+    expect(m.contentLength()).toBe(225);
+  });
+});

@@ -1,0 +1,460 @@
+/**
+ * Byte-level fast paths for what a proxy reads on every message: the top Via (its branch), the
+ * From/To tag, the CSeq. Each scanner accepts a deliberately narrow, common subset of the grammar
+ * directly on the message bytes and answers -1 ("use the full parser") on anything else:
+ * quotes in odd places, escapes, whitespace inside the value, IPv6 references, `maddr`, `q`,
+ * `expires`, non-ASCII bytes, and so on. It never rejects on its own, so whenever it accepts,
+ * the full string parser accepts too and reads the same values (property-tested against the full
+ * parsers in fast.test.ts). Only the values asked for are decoded; every other field of the
+ * returned objects comes from the full parser, run on first access.
+ */
+import { HOSTCHAR, TOKEN, UINT32_MAX } from './bytes.js';
+import { SipError, SipErrorCode, isSipError } from './errors.js';
+import { parseNameAddrLazy } from './name-addr.js';
+import type { CSeq, NameAddr, SipUri, Via } from './types.js';
+import { parseVia } from './via.js';
+
+const DQUOTE = 0x22;
+const SEMI = 0x3b;
+const COMMA = 0x2c;
+const EQUAL = 0x3d;
+const COLON = 0x3a;
+const LAQUOT = 0x3c;
+const RAQUOT = 0x3e;
+const SP = 0x20;
+const HT = 0x09;
+const BACKSLASH = 0x5c;
+
+/** Where the scanners leave the range of the value they were asked for (start -1: absent). */
+export const found = { start: -1, end: -1 };
+
+type SliceBuffer = Buffer & { latin1Slice?(start: number, end: number): string };
+
+/** Latin-1 decode: the scanners only accept ASCII bytes, where it equals UTF-8. */
+function ascii(buf: Buffer, start: number, end: number): string {
+  const b = buf as SliceBuffer;
+  return b.latin1Slice !== undefined
+    ? b.latin1Slice(start, end)
+    : buf.toString('latin1', start, end);
+}
+
+function lower(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+}
+
+/** Case-insensitive comparison of `buf[s..e)` with a lower-case ASCII name. */
+function nameIs(buf: Uint8Array, s: number, e: number, name: string): boolean {
+  if (e - s !== name.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    if (lower(buf[s + i] as number) !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function tokenEndB(buf: Uint8Array, i: number, e: number): number {
+  while (i < e && TOKEN[buf[i] as number] === 1) i++;
+  return i;
+}
+
+/** Digits at `buf[s..e)` as a number when there are 1..maxDigits of them; -1 otherwise. */
+function smallNumber(buf: Uint8Array, s: number, e: number, maxDigits: number): number {
+  if (e <= s || e - s > maxDigits) return -1;
+  let n = 0;
+  for (let i = s; i < e; i++) {
+    const c = buf[i] as number;
+    if (c < 0x30 || c > 0x39) return -1;
+    n = n * 10 + (c - 0x30);
+  }
+  return n;
+}
+
+/** host.ts isIpv4 on bytes. */
+function isIpv4B(buf: Uint8Array, s: number, e: number): boolean {
+  let octets = 0;
+  let digits = 0;
+  let value = 0;
+  for (let i = s; i < e; i++) {
+    const c = buf[i] as number;
+    if (c === 0x2e) {
+      if (digits === 0) return false;
+      octets++;
+      digits = 0;
+      value = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      value = value * 10 + (c - 0x30);
+      if (++digits > 3 || value > 255) return false;
+    } else return false;
+  }
+  return digits > 0 && octets === 3;
+}
+
+/**
+ * host.ts scanHostName on bytes (host name or IPv4 address): the end of the host, or -1 when it
+ * is not one the full parser would accept.
+ */
+function hostEndB(buf: Uint8Array, i: number, e: number): number {
+  let allNumeric = true;
+  let labelLen = 0;
+  let prev = 0x2e;
+  let j = i;
+  for (; j < e; j++) {
+    const c = buf[j] as number;
+    if (c === 0x2e) {
+      if (labelLen === 0 || prev === 0x2d) return -1;
+      labelLen = 0;
+    } else {
+      if (HOSTCHAR[c] !== 1) break;
+      if (labelLen === 0 && c === 0x2d) return -1;
+      if (++labelLen > 63) return -1;
+      if (c < 0x30 || c > 0x39) allNumeric = false;
+    }
+    prev = c;
+  }
+  const n = j - i;
+  if (n === 0 || n > 255 || prev === 0x2d || (prev === 0x2e && n === 1)) return -1;
+  if (allNumeric && !isIpv4B(buf, i, j)) return -1;
+  return j;
+}
+
+/**
+ * The top via-parm of a Via value `buf[s..e)` (trimmed, not folded) in the common form
+ * `SIP/2.0/<transport> <host>[:<port>]*(;<token>[=<token>])`. Returns the end of the element
+ * (at `e` or at the comma ending it) and leaves the last `branch` value range in `found`; -1
+ * sends the caller to the full parser.
+ */
+export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
+  if (
+    e - s < 10 ||
+    buf[s] !== 0x53 ||
+    buf[s + 1] !== 0x49 ||
+    buf[s + 2] !== 0x50 ||
+    buf[s + 3] !== 0x2f ||
+    buf[s + 4] !== 0x32 ||
+    buf[s + 5] !== 0x2e ||
+    buf[s + 6] !== 0x30 ||
+    buf[s + 7] !== 0x2f
+  ) {
+    return -1;
+  }
+  let i = tokenEndB(buf, s + 8, e);
+  if (i === s + 8) return -1;
+  const ws = i;
+  while (i < e && (buf[i] === SP || buf[i] === HT)) i++;
+  if (i === ws) return -1;
+  i = hostEndB(buf, i, e);
+  if (i < 0) return -1;
+  if (i < e && buf[i] === COLON) {
+    const p0 = i + 1;
+    i = p0;
+    while (i < e && (buf[i] as number) >= 0x30 && (buf[i] as number) <= 0x39) i++;
+    const port = smallNumber(buf, p0, i, 5);
+    if (port < 0 || port > 65535) return -1;
+  }
+  let bs = -1;
+  let be = -1;
+  while (i < e && buf[i] === SEMI) {
+    const n0 = i + 1;
+    const n1 = tokenEndB(buf, n0, e);
+    if (n1 === n0) return -1;
+    let v0 = n1;
+    let v1 = n1;
+    i = n1;
+    const hasValue = i < e && buf[i] === EQUAL;
+    if (hasValue) {
+      v0 = i + 1;
+      v1 = tokenEndB(buf, v0, e);
+      if (v1 === v0) return -1;
+      i = v1;
+    }
+    if (i < e && buf[i] !== SEMI && buf[i] !== COMMA) return -1;
+    const len = n1 - n0;
+    if (len === 6 && nameIs(buf, n0, n1, 'branch')) {
+      if (!hasValue) return -1;
+      bs = v0;
+      be = v1;
+    } else if (len === 8 && nameIs(buf, n0, n1, 'received')) {
+      if (!hasValue || !isIpv4B(buf, v0, v1)) return -1;
+    } else if (len === 5 && nameIs(buf, n0, n1, 'rport')) {
+      if (hasValue) {
+        const p = smallNumber(buf, v0, v1, 5);
+        if (p < 0 || p > 65535) return -1;
+      }
+    } else if (len === 3 && nameIs(buf, n0, n1, 'ttl')) {
+      const t = hasValue ? smallNumber(buf, v0, v1, 3) : -1;
+      if (t < 0 || t > 255) return -1;
+    } else if (len === 5 && nameIs(buf, n0, n1, 'maddr')) {
+      return -1;
+    }
+  }
+  if (i < e && buf[i] !== COMMA) return -1;
+  found.start = bs;
+  found.end = be;
+  return i;
+}
+
+/**
+ * A From/To value `buf[s..e)` (trimmed, not folded) in the common form
+ * `[display-name] <uri>*(;<token>[=<token>])`, the display name a plain token list or a quoted
+ * string without escapes. True when accepted, with the last `tag` value range in `found`
+ * (start -1: no tag; start == end: an empty tag).
+ */
+export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
+  let i = s;
+  if (i >= e) return false;
+  let c = buf[i] as number;
+  if (c === DQUOTE) {
+    i++;
+    for (;;) {
+      if (i >= e) return false;
+      c = buf[i] as number;
+      if (c === DQUOTE) break;
+      if (c === BACKSLASH || c < SP || c >= 0x7f) return false;
+      i++;
+    }
+    i++;
+    while (i < e && (buf[i] === SP || buf[i] === HT)) i++;
+    if (i >= e || buf[i] !== LAQUOT) return false;
+  } else if (c !== LAQUOT) {
+    // display-name as *(token LWS): single spaces between tokens only
+    let prev = 0;
+    for (;;) {
+      if (i >= e) return false;
+      c = buf[i] as number;
+      if (c === LAQUOT) break;
+      if (c === SP) {
+        if (prev === SP) return false;
+      } else if (TOKEN[c] !== 1) return false;
+      prev = c;
+      i++;
+    }
+  }
+  // at "<": the URI outline (a scheme letter, a colon, no whitespace or controls) up to ">"
+  const u0 = i + 1;
+  let colon = false;
+  i = u0;
+  for (;;) {
+    if (i >= e) return false;
+    c = buf[i] as number;
+    if (c === RAQUOT) break;
+    if (c <= SP || c >= 0x7f) return false;
+    if (c === COLON) colon = true;
+    i++;
+  }
+  const first = buf[u0] as number;
+  if (
+    i - u0 < 2 ||
+    !colon ||
+    !((first >= 0x41 && first <= 0x5a) || (first >= 0x61 && first <= 0x7a))
+  ) {
+    return false;
+  }
+  i++;
+  let ts = -1;
+  let te = -1;
+  while (i < e && buf[i] === SEMI) {
+    const n0 = i + 1;
+    const n1 = tokenEndB(buf, n0, e);
+    if (n1 === n0) return false;
+    let v0 = n1;
+    let v1 = n1;
+    i = n1;
+    if (i < e && buf[i] === EQUAL) {
+      v0 = i + 1;
+      v1 = tokenEndB(buf, v0, e);
+      if (v1 === v0) return false;
+      i = v1;
+    }
+    if (i < e && buf[i] !== SEMI) return false;
+    const len = n1 - n0;
+    if (len === 3 && nameIs(buf, n0, n1, 'tag')) {
+      ts = v0;
+      te = v1;
+    } else if (
+      (len === 7 && nameIs(buf, n0, n1, 'expires')) ||
+      (len === 1 && lower(buf[n0] as number) === 0x71)
+    ) {
+      return false;
+    }
+  }
+  if (i !== e) return false;
+  found.start = ts;
+  found.end = te;
+  return true;
+}
+
+const METHODS: readonly string[] = [
+  'INVITE',
+  'ACK',
+  'BYE',
+  'CANCEL',
+  'OPTIONS',
+  'REGISTER',
+  'PRACK',
+  'UPDATE',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'PUBLISH',
+  'INFO',
+  'REFER',
+  'MESSAGE',
+];
+
+/**
+ * A CSeq value `buf[s..e)` (trimmed, not folded) as `1*10DIGIT 1*WSP token`; undefined sends the
+ * caller to the full parser. Well-known methods come from a table (no string made).
+ */
+export function scanCSeq(buf: Buffer, s: number, e: number): CSeq | undefined {
+  let i = s;
+  while (i < e && (buf[i] as number) >= 0x30 && (buf[i] as number) <= 0x39) i++;
+  const seq = smallNumber(buf, s, i, 10);
+  if (seq < 0 || seq > UINT32_MAX) return undefined;
+  const ws = i;
+  while (i < e && (buf[i] === SP || buf[i] === HT)) i++;
+  if (i === ws) return undefined;
+  const m0 = i;
+  if (tokenEndB(buf, m0, e) !== e || m0 === e) return undefined;
+  let method: string | undefined;
+  for (const known of METHODS) {
+    if (known.length !== e - m0) continue;
+    let k = 0;
+    while (k < known.length && buf[m0 + k] === known.charCodeAt(k)) k++;
+    if (k === known.length) {
+      method = known;
+      break;
+    }
+  }
+  return { seq, method: method ?? ascii(buf, m0, e) };
+}
+
+function inconsistent(what: string, raw: string): SipError {
+  return new SipError(
+    SipErrorCode.INTERNAL,
+    `fast ${what} path accepted a value the full parser rejects: ${raw.slice(0, 80)}`,
+  );
+}
+
+/**
+ * A top Via accepted by `scanTopVia`: `branch` and `raw` are read from the bytes; every other
+ * field comes from the full parser, on first access.
+ */
+export class FastVia implements Via {
+  readonly #buf: Buffer;
+  readonly #s: number;
+  readonly #e: number;
+  readonly #bs: number;
+  readonly #be: number;
+  #raw: string | undefined;
+  #branch: string | undefined;
+  #full: Via | undefined;
+
+  constructor(buf: Buffer, s: number, e: number, bs: number, be: number) {
+    this.#buf = buf;
+    this.#s = s;
+    this.#e = e;
+    this.#bs = bs;
+    this.#be = be;
+  }
+
+  get raw(): string {
+    return (this.#raw ??= ascii(this.#buf, this.#s, this.#e));
+  }
+
+  get branch(): string | undefined {
+    if (this.#branch === undefined && this.#bs >= 0)
+      this.#branch = ascii(this.#buf, this.#bs, this.#be);
+    return this.#branch;
+  }
+
+  #f(): Via {
+    if (this.#full === undefined) {
+      const v = parseVia(this.raw);
+      if (isSipError(v)) throw inconsistent('Via', this.raw);
+      this.#full = v;
+    }
+    return this.#full;
+  }
+
+  get protocol(): string {
+    return this.#f().protocol;
+  }
+  get transport(): string {
+    return this.#f().transport;
+  }
+  get host(): string {
+    return this.#f().host;
+  }
+  get ipv6(): boolean {
+    return this.#f().ipv6;
+  }
+  get port(): number | undefined {
+    return this.#f().port;
+  }
+  get received(): string | undefined {
+    return this.#f().received;
+  }
+  get rport(): number | true | undefined {
+    return this.#f().rport;
+  }
+  get maddr(): string | undefined {
+    return this.#f().maddr;
+  }
+  get ttl(): number | undefined {
+    return this.#f().ttl;
+  }
+  get params(): ReadonlyMap<string, string> {
+    return this.#f().params;
+  }
+}
+
+/**
+ * A From/To value accepted by `scanNameAddr`: `tag` and `raw` are read from the bytes; the rest
+ * comes from the full (lazy-URI) parser on first access.
+ */
+export class FastNameAddr implements NameAddr {
+  readonly #buf: Buffer;
+  readonly #s: number;
+  readonly #e: number;
+  readonly #ts: number;
+  readonly #te: number;
+  #raw: string | undefined;
+  #tag: string | undefined;
+  #full: NameAddr | undefined;
+
+  constructor(buf: Buffer, s: number, e: number, ts: number, te: number) {
+    this.#buf = buf;
+    this.#s = s;
+    this.#e = e;
+    this.#ts = ts;
+    this.#te = te;
+  }
+
+  get raw(): string {
+    return (this.#raw ??= ascii(this.#buf, this.#s, this.#e));
+  }
+
+  get tag(): string | undefined {
+    if (this.#tag === undefined && this.#ts >= 0) {
+      this.#tag = this.#te > this.#ts ? ascii(this.#buf, this.#ts, this.#te) : '';
+    }
+    return this.#tag;
+  }
+
+  #f(): NameAddr {
+    if (this.#full === undefined) {
+      const v = parseNameAddrLazy(this.raw);
+      if (isSipError(v)) throw inconsistent('address', this.raw);
+      this.#full = v;
+    }
+    return this.#full;
+  }
+
+  get displayName(): string | undefined {
+    return this.#f().displayName;
+  }
+  get uri(): SipUri {
+    return this.#f().uri;
+  }
+  get params(): ReadonlyMap<string, string> {
+    return this.#f().params;
+  }
+}
