@@ -6,8 +6,22 @@ import { createServer, type Server } from 'node:http';
 
 type Labels = Readonly<Record<string, string | number>>;
 
+function escapeLabel(v: string | number): string {
+  return typeof v === 'number'
+    ? String(v)
+    : v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
 function labelKey(labels: Labels | undefined): string {
   if (!labels) return '';
+  // Fast path for the common single label (method, code, outcome): no sort, no arrays.
+  let only: string | undefined;
+  let n = 0;
+  for (const k in labels) {
+    only = k;
+    if (++n > 1) break;
+  }
+  if (n === 1 && only !== undefined) return `{${only}="${escapeLabel(labels[only]!)}"}`;
   const parts = Object.keys(labels)
     .sort()
     .map(

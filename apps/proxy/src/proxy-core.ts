@@ -31,6 +31,8 @@ import {
 import type { Inbound, Listener, Peer } from './transport.js';
 
 export interface Logger {
+  /** pino's: lets the core skip building debug records nobody will see. */
+  isLevelEnabled?(level: string): boolean;
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   debug(obj: object, msg?: string): void;
@@ -172,9 +174,11 @@ export class ProxyCore {
   readonly #dns = new Map<string, string>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #onRegister: ((req: RegisterRequest) => void) | undefined;
+  readonly #debug: boolean;
 
   constructor(opts: ProxyCoreOptions) {
     this.#onRegister = opts.onRegister;
+    this.#debug = opts.logger.isLevelEnabled?.('debug') ?? true;
     this.#config = opts.config;
     this.#router = new StaticRouter(opts.config.routes);
     this.#transport = opts.transport;
@@ -734,7 +738,7 @@ export class ProxyCore {
     };
     this.#clients.set(branch, ct);
     st.branches.push(ct);
-    this.#log.debug({ callId: out.callId(), method, dest }, 'request forwarded');
+    if (this.#debug) this.#log.debug({ callId: out.callId(), method, dest }, 'request forwarded');
     if (!this.#transport.send(bytes, dest, outListener)) {
       this.#clientFailed(ct, 'transport-error');
       return;
@@ -1131,10 +1135,12 @@ export class ProxyCore {
   #sendUpstream(st: ServerTxn, msg: SipMessage): void {
     const bytes = serialize(msg);
     this.#transport.send(bytes, st.source, st.listener);
-    this.#log.debug(
-      { callId: msg.callId(), status: msg.status, method: st.request.method },
-      'response relayed',
-    );
+    if (this.#debug) {
+      this.#log.debug(
+        { callId: msg.callId(), status: msg.status, method: st.request.method },
+        'response relayed',
+      );
+    }
     this.#metrics.responses.inc({ code: msg.status });
     this.#afterSend(st, bytes, msg.status);
   }
@@ -1169,10 +1175,12 @@ export class ProxyCore {
       ...(headers ? { headers } : {}),
     });
     const bytes = Buffer.from(text);
-    this.#log.debug(
-      { callId: st.request.callId(), status, method: st.request.method },
-      'local response',
-    );
+    if (this.#debug) {
+      this.#log.debug(
+        { callId: st.request.callId(), status, method: st.request.method },
+        'local response',
+      );
+    }
     if (status >= 200) {
       st.finalSent = true;
       // Cancel any branch still pending: the caller has its answer.
