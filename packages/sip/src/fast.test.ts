@@ -12,7 +12,7 @@ import { FastNameAddr, FastVia } from './fast.js';
 import { firstListElement } from './lex.js';
 import { parseCSeq } from './message.js';
 import { parseNameAddrLazy } from './name-addr.js';
-import { parse, type NameAddr, type SipMessage, type Via } from './index.js';
+import { parse, serialize, type NameAddr, type SipMessage, type Via } from './index.js';
 import { parseVia } from './via.js';
 
 const corpora = new URL('../../../../shared/corpora/', import.meta.url);
@@ -285,5 +285,47 @@ describe('fast paths agree with the full parsers', () => {
     expect(m.cseq()).toEqual({ seq: 314159, method: 'INVITE' });
     expect(m.maxForwards()).toBe(69);
     expect(m.contentLength()).toBe(225);
+  });
+});
+
+describe('serialise after forward edits', () => {
+  const invite = readFileSync(new URL('invite.sip', fixtures));
+  const text = invite.toString('utf8');
+
+  it('is the original text with the new Via line and the decremented Max-Forwards', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 40 }).filter((s) => !/[\x00-\x1f\x7f]/.test(s)),
+        fc.integer({ min: 1, max: 3000 }),
+        (extra, padding) => {
+          const r = parse(invite);
+          if (!r.ok) throw new Error(r.error.reason);
+          const m = r.message;
+          const via = `SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bK${'x'.repeat(padding)};x="${extra}"`;
+          m.decrementMaxForwards();
+          m.prependVia(via);
+          const expected = text
+            .replace('Max-Forwards: 69\r\n', 'Max-Forwards: 68\r\n')
+            .replace('Via: ', `Via: ${via}\r\nVia: `);
+          expect(serialize(m).toString('utf8')).toBe(expected);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('keeps earlier serialised messages intact while later ones are written', () => {
+    const outs: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const r = parse(invite);
+      if (!r.ok) throw new Error(r.error.reason);
+      r.message.prependVia(`SIP/2.0/UDP 198.18.0.1;branch=z9hG4bK${i}`);
+      outs.push(serialize(r.message));
+    }
+    outs.forEach((b, i) => {
+      expect(b.toString('utf8')).toBe(
+        text.replace('Via: ', `Via: SIP/2.0/UDP 198.18.0.1;branch=z9hG4bK${i}\r\nVia: `),
+      );
+    });
   });
 });

@@ -726,7 +726,7 @@ export class Message implements SipMessage {
       : undefined;
     let size =
       startLine !== undefined
-        ? Buffer.byteLength(startLine, 'utf8')
+        ? startLine.length * 3
         : this.#startLineNext - this.#start + (this.#startLineNext === this.#startLineEnd ? 2 : 0);
     for (let i = 0; i < lines.length; i++) {
       const h = lines[i] as HeaderLine;
@@ -734,27 +734,27 @@ export class Message implements SipMessage {
         size += h.lineEnd - h.lineStart + (buf[h.lineEnd - 1] !== LF ? 2 : 0);
       } else {
         size +=
-          (h.rawName === undefined
-            ? h.nameEnd - h.nameStart
-            : Buffer.byteLength(h.rawName, 'utf8')) +
-          Buffer.byteLength(h.value ?? '', 'utf8') +
+          (h.rawName === undefined ? h.nameEnd - h.nameStart : h.rawName.length * 3) +
+          (h.value ?? '').length * 3 +
           4;
       }
     }
     size += this.#sepStart < this.#bodyStart ? this.#bodyStart - this.#sepStart : 2;
     const newBody = this.#newBody;
     size += newBody !== undefined ? newBody.length : this.#end - this.#bodyStart;
-    const out = takeOutput(size);
-    let at = 0;
+    // `size` is an upper bound (3 bytes per UTF-16 unit of new text): no byteLength pass.
+    const base = reserve(size);
+    const out = target;
+    let at = base;
     // pending original range [ps, pe), flushed before any text
     let ps = 0;
     let pe = 0;
-    if (startLine !== undefined) at += out.write(startLine, at, 'utf8');
+    if (startLine !== undefined) at += writeText(out, at, startLine);
     else {
       ps = this.#start;
       pe = this.#startLineNext;
       if (this.#startLineNext === this.#startLineEnd) {
-        at += buf.copy(out, at, ps, pe);
+        at += copyBytes(buf, out, at, ps, pe);
         ps = pe = 0;
         out[at++] = CR;
         out[at++] = LF;
@@ -765,25 +765,25 @@ export class Message implements SipMessage {
       if (h.lineStart >= 0) {
         if (pe === h.lineStart && pe > ps) pe = h.lineEnd;
         else {
-          if (pe > ps) at += buf.copy(out, at, ps, pe);
+          if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
           ps = h.lineStart;
           pe = h.lineEnd;
         }
         if (buf[h.lineEnd - 1] !== LF) {
-          at += buf.copy(out, at, ps, pe);
+          at += copyBytes(buf, out, at, ps, pe);
           ps = pe = 0;
           out[at++] = CR;
           out[at++] = LF;
         }
       } else {
-        if (pe > ps) at += buf.copy(out, at, ps, pe);
+        if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
         ps = pe = 0;
-        if (h.rawName === undefined) at += buf.copy(out, at, h.nameStart, h.nameEnd);
-        else at += out.write(h.rawName, at, 'utf8');
+        if (h.rawName === undefined) at += copyBytes(buf, out, at, h.nameStart, h.nameEnd);
+        else at += writeText(out, at, h.rawName);
         out[at++] = COLON;
         out[at++] = SP;
         const v = h.value ?? '';
-        if (v.length > 0) at += out.write(v, at, 'utf8');
+        if (v.length > 0) at += writeText(out, at, v);
         out[at++] = CR;
         out[at++] = LF;
       }
@@ -791,12 +791,12 @@ export class Message implements SipMessage {
     if (this.#sepStart < this.#bodyStart) {
       if (pe === this.#sepStart && pe > ps) pe = this.#bodyStart;
       else {
-        if (pe > ps) at += buf.copy(out, at, ps, pe);
+        if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
         ps = this.#sepStart;
         pe = this.#bodyStart;
       }
     } else {
-      if (pe > ps) at += buf.copy(out, at, ps, pe);
+      if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
       ps = pe = 0;
       out[at++] = CR;
       out[at++] = LF;
@@ -804,16 +804,17 @@ export class Message implements SipMessage {
     if (newBody === undefined) {
       if (pe === this.#bodyStart && pe > ps) pe = this.#end;
       else {
-        if (pe > ps) at += buf.copy(out, at, ps, pe);
+        if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
         ps = this.#bodyStart;
         pe = this.#end;
       }
-      if (pe > ps) buf.copy(out, at, ps, pe);
+      if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
     } else {
-      if (pe > ps) at += buf.copy(out, at, ps, pe);
+      if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
       out.set(newBody, at);
+      at += newBody.length;
     }
-    return out;
+    return release(out, base, at);
   }
 
   toString(): string {
@@ -830,15 +831,44 @@ const SLAB_BYTES = 64 * 1024;
 let slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
 let slabUsed = 0;
 
-function takeOutput(size: number): Buffer {
-  if (size > SLAB_BYTES >>> 3) return Buffer.allocUnsafe(size);
+let target: Buffer = slab;
+
+/** Reserves up to `size` bytes for one message in `target`; returns the start offset there. */
+function reserve(size: number): number {
+  if (size > SLAB_BYTES >>> 3) {
+    target = Buffer.allocUnsafe(size);
+    return 0;
+  }
   if (slabUsed + size > SLAB_BYTES) {
     slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
     slabUsed = 0;
   }
-  const out = slab.subarray(slabUsed, slabUsed + size);
-  slabUsed = (slabUsed + size + 7) & ~7;
-  return out;
+  target = slab;
+  return slabUsed;
+}
+
+/** The bytes written to `out[base..end)`; unused reserved slab space goes back to the slab. */
+function release(out: Buffer, base: number, end: number): Buffer {
+  if (out === slab) slabUsed = (end + 7) & ~7;
+  return out.subarray(base, end);
+}
+
+type WriteBuffer = Buffer & { utf8Write?(text: string, offset: number): number };
+
+function writeText(out: Buffer, at: number, text: string): number {
+  const b = out as WriteBuffer;
+  return b.utf8Write !== undefined ? b.utf8Write(text, at) : out.write(text, at, 'utf8');
+}
+
+/** Copies `src[s..e)` to `out` at `at`: short runs byte by byte, long ones with one set(). */
+function copyBytes(src: Buffer, out: Buffer, at: number, s: number, e: number): number {
+  const n = e - s;
+  if (n <= 16) {
+    for (let i = 0; i < n; i++) out[at + i] = src[s + i] as number;
+  } else {
+    out.set(new Uint8Array(src.buffer, src.byteOffset + s, n), at);
+  }
+  return n;
 }
 
 const DIGIT_TEXT: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
