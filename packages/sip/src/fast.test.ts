@@ -13,6 +13,7 @@ import { firstListElement } from './lex.js';
 import { parseCSeq } from './message.js';
 import { parseNameAddrLazy } from './name-addr.js';
 import { parse, serialize, type NameAddr, type SipMessage, type Via } from './index.js';
+import { fastStartLine, parseStartLineText } from './parse.js';
 import { parseVia } from './via.js';
 
 const corpora = new URL('../../../../shared/corpora/', import.meta.url);
@@ -327,5 +328,57 @@ describe('serialise after forward edits', () => {
         text.replace('Via: ', `Via: SIP/2.0/UDP 198.18.0.1;branch=z9hG4bK${i}\r\nVia: `),
       );
     });
+  });
+});
+
+describe('start-line fast path', () => {
+  it('agrees with the general start-line parser', () => {
+    const piece = fc.constantFrom(
+      'INVITE',
+      'invite',
+      'FOO',
+      'IN"V',
+      'SIP/2.0',
+      'sip/2.0',
+      'SIP/2.00',
+      'SIP/1.0',
+      'sip:bob@example.com',
+      'sip:é@x',
+      '200',
+      '099',
+      '700',
+      '2000',
+      '20',
+      'OK',
+      'Très bien',
+      '',
+      '\t',
+    );
+    const sep = fc.constantFrom(' ', ' ', ' ', '  ', '\t', '');
+    const common = fc.constantFrom(
+      'INVITE sip:bob@example.com SIP/2.0',
+      'SIP/2.0 200 OK',
+      'SIP/2.0 180 ',
+      'SIP/2.0 404',
+      'FOO-BAR sip:é@x SIP/2.0',
+    );
+    let accepted = 0;
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.array(fc.tuple(piece, sep), { minLength: 1, maxLength: 4 }),
+          fc.tuple(common, fc.constantFrom('', ' ', 'x', '\t')).map(([c, t]) => [[c, t] as const]),
+        ),
+        (parts) => {
+          const line = Buffer.from(parts.map(([p, s]) => p + s).join(''), 'utf8');
+          const fast = fastStartLine(line, 0, line.length);
+          if (fast === undefined) return;
+          accepted++;
+          expect(fast).toEqual(parseStartLineText(line, 0, line.length));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    expect(accepted).toBeGreaterThan(100);
   });
 });

@@ -209,8 +209,90 @@ function isVersion(v: string): boolean {
   return /^SIP\/\d+\.\d+$/i.test(v);
 }
 
+const SIP20 = [0x53, 0x49, 0x50, 0x2f, 0x32, 0x2e, 0x30]; // "SIP/2.0"
+const METHODS: readonly string[] = [
+  'INVITE',
+  'ACK',
+  'BYE',
+  'CANCEL',
+  'OPTIONS',
+  'REGISTER',
+  'PRACK',
+  'UPDATE',
+  'SUBSCRIBE',
+  'NOTIFY',
+  'PUBLISH',
+  'INFO',
+  'REFER',
+  'MESSAGE',
+];
+
+function isSip20(buf: Buffer, at: number): boolean {
+  for (let k = 0; k < 7; k++) if (buf[at + k] !== SIP20[k]) return false;
+  return true;
+}
+
+/**
+ * The common start lines read from the bytes: `SIP/2.0 NNN reason` and `METHOD uri SIP/2.0`
+ * with a token method. Undefined for anything else, which the string parser below then decides
+ * (so both always agree: this path only accepts lines that parser accepts, with the same values).
+ */
+export function fastStartLine(buf: Buffer, start: number, end: number): StartLine | undefined {
+  if (end - start >= 11 && buf[start + 7] === SP && isSip20(buf, start)) {
+    const c0 = buf[start + 8] as number;
+    const c1 = buf[start + 9] as number;
+    const c2 = buf[start + 10] as number;
+    if (c0 < 0x31 || c0 > 0x36 || !isDigit(c1) || !isDigit(c2)) return undefined;
+    if (end - start > 11 && buf[start + 11] !== SP) return undefined;
+    return {
+      isRequest: false,
+      method: '',
+      requestUri: '',
+      status: (c0 - 0x30) * 100 + (c1 - 0x30) * 10 + (c2 - 0x30),
+      reason: end - start > 11 ? decodeUtf8(buf, start + 12, end) : '',
+      version: 'SIP/2.0',
+    };
+  }
+  let i = start;
+  while (i < end && TOKEN[buf[i] as number] === 1) i++;
+  if (i === start || i >= end || buf[i] !== SP) return undefined;
+  const sp1 = i;
+  i++;
+  while (i < end && buf[i] !== SP && buf[i] !== HT) i++;
+  if (i === sp1 + 1 || i >= end || buf[i] !== SP || end - i !== 8 || !isSip20(buf, i + 1)) {
+    return undefined;
+  }
+  let method: string | undefined;
+  for (const known of METHODS) {
+    if (known.length !== sp1 - start) continue;
+    let k = 0;
+    while (k < known.length && buf[start + k] === known.charCodeAt(k)) k++;
+    if (k === known.length) {
+      method = known;
+      break;
+    }
+  }
+  return {
+    isRequest: true,
+    method: method ?? decodeLatin1(buf, start, sp1),
+    requestUri: decodeUtf8(buf, sp1 + 1, i),
+    status: 0,
+    reason: '',
+    version: 'SIP/2.0',
+  };
+}
+
 /** Parses the start line `buf[start..end)`; a SipParseError when it is malformed. */
 export function parseStartLine(buf: Buffer, start: number, end: number): StartLine | SipParseError {
+  return fastStartLine(buf, start, end) ?? parseStartLineText(buf, start, end);
+}
+
+/** The general start-line parser, on the decoded line. */
+export function parseStartLineText(
+  buf: Buffer,
+  start: number,
+  end: number,
+): StartLine | SipParseError {
   const text = decodeUtf8(buf, start, end);
   if (
     (buf[start] === 0x53 || buf[start] === 0x73) &&
