@@ -243,7 +243,7 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
       ]);
       const ringing = sipp([
         '-sf',
-        `${SCENARIOS}uas-ring.xml`,
+        `${SCENARIOS}uas-fork-loser.xml`,
         '-i',
         '127.0.0.1',
         '-p',

@@ -319,6 +319,42 @@ cat <<'EOF'
 EOF
 close; } > uas-ring.xml
 
+# A losing fork branch may be cancelled right after its first provisional: it sends only one.
+{ echo "$HDR"; echo '<scenario name="pinhole UAS (losing fork branch): 183 with SDP, never answers; CANCEL gets 200 and 487, then ACK">'
+echo '  <recv request="INVITE" rrs="true"/>'
+resp '183 Session Progress' 1 ''
+cat <<'EOF'
+  <recv request="CANCEL"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: 1 INVITE
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+EOF
+close; } > uas-fork-loser.xml
+
 { echo "$HDR"; echo '<scenario name="pinhole UAC: INVITE, ringing, the proxy gives up (Timer C): 408 or 487, ACK">'
 invite ''
 cat <<'EOF'
