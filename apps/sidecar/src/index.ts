@@ -43,6 +43,16 @@ export type {
   SipParser,
 } from './observation.js';
 export { UnwiredPinholeControl } from './seam.js';
+export { createEngineControlMetrics, EnginePinholeControl, toFcpPme } from './engine-control.js';
+export type {
+  ControlLogger,
+  EngineControlMetrics,
+  EngineControlOptions,
+  FailMode,
+  FcpOutcomeLike,
+  FcpPmeInput,
+  FcpPort,
+} from './engine-control.js';
 export { observedHop } from './observed-hop.js';
 export type { PinholeControl } from './seam.js';
 export { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './metrics.js';

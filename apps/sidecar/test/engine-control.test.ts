@@ -1,0 +1,187 @@
+/**
+ * EnginePinholeControl against a real FcpServer (MemoryBackend) on loopback: the mirrored copies
+ * of a proxied call open holes on the 183/200 and close them on the BYE; CANCEL and 486 close the
+ * early holes.
+ */
+import { FcpClient, FcpServer, MemoryBackend } from '@pinhole/fcp';
+import { Policy } from '@pinhole/policy';
+import { parse } from '@pinhole/sip';
+import { FakeClock as TxnClock, TransactionLayer } from '@pinhole/transaction';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createEngineControlMetrics, EnginePinholeControl } from '../src/engine-control.js';
+import { MetricsRegistry } from '../src/metrics.js';
+import { CaptureNormalizer } from '../src/normalizer.js';
+import { silentLogger } from '../src/receiver.js';
+import { AGENT, CALLEE, FakeClock, hepPacket, SERVER, sip, UA } from './support/proxy-copies.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const quietLogger = { ...silentLogger, warn: () => undefined, error: () => undefined };
+
+const sdp = (addr: string, port: number): string =>
+  `v=0\r\no=- 1 1 IN IP4 ${addr}\r\ns=-\r\nc=IN IP4 ${addr}\r\nt=0 0\r\nm=audio ${port} RTP/AVP 0\r\n`;
+
+const VIA_UA = (b: string) => `SIP/2.0/UDP 198.18.0.10:5060;branch=${b}`;
+const VIA_UA_R = (b: string) => `SIP/2.0/UDP 198.18.0.10:5060;branch=${b};received=198.18.0.10`;
+const VIA_SRV = (b: string) => `SIP/2.0/UDP 198.18.0.1:5060;branch=${b}`;
+
+/** A request from the UA through the server to the callee: [received copy, sent copy]. */
+function request(
+  callId: string,
+  start: string,
+  cseq: string,
+  b: string,
+  extra: { toTag?: string; body?: string } = {},
+): [string, string] {
+  return [
+    sip({ start, vias: [VIA_UA(b)], cseq, callId, ...extra }),
+    sip({ start, vias: [VIA_SRV(`${b}s`), VIA_UA_R(b)], cseq, callId, rr: true, ...extra }),
+  ];
+}
+
+/** A response from the callee through the server to the UA: [received copy, sent copy]. */
+function response(
+  callId: string,
+  start: string,
+  cseq: string,
+  b: string,
+  extra: { toTag?: string; body?: string } = {},
+): [string, string] {
+  return [
+    sip({ start, vias: [VIA_SRV(`${b}s`), VIA_UA_R(b)], cseq, callId, rr: true, ...extra }),
+    sip({ start, vias: [VIA_UA_R(b)], cseq, callId, rr: true, ...extra }),
+  ];
+}
+
+async function setup() {
+  const backend = new MemoryBackend();
+  const server = new FcpServer(
+    {
+      listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+      policy: { protectedNetworks: ['198.18.0.0/16'], ownAddresses: ['198.18.0.1'] },
+      limits: { ratePerSec: 0 },
+    },
+    backend,
+  );
+  await server.start();
+  cleanups.push(() => server.stop());
+  const port = server.addresses()[0]?.port ?? 0;
+  const fcp = new FcpClient({ servers: [{ host: '127.0.0.1', port }] });
+  const clock = new FakeClock();
+  const metrics = createEngineControlMetrics(new MetricsRegistry());
+  const control = new EnginePinholeControl({
+    // Only the callee's side (198.18.0.16/28) is behind the firewall: holes point at 198.18.0.20.
+    policy: new Policy({ protectedNetworks: ['198.18.0.16/28'] }),
+    fcp,
+    metrics,
+    logger: quietLogger,
+    now: clock.now,
+    layer: new TransactionLayer({ mode: 'observer', clock: new TxnClock() }),
+  });
+  cleanups.push(() => control.close());
+  const n = new CaptureNormalizer({
+    serverAddresses: [SERVER],
+    parse,
+    clock,
+    onObservation: (o) => control.observe(o),
+    onSettle: (o, s) => control.settle(o, s),
+  });
+  /** Feeds a request (UA -> server -> callee) or response (callee -> server -> UA) pair. */
+  const fwd = async ([inCopy, outCopy]: [string, string]) => {
+    n.push(hepPacket(inCopy, UA, SERVER), AGENT);
+    n.push(hepPacket(outCopy, SERVER, CALLEE), AGENT);
+    await control.idle();
+  };
+  const back = async ([inCopy, outCopy]: [string, string]) => {
+    n.push(hepPacket(inCopy, CALLEE, SERVER), AGENT);
+    n.push(hepPacket(outCopy, SERVER, UA), AGENT);
+    await control.idle();
+  };
+  const dsts = () =>
+    server
+      .rules()
+      .map((r) => JSON.stringify(r))
+      .join('\n');
+  return { server, control, metrics, fwd, back, dsts };
+}
+
+describe('EnginePinholeControl with a real FCP server', () => {
+  it('opens holes on the 183 and 200 copies and closes them after the BYE', async () => {
+    const { server, metrics, fwd, back, dsts } = await setup();
+    const id = 'ec-1@198.18.0.10';
+    await fwd(
+      request(id, 'INVITE sip:bob@198.18.0.20 SIP/2.0', '1 INVITE', 'z9hG4bKi1', {
+        body: sdp('198.18.0.10', 40000),
+      }),
+    );
+    expect(server.rules()).toHaveLength(0);
+    await back(
+      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', 'z9hG4bKi1', {
+        toTag: 'tb',
+        body: sdp('198.18.0.20', 30000),
+      }),
+    );
+    expect(server.rules().length).toBeGreaterThan(0);
+    expect(dsts()).toContain('198.18.0.20');
+    await back(
+      response(id, 'SIP/2.0 200 OK', '1 INVITE', 'z9hG4bKi1', {
+        toTag: 'tb',
+        body: sdp('198.18.0.20', 30000),
+      }),
+    );
+    await fwd(
+      request(id, 'ACK sip:bob@198.18.0.20 SIP/2.0', '1 ACK', 'z9hG4bKa1', { toTag: 'tb' }),
+    );
+    expect(server.rules().length).toBeGreaterThan(0);
+    expect(metrics.pinholes.value({ outcome: 'opened' })).toBeGreaterThan(0);
+    expect(metrics.callsTracked.value()).toBe(1);
+    await fwd(
+      request(id, 'BYE sip:bob@198.18.0.20 SIP/2.0', '2 BYE', 'z9hG4bKb1', { toTag: 'tb' }),
+    );
+    await back(response(id, 'SIP/2.0 200 OK', '2 BYE', 'z9hG4bKb1', { toTag: 'tb' }));
+    expect(server.rules()).toHaveLength(0);
+    expect(metrics.pinholes.value({ outcome: 'closed' })).toBeGreaterThan(0);
+    expect(metrics.pinholes.value({ outcome: 'failed' })).toBe(0);
+    expect(metrics.answerToAck.count()).toBeGreaterThan(0);
+  });
+
+  it('CANCEL closes the early holes', async () => {
+    const { server, fwd, back } = await setup();
+    const id = 'ec-2@198.18.0.10';
+    const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
+    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi2', { body: sdp('198.18.0.10', 40002) }));
+    await back(
+      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', 'z9hG4bKi2', {
+        toTag: 'tc',
+        body: sdp('198.18.0.20', 30002),
+      }),
+    );
+    expect(server.rules().length).toBeGreaterThan(0);
+    await fwd(request(id, 'CANCEL sip:bob@198.18.0.20 SIP/2.0', '1 CANCEL', 'z9hG4bKi2'));
+    await back(
+      response(id, 'SIP/2.0 487 Request Terminated', '1 INVITE', 'z9hG4bKi2', {
+        toTag: 'tc',
+      }),
+    );
+    expect(server.rules()).toHaveLength(0);
+  });
+
+  it('a 486 closes the early holes', async () => {
+    const { server, fwd, back } = await setup();
+    const id = 'ec-3@198.18.0.10';
+    const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
+    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi3', { body: sdp('198.18.0.10', 40004) }));
+    await back(
+      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', 'z9hG4bKi3', {
+        toTag: 'td',
+        body: sdp('198.18.0.20', 30004),
+      }),
+    );
+    expect(server.rules().length).toBeGreaterThan(0);
+    await back(response(id, 'SIP/2.0 486 Busy Here', '1 INVITE', 'z9hG4bKi3', { toTag: 'td' }));
+    expect(server.rules()).toHaveLength(0);
+  });
+});
