@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
  * pinhole-sidecar: receives the HEP capture stream of a SIP server, decodes and de-duplicates it
- * into SIP observations, and (once wired) drives pinholes through the seam in seam.ts.
+ * into SIP observations, and drives pinholes through the seam in seam.ts when FCP servers are
+ * configured (EnginePinholeControl); without them it only logs.
  */
 import { parse } from '@pinhole/sip';
 import { pino } from 'pino';
 import { parseArgs, USAGE } from './config.js';
-import { UnwiredPinholeControl } from './seam.js';
+import { createPinholeControl } from './control-factory.js';
+import { createSidecarMetrics } from './sidecar-metrics.js';
 import { Sidecar } from './sidecar.js';
 
 async function main(): Promise<number> {
@@ -23,11 +25,26 @@ async function main(): Promise<number> {
   }
   const config = args.config;
   const log = pino({ name: 'pinhole-sidecar', level: config.logLevel });
-  const control = new UnwiredPinholeControl(log.child({ component: 'control' }));
-  if (!control.drivesFirewall) {
+  const metrics = createSidecarMetrics();
+  const control = createPinholeControl(config, {
+    logger: log.child({ component: 'control' }),
+    fcpLogger: log.child({ component: 'fcp-client' }),
+    registry: metrics.registry,
+  });
+  if (control.drivesFirewall) {
+    log.info(
+      {
+        control: control.name,
+        fcp: config.fcp.map((s) => `${s.transport}:${s.host}:${s.port}`),
+        protected: config.protected.map((c) => `${c.address}/${c.prefix}`),
+        sourcePolicy: config.sourcePolicy,
+        failMode: config.failMode,
+      },
+      'pinhole control wired: transaction layer (observer), policy and FCP client',
+    );
+  } else {
     log.warn(
-      { fcp: config.fcp ? `${config.fcp.host}:${config.fcp.port}` : undefined },
-      'pinhole control is not wired yet: the sidecar decodes, de-duplicates and logs SIP observations and serves metrics, but opens no pinholes',
+      'pinhole control is not wired: no FCP server is configured (--fcp), so the sidecar decodes, de-duplicates and logs SIP observations and serves metrics, but opens no pinholes',
     );
   }
   if (config.captureIds.length === 0) {
@@ -36,6 +53,7 @@ async function main(): Promise<number> {
   const sidecar = new Sidecar(config, {
     parse,
     control,
+    metrics,
     logger: log.child({ component: 'hep' }),
   });
   // Signal handlers go in before the listeners, so a signal during start-up still stops cleanly.

@@ -54,7 +54,7 @@ describe('parseArgs', () => {
         { transport: 'udp', host: '0.0.0.0', port: 9060 },
         { transport: 'tcp', host: '::1', port: 9061 },
       ],
-      fcp: { transport: 'tcp', host: '127.0.0.1', port: 12345 },
+      fcp: [{ transport: 'tcp', host: '127.0.0.1', port: 12345 }],
       protected: [
         { address: '10.0.0.0', family: 4, prefix: 8 },
         { address: '2001:db8::', family: 6, prefix: 32 },
@@ -76,7 +76,10 @@ describe('parseArgs', () => {
     const r = parseArgs(minimal);
     if (r.help) throw new Error('unexpected help');
     expect(r.config).toMatchObject({
-      fcp: undefined,
+      fcp: [],
+      sourcePolicy: 'any',
+      failMode: 'open',
+      maxCallSeconds: 7200,
       metrics: undefined,
       captureIds: [],
       authKey: undefined,
@@ -114,7 +117,12 @@ describe('parseArgs', () => {
     [['--server-address', '198.18.0.1'], 'hep'],
     [['--hep', 'udp:0.0.0.0:9060'], 'serverAddresses'],
     [[...minimal, '--server-address', '198.18.0.300'], '--server-address[1]'],
-    [[...minimal, '--fcp', 'udp:127.0.0.1:1'], '--fcp'],
+    [[...minimal, '--fcp', 'udp:127.0.0.1:1', '--protected', '10.0.0.0/8'], '--fcp[0]'],
+    [[...minimal, '--fcp', 'tcp:127.0.0.1:1'], 'protected'],
+    [[...minimal, '--source-policy', 'nobody'], '--source-policy'],
+    [[...minimal, '--fail-mode', 'maybe'], '--fail-mode'],
+    [[...minimal, '--max-call-seconds', '0'], '--max-call-seconds'],
+    [[...minimal, '--policy', '{'], '--policy'],
     [[...minimal, '--protected', '10.0.0.0/33'], '--protected[0]'],
     [[...minimal, '--protected', 'ten'], '--protected[0]'],
     [[...minimal, '--capture-id', '-1'], '--capture-id[0]'],

@@ -3,6 +3,7 @@
  * on the command line replaces the file's list). Every error names the field or flag.
  */
 import { readFileSync } from 'node:fs';
+import { validateConfig as validatePolicyConfig, type PolicyConfigInput } from '@pinhole/policy';
 import { SidecarConfigError } from './errors.js';
 import { canonicalIp, parseCidr, type Cidr } from './ip.js';
 import type { ServerAddress } from './normalizer.js';
@@ -12,6 +13,9 @@ export interface TransportAddress {
   readonly host: string;
   readonly port: number;
 }
+
+export type SourcePolicyName = 'any' | 'sdp' | 'contact' | 'signalling';
+const SOURCE_POLICIES: readonly SourcePolicyName[] = ['any', 'sdp', 'contact', 'signalling'];
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = [
@@ -27,9 +31,17 @@ const LOG_LEVELS: readonly LogLevel[] = [
 export interface SidecarConfig {
   /** HEP listeners (at least one). */
   readonly hep: readonly TransportAddress[];
-  /** The firewall-control daemon (not used until pinhole control is wired). */
-  readonly fcp: TransportAddress | undefined;
+  /** Firewall-control daemons (each rule goes to each); empty: no pinhole control. */
+  readonly fcp: readonly TransportAddress[];
   readonly protected: readonly Cidr[];
+  /** Who may send through a hole (as the proxy's `--source-policy`). */
+  readonly sourcePolicy: SourcePolicyName;
+  /** TIMER of an established call without session-timer refreshes, seconds. */
+  readonly maxCallSeconds: number;
+  /** What a pinhole the firewall did not acknowledge means (the copy has passed: logging). */
+  readonly failMode: 'open' | 'closed';
+  /** The policy input (protected networks, source policy, lifetimes, further settings). */
+  readonly policy: PolicyConfigInput;
   /** Capture agent ids accepted; empty accepts all. */
   readonly captureIds: readonly number[];
   readonly authKey: string | undefined;
@@ -135,6 +147,10 @@ export interface RawSidecarConfig {
   hep?: unknown;
   fcp?: unknown;
   protected?: unknown;
+  sourcePolicy?: unknown;
+  maxCallSeconds?: unknown;
+  failMode?: unknown;
+  policy?: unknown;
   captureIds?: unknown;
   authKey?: unknown;
   serverAddresses?: unknown;
@@ -150,6 +166,10 @@ const KNOWN_KEYS = new Set([
   'hep',
   'fcp',
   'protected',
+  'sourcePolicy',
+  'maxCallSeconds',
+  'failMode',
+  'policy',
   'captureIds',
   'authKey',
   'serverAddresses',
@@ -218,14 +238,72 @@ export function validateConfig(raw: unknown): SidecarConfig {
   if (onGarbage !== 'close' && onGarbage !== 'resync') {
     throw new SidecarConfigError('tcp.onGarbage', 'must be "close" or "resync"');
   }
+  // A single string is accepted for one server (the file format before `fcp` was a list).
+  const fcp = (typeof r.fcp === 'string' ? [r.fcp] : list('fcp', r.fcp)).map((v, i) =>
+    parseTransportAddress(`fcp[${i}]`, v, ['tcp']),
+  );
+  if (fcp.length > 0 && prot.length === 0) {
+    throw new SidecarConfigError(
+      'protected',
+      'pinhole control (fcp) needs the protected networks behind the firewall',
+    );
+  }
+  const sourcePolicy = r.sourcePolicy ?? 'any';
+  if (
+    typeof sourcePolicy !== 'string' ||
+    !(SOURCE_POLICIES as readonly string[]).includes(sourcePolicy)
+  ) {
+    throw new SidecarConfigError('sourcePolicy', `must be one of ${SOURCE_POLICIES.join(', ')}`);
+  }
+  const failMode = r.failMode ?? 'open';
+  if (failMode !== 'open' && failMode !== 'closed') {
+    throw new SidecarConfigError('failMode', 'must be "open" or "closed"');
+  }
+  const maxCallSeconds =
+    r.maxCallSeconds === undefined ? 7200 : int('maxCallSeconds', r.maxCallSeconds, 1, 7 * 86400);
+  let extra: Record<string, unknown> = {};
+  if (r.policy !== undefined) {
+    let p: unknown = r.policy;
+    if (typeof p === 'string') {
+      try {
+        p = JSON.parse(p);
+      } catch (err) {
+        throw new SidecarConfigError('policy', `is not JSON: ${(err as Error).message}`);
+      }
+    }
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) {
+      throw new SidecarConfigError('policy', 'must be an object of @pinhole/policy settings');
+    }
+    extra = p as Record<string, unknown>;
+  }
+  const policy: PolicyConfigInput = {
+    ...(extra as Partial<PolicyConfigInput>),
+    protectedNetworks: prot.map((c) => `${c.address}/${c.prefix}`),
+    source: sourcePolicy as SourcePolicyName,
+    ...(extra.maxCallLifetimeSec === undefined ? { maxCallLifetimeSec: maxCallSeconds } : {}),
+  };
+  if (fcp.length > 0) {
+    const checked = validatePolicyConfig(policy);
+    if (!checked.ok) {
+      const first = checked.errors[0];
+      throw new SidecarConfigError(
+        `policy${first?.field ? `.${first.field}` : ''}`,
+        first?.message ?? 'invalid policy settings',
+      );
+    }
+  }
   const logLevel = r.logLevel ?? 'info';
   if (typeof logLevel !== 'string' || !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new SidecarConfigError('logLevel', `must be one of ${LOG_LEVELS.join(', ')}`);
   }
   return {
     hep,
-    fcp: r.fcp === undefined ? undefined : parseTransportAddress('fcp', r.fcp, ['tcp']),
+    fcp,
     protected: prot,
+    sourcePolicy: sourcePolicy as SourcePolicyName,
+    maxCallSeconds,
+    failMode,
+    policy,
     captureIds,
     authKey,
     serverAddresses,
@@ -259,8 +337,14 @@ export const USAGE = `usage: pinhole-sidecar [--config FILE] [flags]
   --capture-id N           accept HEP only from this capture agent id; repeatable
   --auth-key KEY           require this HEP auth key (chunk 0x000e)
   --auth-key-file FILE     read the auth key from FILE (keeps it out of the process list)
-  --fcp tcp:HOST:PORT      firewall-control daemon (pinhole control is not wired yet)
-  --protected CIDR         protected network; repeatable
+  --fcp tcp:HOST:PORT      firewall-control daemon; repeatable (each rule goes to each);
+                           without it the sidecar only decodes and logs (no pinholes)
+  --protected CIDR         protected network behind the firewall; repeatable; needed with --fcp
+  --source-policy P        who may send through a hole: any (default), sdp, contact, signalling
+  --max-call-seconds N     hole TIMER of a call without session timers (default 7200)
+  --fail-mode M            open (default) or closed: how loudly a failed pinhole is reported
+                           (the sidecar only sees copies and cannot hold or fail a call)
+  --policy JSON            further @pinhole/policy settings, e.g. '{"earlyTimerSec":120}'
   --metrics tcp:HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
   --twin-wait-ms N         wait this long for the sent copy of a received message (default 200)
   --log-level LEVEL        trace, debug, info (default), warn, error, fatal, silent
@@ -274,8 +358,12 @@ const FLAGS: Readonly<Record<string, Flag>> = {
   '--capture-id': { key: 'captureIds', repeat: true },
   '--auth-key': { key: 'authKey', repeat: false },
   '--auth-key-file': { key: 'authKeyFile', repeat: false },
-  '--fcp': { key: 'fcp', repeat: false },
+  '--fcp': { key: 'fcp', repeat: true },
   '--protected': { key: 'protected', repeat: true },
+  '--source-policy': { key: 'sourcePolicy', repeat: false },
+  '--max-call-seconds': { key: 'maxCallSeconds', repeat: false },
+  '--fail-mode': { key: 'failMode', repeat: false },
+  '--policy': { key: 'policy', repeat: false },
   '--metrics': { key: 'metrics', repeat: false },
   '--twin-wait-ms': { key: 'twinWaitMs', repeat: false },
   '--log-level': { key: 'logLevel', repeat: false },

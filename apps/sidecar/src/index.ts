@@ -43,6 +43,8 @@ export type {
   SipParser,
 } from './observation.js';
 export { UnwiredPinholeControl } from './seam.js';
+export { createPinholeControl } from './control-factory.js';
+export type { ControlFactoryDeps } from './control-factory.js';
 export { createEngineControlMetrics, EnginePinholeControl, toFcpPme } from './engine-control.js';
 export type {
   ControlLogger,
@@ -72,6 +74,7 @@ export type {
   LogLevel,
   RawSidecarConfig,
   SidecarConfig,
+  SourcePolicyName,
   TransportAddress,
 } from './config.js';
 export { SidecarConfigError, SidecarError, SidecarErrorCode } from './errors.js';

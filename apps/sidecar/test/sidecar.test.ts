@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { parse } from '@pinhole/sip';
+import { FcpServer, MemoryBackend } from '@pinhole/fcp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config.js';
 import { encodeHep } from '../src/hep-encode.js';
@@ -152,13 +153,47 @@ describe('pinhole-sidecar CLI', () => {
     expect(r2.err).toContain('--hep[0]');
   });
 
-  it('starts, says pinhole control is not wired yet, and stops on SIGTERM', async () => {
+  it('starts without --fcp, says pinhole control is not wired, and stops on SIGTERM', async () => {
     const r = await run(
       ['--hep', 'udp:127.0.0.1:0', '--server-address', '198.18.0.1:5060', '--capture-id', '1'],
       /pinhole-sidecar listening/,
     );
-    expect(r.out).toContain('pinhole control is not wired yet');
+    expect(r.out).toContain('pinhole control is not wired: no FCP server is configured');
     expect(r.out).toContain('pinhole-sidecar listening');
     expect(r.code).toBe(0);
+  });
+
+  it('wires pinhole control with --fcp and --protected, connects to the FCP server, and stops', async () => {
+    const server = new FcpServer(
+      {
+        listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+        policy: { protectedNetworks: ['198.18.0.0/16'], ownAddresses: ['198.18.0.1'] },
+        limits: { ratePerSec: 0 },
+      },
+      new MemoryBackend(),
+    );
+    await server.start();
+    try {
+      const port = server.addresses()[0]?.port ?? 0;
+      const r = await run(
+        [
+          '--hep',
+          'udp:127.0.0.1:0',
+          '--server-address',
+          '198.18.0.1:5060',
+          '--fcp',
+          `tcp:127.0.0.1:${port}`,
+          '--protected',
+          '198.18.0.16/28',
+        ],
+        /FCP server connected/,
+      );
+      expect(r.out).toContain('pinhole control wired');
+      expect(r.out).not.toContain('pinhole control is not wired');
+      expect(r.out).toContain('FCP server connected');
+      expect(r.code).toBe(0);
+    } finally {
+      await server.stop();
+    }
   });
 });
