@@ -4,13 +4,23 @@
  * the callee on loopback sockets and checks every copy the decoder and the normalizer report.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { FcpClient, FcpServer, MemoryBackend } from '@pinhole/fcp';
+import { Policy } from '@pinhole/policy';
 import { parse } from '@pinhole/sip';
 import { systemTestGate } from '@pinhole/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HepPacket } from '../src/hep.js';
+import { createEngineControlMetrics, EnginePinholeControl } from '../src/engine-control.js';
+import { MetricsRegistry } from '../src/metrics.js';
 import { CaptureNormalizer } from '../src/normalizer.js';
 import type { MediaSource, SipObservation } from '../src/observation.js';
-import { HepIngress, HepTcpReceiver, HepUdpReceiver, type HepSource } from '../src/receiver.js';
+import {
+  HepIngress,
+  HepTcpReceiver,
+  HepUdpReceiver,
+  silentLogger,
+  type HepSource,
+} from '../src/receiver.js';
 import { createSidecarMetrics } from '../src/sidecar-metrics.js';
 import { startKamailio, type RunningKamailio } from './support/kamailio.js';
 
@@ -57,8 +67,33 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
     const calleeInbox: string[] = [];
     let release200: (() => void) | undefined;
     const callId = `pinhole-${process.pid}-${Date.now()}@127.0.0.1`;
+    // Pinhole control behind the same normalizer: a real FcpServer with a memory backend. The
+    // callee answers with media at 198.18.0.20 (SDP text only; nothing is sent there), the
+    // protected side, so the 200 opens holes toward it. Loopback media would be refused by the
+    // policy's safety checks.
+    let fcpd: FcpServer | undefined;
+    let control: EnginePinholeControl | undefined;
+    const controlMetrics = createEngineControlMetrics(new MetricsRegistry());
 
     beforeAll(async () => {
+      fcpd = new FcpServer(
+        {
+          listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+          policy: { protectedNetworks: ['198.18.0.0/16'], ownAddresses: ['198.18.0.1'] },
+          limits: { ratePerSec: 0 },
+        },
+        new MemoryBackend(),
+      );
+      await fcpd.start();
+      control = new EnginePinholeControl({
+        policy: new Policy({ protectedNetworks: ['198.18.0.16/28'] }),
+        fcp: new FcpClient({
+          servers: [{ host: '127.0.0.1', port: fcpd.addresses()[0]?.port ?? 0 }],
+          keepAlive: false,
+        }),
+        metrics: controlMetrics,
+        logger: { ...silentLogger, warn: () => undefined, error: () => undefined },
+      });
       ua = await udp();
       callee = await udp();
       const live: { normalizer?: CaptureNormalizer } = {};
@@ -80,8 +115,14 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
         serverAddresses: [{ address: '127.0.0.1', port: kamPort }],
         parse,
         metrics,
-        onObservation: (o) => observations.push(o),
-        onSettle: (obs, source) => settled.push({ obs, source }),
+        onObservation: (o) => {
+          observations.push(o);
+          control?.observe(o);
+        },
+        onSettle: (obs, source) => {
+          settled.push({ obs, source });
+          control?.settle(obs, source);
+        },
       });
 
       const calleePort = callee.address().port;
@@ -125,7 +166,14 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
           if (answered.has(branch)) return;
           answered.add(branch);
           reply(s, r, 180, 'Ringing');
-          release200 = () => reply(s, r, 200, 'OK', SDP.replace('40000', '50000'));
+          release200 = () =>
+            reply(
+              s,
+              r,
+              200,
+              'OK',
+              SDP.replace('40000', '50000').replace(/127\.0\.0\.1/g, '198.18.0.20'),
+            );
         }
       });
       ua.on('message', (m: Buffer) => uaInbox.push(m.toString('utf8')));
@@ -161,6 +209,8 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
       callee?.close();
       await rx?.close();
       await kam?.stop();
+      await control?.close();
+      await fcpd?.stop();
     });
 
     it('mirrors a call: every request and reply, in and out, retransmissions and in-dialog requests', async () => {
@@ -225,6 +275,12 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
         `CSeq: ${cseq} ${method}`,
       ];
       await copies(9);
+      // The 200's copy drove the policy and the FCP client: the callee's media has a hole.
+      await until(() => (fcpd?.rules().length ?? 0) > 0, 'the pinhole for the 200');
+      const rules = JSON.stringify(fcpd?.rules());
+      expect(rules).toContain('198.18.0.20');
+      expect(rules).toContain('50000');
+      expect(controlMetrics.pinholes.value({ outcome: 'opened' })).toBeGreaterThan(0);
       send(inDialog('ACK', 1, 'z9hG4bKack1'));
       await until(() => calleeInbox.some((s) => s.startsWith('ACK ')), 'ACK at the callee');
       await copies(11);
@@ -234,6 +290,11 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
         '200 to BYE',
       );
       await copies(15);
+      // The BYE's copy closed it.
+      await until(() => fcpd?.rules().length === 0, 'the pinhole closed after the BYE');
+      expect(controlMetrics.pinholes.value({ outcome: 'closed' })).toBeGreaterThan(0);
+      expect(controlMetrics.pinholes.value({ outcome: 'failed' })).toBe(0);
+      expect(controlMetrics.answerToAck.count()).toBeGreaterThan(0);
 
       const seen = mine().map((o) => {
         const m = o.message;
