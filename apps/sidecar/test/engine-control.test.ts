@@ -56,7 +56,7 @@ function response(
   ];
 }
 
-async function setup() {
+async function setup(sweepMs?: number) {
   const backend = new MemoryBackend();
   const server = new FcpServer(
     {
@@ -80,6 +80,7 @@ async function setup() {
     logger: quietLogger,
     now: clock.now,
     layer: new TransactionLayer({ mode: 'observer', clock: new TxnClock() }),
+    ...(sweepMs !== undefined ? { sweepMs } : {}),
   });
   cleanups.push(() => control.close());
   const n = new CaptureNormalizer({
@@ -105,7 +106,7 @@ async function setup() {
       .rules()
       .map((r) => JSON.stringify(r))
       .join('\n');
-  return { server, control, metrics, fwd, back, dsts };
+  return { server, control, metrics, clock, fwd, back, dsts };
 }
 
 describe('EnginePinholeControl with a real FCP server', () => {
@@ -183,5 +184,26 @@ describe('EnginePinholeControl with a real FCP server', () => {
     expect(server.rules().length).toBeGreaterThan(0);
     await back(response(id, 'SIP/2.0 486 Busy Here', '1 INVITE', 'z9hG4bKi3', { toTag: 'td' }));
     expect(server.rules()).toHaveLength(0);
+  });
+
+  it('the sweep releases early holes whose TIMER passed without a final response', async () => {
+    const { server, metrics, clock, fwd, back } = await setup(5);
+    const id = 'ec-4@198.18.0.10';
+    const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
+    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi4', { body: sdp('198.18.0.10', 40006) }));
+    await back(
+      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', 'z9hG4bKi4', {
+        toTag: 'te',
+        body: sdp('198.18.0.20', 30006),
+      }),
+    );
+    expect(server.rules().length).toBeGreaterThan(0);
+    // Past the early-media TIMER (300 s by default) on the control's clock.
+    clock.t += 301_000;
+    for (let i = 0; i < 200 && server.rules().length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(server.rules()).toHaveLength(0);
+    expect(metrics.pinholes.value({ outcome: 'closed' })).toBeGreaterThan(0);
   });
 });
