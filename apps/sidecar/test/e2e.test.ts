@@ -1,0 +1,327 @@
+/**
+ * The proof: real sipp calls through a real Kamailio (the repository's kamailio.cfg, record-
+ * routing, siptrace HEP3) in a firewall namespace, mirrored to pinhole-sidecar, which drives
+ * pinhole-fcpd on the nftables backend in the same namespace. caller (198.18.1.2) ── firewall
+ * (198.18.1.1 | 198.19.1.1; Kamailio on 198.18.1.1:5060) ── callee (198.19.1.2, protected
+ * network 198.19.1.0/24). Media is real UDP, checked where it arrives. The sidecar only sees
+ * copies of what Kamailio already relayed, so media is polled (bounded) rather than expected at
+ * the instant a response leaves.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  cleanupNetns,
+  createRoutedTopology,
+  eventually,
+  liveNetns,
+  run,
+  systemTestGate,
+  UdpAgent,
+  udpReaches,
+  type RoutedTopology,
+} from '@pinhole/testkit';
+import { KAMAILIO_CFG } from './support/kamailio.js';
+import {
+  FCPD_CLI,
+  holeCount,
+  JsonLogProcess,
+  SCENARIOS,
+  SIDECAR_CLI,
+  sipp,
+  type SippResult,
+} from './support/netns-e2e.js';
+
+const CALLER = '198.18.1.2';
+const CALLEE = '198.19.1.2';
+const KAMAILIO = '198.18.1.1';
+const CAPTURE_ID = 2001;
+const MEDIA = 40000;
+
+/** The `listen`/`hep` field of a start-up log line: the port behind `udp:`/`tcp:HOST:PORT`. */
+function portOf(field: unknown): number {
+  const first = Array.isArray(field) ? String(field[0]) : '';
+  const port = Number(first.slice(first.lastIndexOf(':') + 1));
+  if (!Number.isInteger(port) || port <= 0) throw new Error(`no port in ${JSON.stringify(field)}`);
+  return port;
+}
+
+describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'kamailio']))(
+  'pinhole-sidecar: Kamailio calls open and close holes in a real firewall',
+  () => {
+    let topo: RoutedTopology | undefined;
+    let fcpd: JsonLogProcess | undefined;
+    let sidecar: JsonLogProcess | undefined;
+    let kamailio: JsonLogProcess | undefined;
+    let kamDir: string | undefined;
+    let caller: UdpAgent | undefined;
+    let callee: UdpAgent | undefined;
+
+    const reaches = (port: number): Promise<boolean> =>
+      udpReaches(caller!, callee!, CALLEE, port, { attempts: 3, intervalMs: 100 });
+
+    /** Polls until media toward `port` passes (or the bound is hit); returns when it did. */
+    async function passesWithin(port: number, ms: number): Promise<number | undefined> {
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        if (await udpReaches(caller!, callee!, CALLEE, port, { attempts: 1, intervalMs: 80 })) {
+          return Date.now();
+        }
+      }
+      return undefined;
+    }
+
+    /** Media is dropped again and the table is empty (the BYE/CANCEL copy is processed late). */
+    async function closedAgain(): Promise<boolean> {
+      return eventually(
+        async () => (await holeCount(topo!.router)) === 0 && !(await reaches(MEDIA)),
+        30,
+        100,
+      );
+    }
+
+    /**
+     * Starts the callee's sipp and waits (bounded) until it listens: under load it can take
+     * longer than a fixed pause, and Kamailio fails the call at once if the callee's port is shut.
+     */
+    async function uas(
+      scenario: string,
+      extra: readonly string[] = [],
+    ): Promise<{ done: Promise<SippResult> }> {
+      const result = sipp(topo!.inside, [
+        '-sf',
+        `${SCENARIOS}${scenario}`,
+        '-i',
+        CALLEE,
+        '-p',
+        '5060',
+        '-mp',
+        '16000',
+        '-m',
+        '1',
+        '-key',
+        'mport',
+        String(MEDIA),
+        ...extra,
+      ]);
+      const listening = await eventually(
+        async () => (await topo!.inside.exec('ss', ['-Hlun'])).stdout.includes(`${CALLEE}:5060`),
+        100,
+        50,
+      );
+      if (!listening) throw new Error('the callee sipp did not start listening');
+      return { done: result };
+    }
+
+    /** The caller addresses the callee; -rsa sends every request to Kamailio instead. */
+    function uac(scenario: string, extra: readonly string[] = []): Promise<SippResult> {
+      return sipp(topo!.outside, [
+        `${CALLEE}:5060`,
+        '-rsa',
+        `${KAMAILIO}:5060`,
+        '-sf',
+        `${SCENARIOS}${scenario}`,
+        '-i',
+        CALLER,
+        '-p',
+        '5060',
+        '-mp',
+        '16000',
+        '-m',
+        '1',
+        '-s',
+        'callee',
+        '-key',
+        'mport',
+        '41000',
+        ...extra,
+      ]);
+    }
+
+    /** What the sidecar logged since `mark`: the answers it acted on and its FCP outcomes. */
+    function sidecarSaw(mark: number): {
+      answers: unknown[];
+      opened: number;
+      closed: number;
+      failed: number;
+    } {
+      const since = sidecar!.lines.slice(mark);
+      return {
+        answers: since
+          .filter((l) => l.msg === 'answer pinholes settled' && l.ok === true)
+          .map((l) => l.status),
+        opened: since.filter((l) => l.msg === 'pinhole opened').length,
+        closed: since.filter((l) => l.msg === 'pinhole closed' && l.ok === true).length,
+        failed: since.filter((l) => /failed/.test(l.msg)).length,
+      };
+    }
+
+    const diagnostics = (): string =>
+      [
+        '--- sidecar',
+        ...(sidecar?.stderr ?? []).slice(-20),
+        ...(sidecar?.lines ?? []).slice(-30).map((l) => JSON.stringify(l)),
+        '--- fcpd',
+        ...(fcpd?.stderr ?? []).slice(-20),
+        ...(fcpd?.lines ?? []).slice(-10).map((l) => JSON.stringify(l)),
+        '--- kamailio',
+        ...(kamailio?.stderr ?? []).slice(-30),
+      ].join('\n');
+
+    beforeAll(async () => {
+      topo = await createRoutedTopology();
+      const r = topo.router;
+      fcpd = new JsonLogProcess(r, process.execPath, [
+        FCPD_CLI,
+        '--backend',
+        'nftables',
+        '--nft-mode',
+        'standalone',
+        '--protected',
+        topo.insideNet,
+        '--listen',
+        'tcp:127.0.0.1:0',
+      ]);
+      const fcpdUp = await fcpd.waitFor((l) => l.msg === 'pinhole-fcpd started', 20_000);
+      if (!fcpdUp) throw new Error(`fcpd did not start:\n${diagnostics()}`);
+      sidecar = new JsonLogProcess(r, process.execPath, [
+        SIDECAR_CLI,
+        '--hep',
+        'udp:127.0.0.1:0',
+        '--server-address',
+        `${KAMAILIO}:5060`,
+        '--capture-id',
+        String(CAPTURE_ID),
+        '--fcp',
+        `tcp:127.0.0.1:${portOf(fcpdUp.listen)}`,
+        '--protected',
+        topo.insideNet,
+        '--log-level',
+        'debug',
+      ]);
+      const sidecarUp = await sidecar.waitFor((l) => l.msg === 'pinhole-sidecar listening', 20_000);
+      if (!sidecarUp) throw new Error(`sidecar did not start:\n${diagnostics()}`);
+      kamDir = mkdtempSync(join(tmpdir(), 'pinhole-kamailio-e2e-'));
+      kamailio = new JsonLogProcess(r, 'kamailio', [
+        '-f',
+        KAMAILIO_CFG,
+        '-DD',
+        '-E',
+        // One UDP worker: with two, a 180 and the 200 right behind it can be relayed out of
+        // order under load, and sipp's caller counts the late 180 as unexpected.
+        '-n',
+        '1',
+        '-l',
+        `udp:${KAMAILIO}:5060`,
+        '-w',
+        kamDir,
+        '-Y',
+        kamDir,
+        '-A',
+        `HEP_URI="sip:127.0.0.1:${portOf(sidecarUp.hep)}"`,
+        '-A',
+        `HEP_CAPTURE_ID=${CAPTURE_ID}`,
+      ]);
+      const listening = await eventually(
+        async () => (await r.exec('ss', ['-Hlun'])).stdout.includes(`${KAMAILIO}:5060`),
+        100,
+        100,
+      );
+      if (!listening) throw new Error(`Kamailio did not start:\n${diagnostics()}`);
+      caller = UdpAgent.start(topo.outside);
+      callee = UdpAgent.start(topo.inside);
+      await callee.bind(CALLEE, MEDIA);
+      await caller.bind(CALLER, MEDIA);
+    }, 60_000);
+
+    afterAll(async () => {
+      await caller?.close();
+      await callee?.close();
+      await kamailio?.stop();
+      await sidecar?.stop();
+      await fcpd?.stop();
+      await topo?.destroy();
+      await cleanupNetns();
+      if (kamDir) rmSync(kamDir, { recursive: true, force: true });
+    }, 60_000);
+
+    it('drops media before the call, passes it once the 200 OK relayed by Kamailio is mirrored, and closes the hole after BYE', async () => {
+      expect(await holeCount(topo!.router)).toBe(0);
+      expect(await reaches(MEDIA)).toBe(false);
+      // The caller is outside the protected network: media toward it is not gated at all.
+      expect(await udpReaches(callee!, caller!, CALLER, MEDIA, { attempts: 3 })).toBe(true);
+
+      const mark = sidecar!.lines.length;
+      const uasP = (await uas('uas-basic.xml')).done;
+      const uacP = uac('uac-basic.xml', ['-d', '3000']);
+      // The call is up for 3 s after the ACK; the hole opens shortly after the 200's copy.
+      const open = await passesWithin(MEDIA, 3000);
+      const [uacR, uasR] = await Promise.all([uacP, uasP]);
+      expect(uacR.code, uacR.output).toBe(0);
+      expect(uasR.code, uasR.output).toBe(0);
+      expect(open, diagnostics()).toBeDefined();
+      expect(await closedAgain(), diagnostics()).toBe(true);
+      const saw = sidecarSaw(mark);
+      // The 200's copy opened the hole (Kamailio's 100 and 180 carry no SDP); the BYE closed it.
+      expect(saw.answers).toContain(200);
+      expect(saw.opened).toBeGreaterThan(0);
+      expect(saw.closed).toBeGreaterThan(0);
+      expect(saw.failed).toBe(0);
+    }, 60_000);
+
+    it('passes early media after a 183 with SDP, before the 200 OK', async () => {
+      const mark = sidecar!.lines.length;
+      const uasP = (await uas('uas-early-media.xml', ['-d', '3000'])).done;
+      const uacP = uac('uac-basic.xml', ['-d', '500']);
+      // The callee pauses 3 s between its 183 and its 200, and the 183 leaves after polling
+      // starts: a pass within 2.5 s of now came through the early-media hole.
+      const early = await passesWithin(MEDIA, 2500);
+      const [uacR, uasR] = await Promise.all([uacP, uasP]);
+      expect(uacR.code, uacR.output).toBe(0);
+      expect(uasR.code, uasR.output).toBe(0);
+      expect(early, diagnostics()).toBeDefined();
+      expect(await closedAgain(), diagnostics()).toBe(true);
+      const saw = sidecarSaw(mark);
+      expect(saw.answers).toContain(183);
+      expect(saw.opened).toBeGreaterThan(0);
+      expect(saw.closed).toBeGreaterThan(0);
+      expect(saw.failed).toBe(0);
+    }, 60_000);
+
+    it('closes the early-media hole after CANCEL and its 487', async () => {
+      const mark = sidecar!.lines.length;
+      const uasP = (await uas('uas-ring.xml')).done;
+      const uacP = uac('uac-cancel.xml', ['-d', '3000']);
+      const during = await passesWithin(MEDIA, 2800);
+      const [uacR, uasR] = await Promise.all([uacP, uasP]);
+      expect(uacR.code, uacR.output).toBe(0);
+      expect(uasR.code, uasR.output).toBe(0);
+      expect(during, diagnostics()).toBeDefined();
+      expect(await closedAgain(), diagnostics()).toBe(true);
+      const saw = sidecarSaw(mark);
+      expect(saw.answers).toContain(183);
+      expect(saw.answers).not.toContain(200);
+      expect(saw.closed).toBeGreaterThan(0);
+      expect(saw.failed).toBe(0);
+    }, 60_000);
+
+    it('leaves nothing behind: no pinholes, processes or namespaces', async () => {
+      const names = liveNetns();
+      expect(await holeCount(topo!.router)).toBe(0);
+      await caller!.close();
+      await callee!.close();
+      await kamailio!.stop();
+      expect(await sidecar!.stop()).toBe(0);
+      await fcpd!.stop();
+      await topo!.destroy();
+      await cleanupNetns();
+      expect(liveNetns()).toEqual([]);
+      const { stdout } = await run('ip', ['netns', 'list']);
+      for (const n of names) expect(stdout).not.toContain(n);
+      topo = undefined;
+      caller = undefined;
+      callee = undefined;
+    }, 60_000);
+  },
+);
