@@ -280,7 +280,11 @@ describe.runIf(systemTestGate('sidecar kamailio', ['kamailio']))(
       const rules = JSON.stringify(fcpd?.rules());
       expect(rules).toContain('198.18.0.20');
       expect(rules).toContain('50000');
-      expect(controlMetrics.pinholes.value({ outcome: 'opened' })).toBeGreaterThan(0);
+      // The server holds the rule before the client has counted its reply: wait for the count.
+      await until(
+        () => controlMetrics.pinholes.value({ outcome: 'opened' }) > 0,
+        'the opened-pinhole count',
+      );
       send(inDialog('ACK', 1, 'z9hG4bKack1'));
       await until(() => calleeInbox.some((s) => s.startsWith('ACK ')), 'ACK at the callee');
       await copies(11);
