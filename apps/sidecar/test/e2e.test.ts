@@ -262,6 +262,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       expect(uasR.code, uasR.output).toBe(0);
       expect(open, diagnostics()).toBeDefined();
       expect(await closedAgain(), diagnostics()).toBe(true);
+      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
       const saw = sidecarSaw(mark);
       // The 200's copy opened the hole (Kamailio's 100 and 180 carry no SDP); the BYE closed it.
       expect(saw.answers).toContain(200);
@@ -282,6 +283,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       expect(uasR.code, uasR.output).toBe(0);
       expect(early, diagnostics()).toBeDefined();
       expect(await closedAgain(), diagnostics()).toBe(true);
+      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
       const saw = sidecarSaw(mark);
       expect(saw.answers).toContain(183);
       expect(saw.opened).toBeGreaterThan(0);
@@ -299,6 +301,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       expect(uasR.code, uasR.output).toBe(0);
       expect(during, diagnostics()).toBeDefined();
       expect(await closedAgain(), diagnostics()).toBe(true);
+      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
       const saw = sidecarSaw(mark);
       expect(saw.answers).toContain(183);
       expect(saw.answers).not.toContain(200);
