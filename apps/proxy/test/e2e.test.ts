@@ -12,6 +12,7 @@ import {
   createRoutedTopology,
   liveNetns,
   run,
+  sipp,
   systemTestGate,
   UdpAgent,
   udpReaches,
@@ -359,7 +360,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
 );
 
 function sippUas5062(topo: RoutedTopology, extra: readonly string[]) {
-  return import('./harness.js').then(({ sipp, SCENARIOS }) =>
+  return import('./harness.js').then(({ SCENARIOS }) =>
     sipp(
       topo.inside,
       [

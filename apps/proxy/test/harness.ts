@@ -5,7 +5,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import type { Netns } from '@pinhole/testkit';
+import { sipp, type Netns, type SippResult } from '@pinhole/testkit';
 
 export const SCENARIOS: string = fileURLToPath(new URL('./scenarios/', import.meta.url));
 export const CLI: string = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -67,39 +67,6 @@ export class ProxyProcess {
     clearTimeout(t);
     return code;
   }
-}
-
-export interface SippResult {
-  readonly code: number | null;
-  readonly output: string;
-}
-
-/** Runs sipp inside a namespace; bounded by sipp's own -timeout and a hard kill. */
-export function sipp(
-  ns: Netns,
-  args: readonly string[],
-  hardTimeoutMs = 60_000,
-): Promise<SippResult> {
-  const child = ns.spawn('sipp', [
-    ...args,
-    '-nostdin',
-    '-timeout',
-    `${Math.ceil(hardTimeoutMs / 1000)}s`,
-    '-timeout_error',
-  ]);
-  let output = '';
-  const keep = (d: Buffer): void => {
-    output = (output + d.toString()).slice(-8000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), hardTimeoutMs + 5000);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, output: output.slice(-3000) });
-    });
-  });
 }
 
 /** UAS in `ns` on ip:5060, SDP media port `mport`. */

@@ -17,10 +17,12 @@ import {
   eventually,
   liveNetns,
   run,
+  sipp,
   systemTestGate,
   UdpAgent,
   udpReaches,
   type RoutedTopology,
+  type SippResult,
 } from '@pinhole/testkit';
 import { KAMAILIO_CFG } from './support/kamailio.js';
 import {
@@ -29,8 +31,6 @@ import {
   JsonLogProcess,
   SCENARIOS,
   SIDECAR_CLI,
-  sipp,
-  type SippResult,
 } from './support/netns-e2e.js';
 
 const CALLER = '198.18.1.2';

@@ -15,3 +15,5 @@ export {
 export type { ExecResult, RoutedTopology, VethEnd } from './netns.js';
 export { UdpAgent, eventually, udpReaches } from './udp-agent.js';
 export type { UdpMessage } from './udp-agent.js';
+export { sipp } from './sipp.js';
+export type { SippResult } from './sipp.js';

@@ -63,39 +63,6 @@ export class JsonLogProcess {
   }
 }
 
-export interface SippResult {
-  readonly code: number | null;
-  readonly output: string;
-}
-
-/** Runs sipp inside a namespace; bounded by sipp's own -timeout and a hard kill. */
-export function sipp(
-  ns: Netns,
-  args: readonly string[],
-  hardTimeoutMs = 30_000,
-): Promise<SippResult> {
-  const child = ns.spawn('sipp', [
-    ...args,
-    '-nostdin',
-    '-timeout',
-    `${Math.ceil(hardTimeoutMs / 1000)}s`,
-    '-timeout_error',
-  ]);
-  let output = '';
-  const keep = (d: Buffer): void => {
-    output = (output + d.toString()).slice(-8000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), hardTimeoutMs + 5000);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, output: output.slice(-3000) });
-    });
-  });
-}
-
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
