@@ -3,7 +3,6 @@
  * chosen backend, JSON logs, and a Prometheus endpoint. No process-global side effects: no
  * signal handlers, no process.exit (cli.ts owns those), so apps/proxy can embed it.
  */
-import type { Server } from 'node:http';
 import {
   FcpServer,
   MemoryBackend,
@@ -16,7 +15,14 @@ import {
 } from '@pinhole/fcp';
 import { pino, type Logger } from 'pino';
 import { FcpdConfigError, type FcpdConfig } from './config.js';
-import { Registry, serveMetrics, type Histogram, type Counter } from './metrics.js';
+import {
+  Registry,
+  registerProcessMetrics,
+  serveMetrics,
+  type Counter,
+  type Histogram,
+  type MetricsEndpoint,
+} from '@pinhole/metrics';
 import { NftablesBackend } from './nftables-backend.js';
 
 export interface StartOptions {
@@ -211,10 +217,7 @@ export async function startFcpd(
   registry.gauge('fcpd_backend_enforces', '1 if the backend enforces rules (0 for memory)', () =>
     backend.enforces ? 1 : 0,
   );
-  registry.gauge('process_resident_memory_bytes', 'Resident set size', () =>
-    process.memoryUsage.rss(),
-  );
-  registry.gauge('nodejs_heap_used_bytes', 'V8 heap in use', () => process.memoryUsage().heapUsed);
+  registerProcessMetrics(registry);
 
   const rlog = log.child({ component: 'rules' });
   server.on('request', (e) => {
@@ -267,12 +270,14 @@ export async function startFcpd(
     );
   }
   await server.start();
-  let metricsServer: Server | undefined;
+  let metricsServer: MetricsEndpoint | undefined;
   let metricsAddress: FcpdHandle['metricsAddress'];
   if (config.metrics) {
     try {
-      const m = await serveMetrics(registry, config.metrics.host, config.metrics.port);
-      metricsServer = m.server;
+      const m = await serveMetrics(registry, config.metrics.host, config.metrics.port, {
+        name: 'pinhole-fcpd',
+      });
+      metricsServer = m;
       metricsAddress = { host: m.host, port: m.port };
     } catch (e) {
       await server.stop();
@@ -301,10 +306,7 @@ export async function startFcpd(
       closing ??= (async () => {
         const live = server.liveRules;
         await server.stop();
-        if (metricsServer) {
-          metricsServer.closeAllConnections();
-          await new Promise<void>((r) => metricsServer.close(() => r()));
-        }
+        if (metricsServer) await metricsServer.close();
         log.info({ liveRules: live }, 'pinhole-fcpd stopped; rules stay in the firewall');
       })();
       return closing;

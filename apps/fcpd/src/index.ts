@@ -15,4 +15,3 @@ export type { BackendLogger, NftablesBackendOptions } from './nftables-backend.j
 export { NftChannel, NftError } from './nft-channel.js';
 export type { NftChannelOptions } from './nft-channel.js';
 export type { NftHook, NftMode } from './nft-ruleset.js';
-export { Counter, Gauge, Histogram, Registry, serveMetrics } from './metrics.js';
