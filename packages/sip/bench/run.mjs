@@ -104,36 +104,91 @@ const parseOnly = {
   'drachtio-sip (lazy)': (buf) => consume(new drachtio.SipMessage(buf.toString('utf8')).status),
 };
 
-// ---- forward path: parse, decrement Max-Forwards, prepend a Via, serialise to bytes.
+// ---- forward path, what a stateless proxy does to the message it relays, then serialise it to
+// bytes (RFC 3261 §16.6 for a request, §16.7 for a response):
+//   request (INVITE): decrement Max-Forwards, prepend a Record-Route, prepend a Via;
+//   response (200 OK): remove the top Via (the proxy's own).
+// Each library makes the same edits through its own API; the output is the edited message.
+const NEW_RR = '<sip:198.18.0.1;lr>';
 const forward = {
   '@pinhole/sip': (buf) => {
     const r = parse(buf);
     if (!r.ok) throw new Error(r.error.reason);
     const m = r.message;
-    m.decrementMaxForwards();
-    m.prependVia(NEW_VIA);
-    consume(serialize(m).length);
+    if (m.isRequest) {
+      m.decrementMaxForwards();
+      m.prependRecordRoute(NEW_RR);
+      m.prependVia(NEW_VIA);
+    } else {
+      m.removeTopVia();
+    }
+    const out = serialize(m);
+    consume(out.length);
+    return out;
   },
   'sip@0.0.6': (buf) => {
     const m = sip.parse(buf);
-    m.headers['max-forwards'] = +m.headers['max-forwards'] - 1;
-    m.headers.via.unshift({
-      version: '2.0',
-      protocol: 'UDP',
-      host: '198.18.0.1',
-      port: 5060,
-      params: { branch: 'z9hG4bKbench.1' },
-    });
-    consume(Buffer.from(sip.stringify(m), 'binary').length);
+    const h = m.headers;
+    if (m.method !== undefined) {
+      h['max-forwards'] = +h['max-forwards'] - 1;
+      const rr = { uri: 'sip:198.18.0.1;lr', params: {} };
+      if (h['record-route'] === undefined) h['record-route'] = [rr];
+      else h['record-route'].unshift(rr);
+      h.via.unshift({
+        version: '2.0',
+        protocol: 'UDP',
+        host: '198.18.0.1',
+        port: 5060,
+        params: { branch: 'z9hG4bKbench.1' },
+      });
+    } else {
+      h.via.shift();
+    }
+    const out = Buffer.from(sip.stringify(m), 'binary');
+    consume(out.length);
+    return out;
   },
   'drachtio-sip (lazy)': (buf) => {
-    // drachtio's stringifier needs string headers (its lazy mode) for unparsed ones.
+    // drachtio's stringifier needs string headers (its lazy mode) for unparsed ones; a header's
+    // lines are joined into one comma-separated string.
     const m = new drachtio.SipMessage(buf.toString('utf8'));
-    m.headers['max-forwards'] = String(+m.headers['max-forwards'] - 1);
-    m.headers.via = `${NEW_VIA},${m.headers.via}`;
-    consume(Buffer.from(m.toString(), 'utf8').length);
+    const h = m.headers;
+    if (m.method !== undefined) {
+      h['max-forwards'] = String(+h['max-forwards'] - 1);
+      const rr = h['record-route'];
+      h['record-route'] = rr === undefined ? NEW_RR : `${NEW_RR},${rr}`;
+      h.via = `${NEW_VIA},${h.via}`;
+    } else {
+      const comma = h.via.indexOf(',');
+      if (comma === -1) delete h.via;
+      else h.via = h.via.slice(comma + 1);
+    }
+    const out = Buffer.from(m.toString(), 'utf8');
+    consume(out.length);
+    return out;
   },
 };
+
+// Same work check: every library's forwarded bytes carry the same edits (read back with
+// @pinhole/sip): Via list, Record-Route list, Max-Forwards, and the body.
+for (const [msgName, buf] of Object.entries(fixtures)) {
+  const summary = {};
+  for (const [implName, fn] of Object.entries(forward)) {
+    const r = parse(fn(buf));
+    if (!r.ok) throw new Error(`${implName} forward output does not parse: ${r.error.reason}`);
+    const m = r.message;
+    summary[implName] = JSON.stringify([
+      m.via().map((v) => v.branch),
+      m.recordRoute().map((a) => a.uri.host),
+      m.maxForwards(),
+      m.bodyText(),
+    ]);
+  }
+  const distinct = new Set(Object.values(summary));
+  if (distinct.size !== 1) {
+    throw new Error(`forward ${msgName}: libraries disagree: ${JSON.stringify(summary, null, 1)}`);
+  }
+}
 
 /** Process CPU time in ms: robust against other processes competing for the CPUs. */
 function cpuMs() {
