@@ -6,7 +6,10 @@ export interface Address {
   readonly transport: string;
   readonly host: string;
   readonly port: number;
-  /** Identifies a connection of a connection-oriented transport, so a response reuses it. */
+  /**
+   * Identifies a connection of a connection-oriented transport, so a response reuses it; for a
+   * connectionless one, the local socket a request arrived on, so its responses leave from it.
+   */
   readonly connectionId?: string | number;
 }
 
@@ -43,12 +46,19 @@ export function responseDestination(
 ): Address {
   if (reliable || via === undefined) return source;
   const defaultPort = via.transport === 'TLS' ? 5061 : 5060;
+  // The local socket the request came in on (if the transport names it) sends the response.
+  const socket = source.connectionId === undefined ? {} : { connectionId: source.connectionId };
   if (via.maddr !== undefined) {
-    return { transport: source.transport, host: via.maddr, port: via.port ?? defaultPort };
+    return {
+      transport: source.transport,
+      host: via.maddr,
+      port: via.port ?? defaultPort,
+      ...socket,
+    };
   }
   // The request came from `source`: its address is what `received` would say.
   const port = via.rport !== undefined ? source.port : (via.port ?? defaultPort);
-  return { transport: source.transport, host: source.host, port };
+  return { transport: source.transport, host: source.host, port, ...socket };
 }
 
 export function sameAddress(a: Address | undefined, b: Address | undefined): boolean {

@@ -136,10 +136,33 @@ export class TransactionEvent {
 }
 
 /**
+ * What the promise of a holdable listener may resolve to. Anything else (undefined included)
+ * means `send`: the held message leaves as it is.
+ * - `drop`: the message is not sent. A dropped response leaves the server transaction as it was
+ *   (a dropped final keeps it pending); a dropped `requestForwarded` aborts the branch.
+ * - `replace`: `message` is sent instead (responses only: e.g. a 503 in place of a 200 whose
+ *   pinholes could not be opened). On a server transaction that already took its final
+ *   response only a 2xx can still leave (statelessly); other replacements are not sent.
+ * When several listeners decide, the first `drop` or `replace` (in registration order) wins.
+ */
+export type HoldDecision =
+  | { readonly action: 'send' }
+  | { readonly action: 'drop' }
+  | { readonly action: 'replace'; readonly message: SipMessage };
+
+export function isHoldDecision(value: unknown): value is HoldDecision {
+  if (typeof value !== 'object' || value === null) return false;
+  const action = (value as { action?: unknown }).action;
+  if (action === 'send' || action === 'drop') return true;
+  return action === 'replace' && typeof (value as { message?: unknown }).message === 'object';
+}
+
+/**
  * A listener. For a holdable event, returning a promise holds the message until the promise
- * settles or the hold deadline passes, whichever comes first; the message is sent either way.
- * Other events ignore the return value. A listener that throws or rejects is reported through
- * `onError` and does not stop the others.
+ * settles or the hold deadline passes, whichever comes first. The promise may resolve to a
+ * `HoldDecision` (drop the message, or send another one instead); otherwise, on a rejection or
+ * at the deadline the message is sent as it is. Other events ignore the return value. A
+ * listener that throws or rejects is reported through `onError` and does not stop the others.
  */
 export type TransactionListener = (event: TransactionEvent) => void | PromiseLike<unknown>;
 

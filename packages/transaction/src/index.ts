@@ -11,7 +11,7 @@ export type {
   TransactionUser,
 } from './layer.js';
 export { ProxyContext } from './proxy.js';
-export type { ClientTransaction, ServerTransaction } from './proxy.js';
+export type { ClientTransaction, ForwardOptions, ServerTransaction } from './proxy.js';
 export {
   INVITE_CLIENT_EDGES,
   InviteClientTransaction,
@@ -34,9 +34,10 @@ export {
 } from './non-invite-server-transaction.js';
 export { Transaction } from './transaction.js';
 export type { Outcome, TimerName, TransactionKind } from './transaction.js';
-export { TransactionEvent, TransactionEventNames, isHoldable } from './events.js';
+export { TransactionEvent, TransactionEventNames, isHoldDecision, isHoldable } from './events.js';
 export type {
   Direction,
+  HoldDecision,
   HoldableEventName,
   ListenerOptions,
   TransactionEventName,

@@ -7,8 +7,10 @@ import { defaultIsReliable, responseDestination, type Address, type Transport } 
 import { TransactionError } from './errors.js';
 import {
   TransactionEvent,
+  isHoldDecision,
   isHoldable,
   type Direction,
+  type HoldDecision,
   type ListenerEntry,
   type ListenerOptions,
   type TransactionEventInit,
@@ -31,6 +33,7 @@ import { NonInviteServerTransaction } from './non-invite-server-transaction.js';
 import {
   ProxyContext,
   type ClientTransaction,
+  type ForwardOptions,
   type ProxyHost,
   type ServerTransaction,
 } from './proxy.js';
@@ -77,8 +80,11 @@ export interface TransactionLayerOptions {
   readonly timers?: Partial<TimerConfig>;
   /** Largest number of live transactions (default 100 000). */
   readonly maxTransactions?: number;
-  /** `host[:port]` this element puts in the Via of requests it forwards, per transport. */
-  readonly sentBy?: (transport: string) => string;
+  /**
+   * `host[:port]` this element puts in the Via of requests it forwards, per transport (and
+   * destination, so that an element with several addresses can name the one it sends from).
+   */
+  readonly sentBy?: (transport: string, destination: Address) => string;
   /** When an INVITE server transaction sends 100 Trying (default `delayed`: after 200 ms). */
   readonly trying?: 'immediate' | 'delayed' | 'never';
   /** Default longest hold of a holdable callback (default 2000 ms). */
@@ -140,7 +146,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   readonly #listeners = new Map<TransactionEventName, ListenerEntry[]>();
   readonly #transport: Transport | undefined;
   readonly #max: number;
-  readonly #sentBy: ((transport: string) => string) | undefined;
+  readonly #sentBy: ((transport: string, destination: Address) => string) | undefined;
   readonly #trying: 'immediate' | 'delayed' | 'never';
   readonly #holdDeadline: number;
   readonly #isReliable: (transport: string) => boolean;
@@ -218,7 +224,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     return addListener(map, name, listener, options);
   }
 
-  #emit(init: TransactionEventInit): Promise<void> | undefined {
+  #emit(init: TransactionEventInit): Promise<HoldDecision | undefined> | undefined {
     const global = this.#listeners.get(init.name);
     const own = init.transaction?.listeners?.get(init.name) as ListenerEntry[] | undefined;
     const branchOwn =
@@ -228,7 +234,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (global === undefined && own === undefined && branchOwn === undefined) return undefined;
     const event = new TransactionEvent(init);
     const hold = isHoldable(init.name) && !this.observed;
-    let waits: Promise<unknown>[] | undefined;
+    let waits: Promise<HoldDecision | undefined>[] | undefined;
     let deadline = Infinity;
     const run = (entries: readonly ListenerEntry[] | undefined): void => {
       if (entries === undefined) return;
@@ -241,8 +247,12 @@ export class TransactionLayer implements MachineHost, ProxyHost {
           continue;
         }
         if (!isThenable(result)) continue;
-        const settled = Promise.resolve(result).then(undefined, (err: unknown) =>
-          this.#report('TXN_ERR_LISTENER', `${init.name} listener rejected`, err),
+        const settled = Promise.resolve(result).then(
+          (value: unknown) => (isHoldDecision(value) ? value : undefined),
+          (err: unknown) => {
+            this.#report('TXN_ERR_LISTENER', `${init.name} listener rejected`, err);
+            return undefined;
+          },
         );
         if (hold) {
           (waits ??= []).push(settled);
@@ -255,19 +265,19 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     run(branchOwn);
     const pending = waits;
     if (pending === undefined) return undefined;
-    return new Promise<void>((resolve) => {
+    return new Promise<HoldDecision | undefined>((resolve) => {
       let done = false;
       const timer = this.clock.setTimer(deadline, () => {
         if (done) return;
         done = true;
         this.#report('TXN_ERR_HOLD_DEADLINE', `${init.name} hold passed ${deadline} ms`);
-        resolve();
+        resolve(undefined);
       });
-      void Promise.all(pending).then(() => {
+      void Promise.all(pending).then((decisions) => {
         if (done) return;
         done = true;
         this.clock.clearTimer(timer);
-        resolve();
+        resolve(decisions.find((d) => d !== undefined && d.action !== 'send'));
       });
     });
   }
@@ -664,17 +674,10 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     response: SipMessage,
     local: boolean,
     retransmit2xx = false,
+    branch?: ClientTransaction,
   ): void {
     const status = response.status;
-    const accepts =
-      server.pending ||
-      (server instanceof InviteServerTransaction &&
-        server.state === 'accepted' &&
-        status >= 200 &&
-        status < 300);
-    const stateless =
-      !accepts && server instanceof InviteServerTransaction && status >= 200 && status < 300;
-    if (!accepts && !stateless) return;
+    if (!this.#accepts(server, status)) return;
     const name = status < 200 ? 'provisionalRelayed' : 'finalRelayed';
     const retransmission = !server.pending && status >= 200;
     // A 100 (Trying) is hop-by-hop and enables nothing: no event, no hold.
@@ -687,35 +690,57 @@ export class TransactionLayer implements MachineHost, ProxyHost {
             time: this.clock.now(),
             message: response,
             direction: 'sent',
-            source: this.#hop?.destination,
+            // A relayed response comes from the branch's peer; a local one from nowhere.
+            source: branch === undefined ? undefined : (this.#hop?.source ?? branch.peer),
             destination: server.replyTo,
             transaction: server,
+            branch,
             local,
             retransmission,
           });
-    const send = (): void => {
+    const send = (decision: HoldDecision | undefined): void => {
+      if (decision?.action === 'drop') return;
+      const replaced = decision?.action === 'replace';
+      const message = replaced ? decision.message : response;
+      const isLocal = replaced || local;
+      const s = message.status;
+      // A held message may meet a transaction that moved on meanwhile (a replacement too).
+      if (replaced && !this.#accepts(server, s)) return;
       if (server instanceof InviteServerTransaction) {
-        if (!server.sendResponse(response, local, retransmit2xx) && status >= 200 && status < 300) {
-          void this.#sendStateless(response, server.replyTo);
+        if (!server.sendResponse(message, isLocal, retransmit2xx) && s >= 200 && s < 300) {
+          void this.#sendStateless(message, server.replyTo);
         }
       } else {
-        server.sendResponse(response, local);
+        server.sendResponse(message, isLocal);
       }
     };
     this.#afterHold(server, hold, send);
   }
 
-  #afterHold(txn: Transaction, hold: Promise<void> | undefined, action: () => void): void {
+  /**
+   * Whether a server transaction still takes a response of this status: any while pending, and
+   * a 2xx to an INVITE always (in Accepted by the machine, else statelessly: §16.7 step 5).
+   */
+  #accepts(server: ServerTransaction, status: number): boolean {
+    if (server.pending) return true;
+    return server instanceof InviteServerTransaction && status >= 200 && status < 300;
+  }
+
+  #afterHold(
+    txn: Transaction,
+    hold: Promise<HoldDecision | undefined> | undefined,
+    action: (decision: HoldDecision | undefined) => void,
+  ): void {
     if (hold === undefined && txn.holdChain === undefined) {
-      action();
+      action(undefined);
       return;
     }
     const prev = txn.holdChain ?? Promise.resolve();
     const next = prev
       .then(() => hold)
-      .then(() => {
+      .then((decision) => {
         try {
-          action();
+          action(decision);
         } catch (err) {
           this.#report('TXN_ERR_BAD_MESSAGE', 'sending a held message failed', err);
         }
@@ -777,6 +802,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     ctx: ProxyContext,
     request: SipMessage,
     destination: Address,
+    options?: ForwardOptions,
   ): ClientTransaction | undefined {
     const sentBy = this.#sentBy;
     if (sentBy === undefined) {
@@ -785,8 +811,17 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     // §16.6 step 8: "The proxy MUST insert a Via header field value into the copy before the
     // existing Via header field values." ... the branch "MUST always begin with the characters
     // "z9hG4bK"" and be unique per branch.
+    const branch = options?.branch ?? newBranch();
+    if (!hasMagicCookie(branch)) {
+      throw new TransactionError(
+        'TXN_ERR_BAD_USAGE',
+        `branch ${String(branch)} lacks the magic cookie`,
+      );
+    }
     const transport = destination.transport.toUpperCase();
-    request.prependVia(`SIP/2.0/${transport} ${sentBy(transport)};branch=${newBranch()}`);
+    request.prependVia(
+      `SIP/2.0/${transport} ${sentBy(transport, destination)};branch=${branch}${options?.viaParams ?? ''}`,
+    );
     return this.#startClient(request, destination, ctx);
   }
 
@@ -833,9 +868,11 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (hold === undefined) {
       txn.start();
     } else {
-      void hold.then(() => {
+      void hold.then((decision) => {
         ctx?.released(txn);
-        if (!txn.terminated) txn.start();
+        if (txn.terminated) return;
+        if (decision?.action === 'drop') txn.abort('dropped by a requestForwarded listener');
+        else txn.start();
       });
     }
     return txn;

@@ -5,6 +5,7 @@ import {
   UAS1,
   UAS2,
   flush,
+  harness,
   proxyHarness,
   request,
   response,
@@ -333,6 +334,54 @@ describe('holding a response until an asynchronous callback settles', () => {
     expect(sentTo(h, UAS1)).toEqual(['INVITE']);
   });
 
+  it('drops a held response when the listener decides so; the transaction stays pending', async () => {
+    const h = call([UAS1]);
+    h.layer.on('provisionalRelayed', () => Promise.resolve({ action: 'drop' as const }));
+    h.layer.receive(response(h.forwarded(UAS1), 183, 'b1'), UAS1);
+    await flush();
+    expect(sentTo(h, UAC)).toEqual(['100']);
+    const server = h.of('requestReceived')[0]?.transaction;
+    expect(server?.state).toBe('proceeding');
+  });
+
+  it('sends the replacement a listener gives instead of the held response (fail-closed 503)', async () => {
+    const h = call([UAS1]);
+    h.layer.on('finalRelayed', (e) => {
+      const server = e.transaction;
+      if (server === undefined || e.message?.status !== 200) return undefined;
+      return Promise.resolve({
+        action: 'replace' as const,
+        message: h.layer.localResponse(server.request, 503),
+      });
+    });
+    h.layer.receive(response(h.forwarded(UAS1), 200, 'b1'), UAS1);
+    await flush();
+    expect(sentTo(h, UAC)).toEqual(['100', '503']);
+    // A retransmitted 503 answers a retransmitted INVITE: the replacement is the final response.
+    h.layer.receive(request({ branch: 'z9hG4bKup1' }), UAC);
+    expect(sentTo(h, UAC)).toEqual(['100', '503', '503']);
+  });
+
+  it('the first drop or replace wins over listeners that let the message pass', async () => {
+    const h = call([UAS1]);
+    h.layer.on('finalRelayed', () => Promise.resolve({ action: 'send' as const }));
+    h.layer.on('finalRelayed', () => Promise.resolve({ action: 'drop' as const }));
+    h.layer.on('finalRelayed', () => Promise.resolve(undefined));
+    h.layer.receive(response(h.forwarded(UAS1), 486, 'b1'), UAS1);
+    await flush();
+    expect(sentTo(h, UAC)).toEqual(['100']);
+  });
+
+  it('aborts a branch whose requestForwarded listener drops it; the context answers upstream', async () => {
+    const h = proxyHarness([UAS1], { trying: 'never' });
+    h.layer.on('requestForwarded', () => Promise.resolve({ action: 'drop' as const }));
+    h.layer.receive(request({ branch: 'z9hG4bKup1' }), UAC);
+    await flush();
+    expect(sentTo(h, UAS1)).toEqual([]);
+    expect(h.of('branchFailed').map((e) => e.outcome?.kind)).toEqual(['aborted']);
+    expect(sentTo(h, UAC)).toEqual(['408']);
+  });
+
   it('a listener that throws does not stop the others or the send', () => {
     const h = call([UAS1]);
     const seen: number[] = [];
@@ -346,5 +395,54 @@ describe('holding a response until an asynchronous callback settles', () => {
     h.layer.receive(response(h.forwarded(UAS1), 180, 'b1'), UAS1);
     expect(seen).toEqual([180]);
     expect(sentTo(h, UAC)).toEqual(['100', '180']);
+  });
+});
+
+describe('what a proxy core needs of the layer', () => {
+  it('forwards with the branch and Via parameters the core gives (loop detection), and refuses a branch without the magic cookie', () => {
+    const seen: string[] = [];
+    const h = harness({
+      trying: 'never',
+      sentBy: (t, to) => {
+        seen.push(`${t} ${to.host}`);
+        return '198.18.0.2:5060';
+      },
+      user: {
+        request(txn) {
+          const ctx = h.layer.proxy(txn);
+          const copy = txn.request.clone();
+          ctx.forward(copy, UAS1, { branch: 'z9hG4bK-ph1234.1', viaParams: ';rport' });
+          expect(() => ctx.forward(txn.request.clone(), UAS2, { branch: 'nocookie' })).toThrowError(
+            expect.objectContaining({ code: 'TXN_ERR_BAD_USAGE' }) as Error,
+          );
+        },
+      },
+    });
+    h.layer.receive(request({ branch: 'z9hG4bKup1' }), UAC);
+    const fwd = h.transport.sent.find((s) => s.message.isRequest)?.message;
+    expect(fwd?.topVia()?.branch).toBe('z9hG4bK-ph1234.1');
+    expect(fwd?.topVia()?.rport).toBe(true);
+    expect(seen).toEqual([`UDP ${UAS1.host}`]);
+  });
+
+  it('names the branch and the downstream source of a relayed response; none for a local one', () => {
+    const h = call([UAS1]);
+    h.layer.receive(response(h.forwarded(UAS1), 180, 'b1'), UAS1);
+    h.layer.receive(response(h.forwarded(UAS1), 486, 'b1'), UAS1);
+    const prov = h.of('provisionalRelayed')[0];
+    const branch = h.of('requestForwarded')[0]?.branch;
+    expect(prov?.branch).toBe(branch);
+    expect(prov?.source).toEqual(UAS1);
+    // The 486 is relayed as the context's best response: no single branch relays it.
+    const fin = h.of('finalRelayed')[0];
+    expect(fin?.message?.status).toBe(486);
+    expect(fin?.local).toBe(false);
+  });
+
+  it('keeps the local socket (connectionId) of a UDP request for its responses', () => {
+    const h = harness({ trying: 'immediate' });
+    h.layer.receive(request({ branch: 'z9hG4bKsock' }), { ...UAC, connectionId: 3 });
+    const trying = h.transport.sent.find((s) => !s.message.isRequest);
+    expect(trying?.destination.connectionId).toBe(3);
   });
 });

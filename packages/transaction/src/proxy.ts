@@ -14,6 +14,18 @@ import type { Outcome } from './transaction.js';
 export type ServerTransaction = InviteServerTransaction | NonInviteServerTransaction;
 export type ClientTransaction = InviteClientTransaction | NonInviteClientTransaction;
 
+/** Options of `ProxyContext.forward`. */
+export interface ForwardOptions {
+  /**
+   * The branch of the Via the layer adds (default: a fresh random one). It MUST start with the
+   * magic cookie `z9hG4bK` and be unique per branch; a proxy that detects loops (§16.3 step 4)
+   * puts a hash of the request in it.
+   */
+  readonly branch?: string;
+  /** Further Via parameters, written as they go on the wire (e.g. `;rport`). */
+  readonly viaParams?: string;
+}
+
 /** What a context needs from its layer. */
 export interface ProxyHost {
   readonly observed: boolean;
@@ -22,8 +34,15 @@ export interface ProxyHost {
     ctx: ProxyContext,
     request: SipMessage,
     destination: Address,
+    options?: ForwardOptions,
   ): ClientTransaction | undefined;
-  relay(server: ServerTransaction, response: SipMessage, local: boolean): void;
+  relay(
+    server: ServerTransaction,
+    response: SipMessage,
+    local: boolean,
+    retransmit2xx?: boolean,
+    branch?: ClientTransaction,
+  ): void;
   sendCancel(branch: InviteClientTransaction): void;
   localResponse(request: SipMessage, status: number): SipMessage;
   allBranchesFailed(ctx: ProxyContext, winner: SipMessage, local: boolean): void;
@@ -65,9 +84,13 @@ export class ProxyContext {
    * accepts no new branch (§16.7 step 5: after a 6xx "it MUST NOT create any new branches in this
    * context").
    */
-  forward(request: SipMessage, destination: Address): ClientTransaction | undefined {
+  forward(
+    request: SipMessage,
+    destination: Address,
+    options?: ForwardOptions,
+  ): ClientTransaction | undefined {
     if (this.closed) return undefined;
-    return this.#host.forward(this, request, destination);
+    return this.#host.forward(this, request, destination, options);
   }
 
   /** Sends a response upstream on the server transaction (a local answer of the proxy core). */
@@ -133,7 +156,7 @@ export class ProxyContext {
       // value from the response."
       if (status > 100 && this.server.pending) {
         response.removeTopVia();
-        this.#host.relay(this.server, response, false);
+        this.#host.relay(this.server, response, false, false, branch);
       }
       return;
     }
@@ -142,10 +165,10 @@ export class ProxyContext {
         // §16.7 step 5: "Any 2xx response to an INVITE request MUST be forwarded upstream
         // immediately." (also after a final response was sent, and each retransmission).
         response.removeTopVia();
-        this.#host.relay(this.server, response, false);
+        this.#host.relay(this.server, response, false, false, branch);
       } else if (this.server.pending) {
         response.removeTopVia();
-        this.#host.relay(this.server, response, false);
+        this.#host.relay(this.server, response, false, false, branch);
       } else {
         return;
       }
