@@ -29,8 +29,10 @@ import {
   FCPD_CLI,
   holeCount,
   JsonLogProcess,
+  OWN_SCENARIOS,
   SCENARIOS,
   SIDECAR_CLI,
+  sleep,
 } from './support/netns-e2e.js';
 
 const CALLER = '198.18.1.2';
@@ -38,6 +40,23 @@ const CALLEE = '198.19.1.2';
 const KAMAILIO = '198.18.1.1';
 const CAPTURE_ID = 2001;
 const MEDIA = 40000;
+/** Media ports of the session-timer calls refreshed by UPDATE and never refreshed. */
+const MEDIA_UPDATE = 40008;
+const MEDIA_NOREFRESH = 40004;
+/** RFC 4028 §4: Min-SE "MUST NOT be less than 90 seconds"; the shortest session interval. */
+const SESSION_EXPIRES = 90;
+/** sipp's own bound for the session-timer calls (about 106 s long). */
+const LONG_SIPP_MS = 180_000;
+
+/** Where one sipp of a call listens: SIP port, sipp's media port, the SDP's media port. */
+interface SippSide {
+  readonly sipPort: number;
+  readonly sippMediaPort: number;
+  readonly sdpPort: number;
+  readonly timeoutMs?: number;
+}
+const DEFAULT_CALLEE: SippSide = { sipPort: 5060, sippMediaPort: 16000, sdpPort: MEDIA };
+const DEFAULT_CALLER: SippSide = { sipPort: 5060, sippMediaPort: 16000, sdpPort: 41000 };
 
 /** The `listen`/`hep` field of a start-up log line: the port behind `udp:`/`tcp:HOST:PORT`. */
 function portOf(field: unknown): number {
@@ -73,12 +92,12 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
     }
 
     /** Media is dropped again and the table is empty (the BYE/CANCEL copy is processed late). */
-    async function closedAgain(): Promise<boolean> {
-      return eventually(
-        async () => (await holeCount(topo!.router)) === 0 && !(await reaches(MEDIA)),
-        30,
-        100,
-      );
+    async function closedAgain(ports: readonly number[] = [MEDIA]): Promise<boolean> {
+      return eventually(async () => {
+        if ((await holeCount(topo!.router)) !== 0) return false;
+        for (const p of ports) if (await reaches(p)) return false;
+        return true;
+      }, 30);
     }
 
     /**
@@ -88,25 +107,31 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
     async function uas(
       scenario: string,
       extra: readonly string[] = [],
+      side: SippSide = DEFAULT_CALLEE,
     ): Promise<{ done: Promise<SippResult> }> {
-      const result = sipp(topo!.inside, [
-        '-sf',
-        `${SCENARIOS}${scenario}`,
-        '-i',
-        CALLEE,
-        '-p',
-        '5060',
-        '-mp',
-        '16000',
-        '-m',
-        '1',
-        '-key',
-        'mport',
-        String(MEDIA),
-        ...extra,
-      ]);
+      const result = sipp(
+        topo!.inside,
+        [
+          '-sf',
+          scenario.includes('/') ? scenario : `${SCENARIOS}${scenario}`,
+          '-i',
+          CALLEE,
+          '-p',
+          String(side.sipPort),
+          '-mp',
+          String(side.sippMediaPort),
+          '-m',
+          '1',
+          '-key',
+          'mport',
+          String(side.sdpPort),
+          ...extra,
+        ],
+        side.timeoutMs,
+      );
       const listening = await eventually(
-        async () => (await topo!.inside.exec('ss', ['-Hlun'])).stdout.includes(`${CALLEE}:5060`),
+        async () =>
+          (await topo!.inside.exec('ss', ['-Hlun'])).stdout.includes(`${CALLEE}:${side.sipPort}`),
         100,
         50,
       );
@@ -114,29 +139,41 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       return { done: result };
     }
 
-    /** The caller addresses the callee; -rsa sends every request to Kamailio instead. */
-    function uac(scenario: string, extra: readonly string[] = []): Promise<SippResult> {
-      return sipp(topo!.outside, [
-        `${CALLEE}:5060`,
-        '-rsa',
-        `${KAMAILIO}:5060`,
-        '-sf',
-        `${SCENARIOS}${scenario}`,
-        '-i',
-        CALLER,
-        '-p',
-        '5060',
-        '-mp',
-        '16000',
-        '-m',
-        '1',
-        '-s',
-        'callee',
-        '-key',
-        'mport',
-        '41000',
-        ...extra,
-      ]);
+    /**
+     * The caller addresses the callee (at the callee's `sipPort`); -rsa sends every request to
+     * Kamailio instead.
+     */
+    function uac(
+      scenario: string,
+      extra: readonly string[] = [],
+      side: SippSide = DEFAULT_CALLER,
+      calleeSipPort = 5060,
+    ): Promise<SippResult> {
+      return sipp(
+        topo!.outside,
+        [
+          `${CALLEE}:${calleeSipPort}`,
+          '-rsa',
+          `${KAMAILIO}:5060`,
+          '-sf',
+          scenario.includes('/') ? scenario : `${SCENARIOS}${scenario}`,
+          '-i',
+          CALLER,
+          '-p',
+          String(side.sipPort),
+          '-mp',
+          String(side.sippMediaPort),
+          '-m',
+          '1',
+          '-s',
+          'callee',
+          '-key',
+          'mport',
+          String(side.sdpPort),
+          ...extra,
+        ],
+        side.timeoutMs,
+      );
     }
 
     /** What the sidecar logged since `mark`: the answers it acted on and its FCP outcomes. */
@@ -199,6 +236,9 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
         topo.insideNet,
         '--log-level',
         'debug',
+        // The hole's TIMER is the session interval itself, so expiry is observable at 90 s.
+        '--policy',
+        JSON.stringify({ sessionTimerMarginSec: 0 }),
       ]);
       const sidecarUp = await sidecar.waitFor((l) => l.msg === 'pinhole-sidecar listening', 20_000);
       if (!sidecarUp) throw new Error(`sidecar did not start:\n${diagnostics()}`);
@@ -231,7 +271,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       if (!listening) throw new Error(`Kamailio did not start:\n${diagnostics()}`);
       caller = UdpAgent.start(topo.outside);
       callee = UdpAgent.start(topo.inside);
-      await callee.bind(CALLEE, MEDIA);
+      for (const p of [MEDIA, MEDIA_NOREFRESH, MEDIA_UPDATE]) await callee.bind(CALLEE, p);
       await caller.bind(CALLER, MEDIA);
     }, 60_000);
 
@@ -308,6 +348,92 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       expect(saw.closed).toBeGreaterThan(0);
       expect(saw.failed).toBe(0);
     }, 60_000);
+
+    it('keeps media passing past the first session TIMER with re-INVITE and UPDATE refreshes, and lets the hole expire without them', async () => {
+      // Three calls at once through Kamailio, each with Session-Expires 90 s (refresher uac) and
+      // the hole's TIMER 90 s: callee 5060 refreshed by re-INVITE, callee 5064 refreshed by
+      // UPDATE without SDP (both at about 35 s and 70 s, BYE at about 105 s), callee 5062 never
+      // refreshed (BYE at about 102 s, after its hole has expired).
+      const se = ['-key', 'se', String(SESSION_EXPIRES)];
+      const long = { timeoutMs: LONG_SIPP_MS };
+      const mark = sidecar!.lines.length;
+      const refreshUas = `${OWN_SCENARIOS}uas-session-timer-refresh.xml`;
+      const uasReinvite = (await uas(refreshUas, se, { ...DEFAULT_CALLEE, ...long })).done;
+      const uasNoRefresh = (
+        await uas(refreshUas, se, {
+          sipPort: 5062,
+          sippMediaPort: 16100,
+          sdpPort: MEDIA_NOREFRESH,
+          ...long,
+        })
+      ).done;
+      const uasUpdate = (
+        await uas(refreshUas, se, {
+          sipPort: 5064,
+          sippMediaPort: 16200,
+          sdpPort: MEDIA_UPDATE,
+          ...long,
+        })
+      ).done;
+      let noRefreshEnded = false;
+      const start = Date.now();
+      const uacReinvite = uac('uac-session-timer.xml', [...se, '-d', '35000'], {
+        ...DEFAULT_CALLER,
+        ...long,
+      });
+      const uacUpdate = uac(
+        `${OWN_SCENARIOS}uac-session-timer-update.xml`,
+        [...se, '-d', '35000'],
+        { sipPort: 5064, sippMediaPort: 16400, sdpPort: 41008, ...long },
+        5064,
+      );
+      const uacNoRefresh = uac(
+        'uac-session-timer-norefresh.xml',
+        [...se, '-d', '102000'],
+        { sipPort: 5062, sippMediaPort: 16200, sdpPort: 41004, ...long },
+        5062,
+      ).then((r) => {
+        noRefreshEnded = true;
+        return r;
+      });
+      const ports = [MEDIA, MEDIA_UPDATE, MEDIA_NOREFRESH];
+      for (const p of ports) expect(await passesWithin(p, 3000), diagnostics()).toBeDefined();
+
+      // Before the first TIMER runs out every hole is still open: nothing closes early.
+      await sleep(Math.max(0, start + 80_000 - Date.now()));
+      for (const p of ports) expect(await reaches(p), `port ${p} at 80 s`).toBe(true);
+
+      // The first TIMER (90 s after the answers) passes: the unrefreshed hole expires while its
+      // call is still up (its BYE comes at about 102 s); the refreshed ones stay open.
+      await sleep(Math.max(0, start + 90_000 - Date.now()));
+      const expired = await eventually(async () => !(await reaches(MEDIA_NOREFRESH)), 20, 100);
+      expect(expired, diagnostics()).toBe(true);
+      expect(noRefreshEnded).toBe(false);
+      expect(await reaches(MEDIA), 're-INVITE-refreshed hole past the first TIMER').toBe(true);
+      expect(await reaches(MEDIA_UPDATE), 'UPDATE-refreshed hole past the first TIMER').toBe(true);
+
+      const results = await Promise.all([
+        uacReinvite,
+        uacUpdate,
+        uacNoRefresh,
+        uasReinvite,
+        uasUpdate,
+        uasNoRefresh,
+      ]);
+      for (const r of results) expect(r.code, r.output).toBe(0);
+      expect(await closedAgain(ports), diagnostics()).toBe(true);
+      const since = sidecar!.lines.slice(mark);
+      const refreshed = since.filter((l) => l.msg === 'pinhole refreshed');
+      // Two refreshes of each refreshed call, each re-setting its RTP and RTCP holes.
+      expect(refreshed.length, diagnostics()).toBeGreaterThanOrEqual(4);
+      expect(refreshed.every((l) => l.timer === SESSION_EXPIRES)).toBe(true);
+      // The policy's sweep noticed the unrefreshed hole's TIMER had passed.
+      expect(
+        since.some((l) => l.msg === 'pinhole closed' && l.reason === 'timer-expired'),
+        diagnostics(),
+      ).toBe(true);
+      expect(since.filter((l) => /failed/.test(l.msg))).toEqual([]);
+    }, 240_000);
 
     it('leaves nothing behind: no pinholes, processes or namespaces', async () => {
       const names = liveNetns();

@@ -1,13 +1,14 @@
 /**
  * EnginePinholeControl against a real FcpServer (MemoryBackend) on loopback: the mirrored copies
  * of a proxied call open holes on the 183/200 and close them on the BYE; CANCEL and 486 close the
- * early holes.
+ * early holes; a branch that times out in the observer-mode transaction layer (fake clock) becomes
+ * a policy `transaction-ended` and closes the early holes of that branch only.
  */
 import { FcpClient, FcpServer, MemoryBackend } from '@pinhole/fcp';
 import { Policy } from '@pinhole/policy';
 import { parse } from '@pinhole/sip';
 import { FakeClock as TxnClock, TransactionLayer } from '@pinhole/transaction';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createEngineControlMetrics, EnginePinholeControl } from '../src/engine-control.js';
 import { MetricsRegistry } from '../src/metrics.js';
 import { CaptureNormalizer } from '../src/normalizer.js';
@@ -71,6 +72,7 @@ async function setup(sweepMs?: number) {
   const port = server.addresses()[0]?.port ?? 0;
   const fcp = new FcpClient({ servers: [{ host: '127.0.0.1', port }] });
   const clock = new FakeClock();
+  const txnClock = new TxnClock();
   const metrics = createEngineControlMetrics(new MetricsRegistry());
   const control = new EnginePinholeControl({
     // Only the callee's side (198.18.0.16/28) is behind the firewall: holes point at 198.18.0.20.
@@ -79,7 +81,7 @@ async function setup(sweepMs?: number) {
     metrics,
     logger: quietLogger,
     now: clock.now,
-    layer: new TransactionLayer({ mode: 'observer', clock: new TxnClock() }),
+    layer: new TransactionLayer({ mode: 'observer', clock: txnClock }),
     ...(sweepMs !== undefined ? { sweepMs } : {}),
   });
   cleanups.push(() => control.close());
@@ -106,8 +108,22 @@ async function setup(sweepMs?: number) {
       .rules()
       .map((r) => JSON.stringify(r))
       .join('\n');
-  return { server, control, metrics, clock, fwd, back, dsts };
+  /** Feeds one copy: `src` -> `dst`. */
+  const push = async (payload: string, src: typeof UA, dst: typeof UA) => {
+    n.push(hepPacket(payload, src, dst), AGENT);
+    await control.idle();
+  };
+  /** Moves the transaction layer's clock (Timer C, the cancel wait) and waits for FCP. */
+  const advanceTimers = async (ms: number) => {
+    txnClock.advance(ms);
+    await control.idle();
+  };
+  return { server, control, metrics, clock, fwd, back, dsts, push, advanceTimers };
 }
+
+/** Timer C (181 s, RFC 3261 §16.6 step 11) plus the §9.1 wait for the cancelled branch (64*T1). */
+const TIMER_C_MS = 181_000;
+const CANCEL_WAIT_MS = 64 * 500;
 
 describe('EnginePinholeControl with a real FCP server', () => {
   it('opens holes on the 183 and 200 copies and closes them after the BYE', async () => {
@@ -209,5 +225,107 @@ describe('EnginePinholeControl with a real FCP server', () => {
     }
     expect(server.rules()).toHaveLength(0);
     expect(metrics.pinholes.value({ outcome: 'closed' })).toBeGreaterThan(0);
+  });
+
+  it('a branch that times out after a 183 (no final response ever seen) becomes transaction-ended and closes its early holes', async () => {
+    const { server, metrics, control, fwd, push, advanceTimers } = await setup();
+    const id = 'ec-5@198.18.0.10';
+    const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
+    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi5', { body: sdp('198.18.0.10', 40008) }));
+    const [early183In, early183Out] = response(
+      id,
+      'SIP/2.0 183 Session Progress',
+      '1 INVITE',
+      'z9hG4bKi5',
+      { toTag: 'tf', body: sdp('198.18.0.20', 30008) },
+    );
+    await push(early183In, CALLEE, SERVER);
+    await push(early183Out, SERVER, UA);
+    expect(server.rules().length).toBeGreaterThan(0);
+    const handle = vi.spyOn(control.policy, 'handle');
+    const policyEvents = (): string[] =>
+      handle.mock.calls.map(([ev]) =>
+        ev.type === 'transaction-ended' ? `${ev.type} ${ev.outcome}` : ev.type,
+      );
+    // §16.7 step 2 reset Timer C on the 183; just before it (and the cancel wait) runs out the
+    // branch is alive and its holes stay.
+    await advanceTimers(TIMER_C_MS - 1000);
+    expect(server.rules().length).toBeGreaterThan(0);
+    expect(policyEvents()).toEqual([]);
+    // §16.8: Timer C fires in Proceeding; the proxy would CANCEL. No CANCEL, 487 or other final
+    // response is ever mirrored, so the observer's §9.1 wait ends the branch with a timeout.
+    await advanceTimers(1000 + CANCEL_WAIT_MS + 1000);
+    expect(policyEvents()).toEqual(['transaction-ended timeout']);
+    expect(server.rules()).toHaveLength(0);
+    expect(metrics.pinholes.value({ outcome: 'closed' })).toBeGreaterThan(0);
+    expect(metrics.pinholes.value({ outcome: 'failed' })).toBe(0);
+  });
+
+  it('of two forked branches with early media, the one that times out closes only its own holes', async () => {
+    const { server, push, advanceTimers } = await setup();
+    const id = 'ec-6@198.18.0.10';
+
+    const CALLEE2 = { address: '198.18.0.21', port: 5060 };
+    const start = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
+    const offer = sdp('198.18.0.10', 40010);
+    // The server forks the INVITE to two contacts (server branches ...s1 and ...s2).
+    const [inviteIn] = request(id, start, '1 INVITE', 'z9hG4bKi6', { body: offer });
+    await push(inviteIn, UA, SERVER);
+    for (const [b, dst] of [
+      ['s1', CALLEE],
+      ['s2', CALLEE2],
+    ] as const) {
+      await push(
+        sip({
+          start,
+          vias: [VIA_SRV(`z9hG4bKi6${b}`), VIA_UA_R('z9hG4bKi6')],
+          cseq: '1 INVITE',
+          callId: id,
+          rr: true,
+          body: offer,
+        }),
+        SERVER,
+        dst,
+      );
+    }
+    const early = (b: string, tag: string, addr: string, port: number): [string, string] => [
+      sip({
+        start: 'SIP/2.0 183 Session Progress',
+        vias: [VIA_SRV(`z9hG4bKi6${b}`), VIA_UA_R('z9hG4bKi6')],
+        cseq: '1 INVITE',
+        callId: id,
+        toTag: tag,
+        rr: true,
+        body: sdp(addr, port),
+      }),
+      sip({
+        start: 'SIP/2.0 183 Session Progress',
+        vias: [VIA_UA_R('z9hG4bKi6')],
+        cseq: '1 INVITE',
+        callId: id,
+        toTag: tag,
+        rr: true,
+        body: sdp(addr, port),
+      }),
+    ];
+    const [a183In, a183Out] = early('s1', 'ta', '198.18.0.20', 30010);
+    await push(a183In, CALLEE, SERVER);
+    await push(a183Out, SERVER, UA);
+    // The second branch answers 30 s later (before its Timer B, 64*T1, would end it): its Timer
+    // C restarts 30 s after the first one's.
+    await advanceTimers(30_000);
+    const [b183In, b183Out] = early('s2', 'tb', '198.18.0.21', 30012);
+    await push(b183In, CALLEE2, SERVER);
+    await push(b183Out, SERVER, UA);
+    const rules = () => server.rules().map((r) => JSON.stringify(r));
+    expect(rules().some((r) => r.includes('198.18.0.20'))).toBe(true);
+    expect(rules().some((r) => r.includes('198.18.0.21'))).toBe(true);
+    // The first branch times out (Timer C and the cancel wait after its 183)...
+    await advanceTimers(TIMER_C_MS + CANCEL_WAIT_MS - 30_000 + 1000);
+    expect(rules().some((r) => r.includes('198.18.0.20'))).toBe(false);
+    expect(rules().some((r) => r.includes('198.18.0.21'))).toBe(true);
+    // ...and 30 s later the second one.
+    await advanceTimers(30_000);
+    expect(server.rules()).toHaveLength(0);
   });
 });
