@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ rl.on('line', (line) => {
   if (/^\\w+$/.test(line)) process.stderr.write('Error: syntax error, unexpected newline, expecting string\\n' + line + '\\n' + ' '.repeat(line.length) + '^\\n');
   else if (text.includes('FAIL')) process.stderr.write('Error: Could not process rule: No such file or directory\\n' + text.split('\\n')[0] + '\\n^^^^\\n');
   else if (text.includes('DIE')) process.exit(3);
+  else if (text.includes('WHO')) process.stderr.write('Error: pid=' + process.pid + ' home=' + process.env.HOME + (inc ? ' file=' + inc[1] + ' mode=' + (fs.statSync(inc[1]).mode & 0o777).toString(8) : ' inline') + '\\n');
   else if (text.includes('HANG')) hung = true;
   else if (inc) process.stdout.write('');
 });
@@ -49,12 +50,41 @@ describe('NftChannel', () => {
     await c.close();
   });
 
-  it('sends long scripts through a temporary include file and removes it', async () => {
-    const c = channel();
-    const long = Array.from({ length: 20 }, (_, i) => `add element x { ${i} }`).join('\n');
-    expect(await c.run(long + '\n')).toBe('');
-    expect(await c.run(long + '\nFAIL\n')).toContain('No such file');
-    await c.close();
+  it('sends scripts through a fresh 0600 include file, removed once nft answered', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'pinhole-nft-test-'));
+    try {
+      const c = new NftChannel({
+        argv: [process.execPath, script],
+        inlineMax: 100,
+        scratchParent: parent,
+      });
+      const long = Array.from({ length: 20 }, (_, i) => `add element x { ${i} }`).join('\n');
+      expect(await c.run(long + '\n')).toBe('');
+      expect(await c.run(long + '\nFAIL\n')).toContain('No such file');
+      const who = await c.run(long + '\nWHO\n');
+      expect(who).toMatch(
+        new RegExp(`file=${parent}/pinhole-nft-${process.pid}-[0-9a-f]{12}-\\d+\\.nft mode=600`),
+      );
+      expect(readdirSync(parent)).toEqual([]);
+      // Short scripts are typed inline (inlineMax 100 here; the default 0 includes everything).
+      expect(await c.run('list WHO\n')).toContain(' inline');
+      await c.close();
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
+  it('by default includes every script, even a one-liner', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'pinhole-nft-test-'));
+    try {
+      const c = new NftChannel({ argv: [process.execPath, script], scratchParent: parent });
+      expect(await c.run('add element FAIL\n')).toContain('No such file');
+      expect(await c.run('list WHO\n')).toContain(' file=');
+      expect(readdirSync(parent)).toEqual([]);
+      await c.close();
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 
   it('rejects the transaction in flight when nft dies, and respawns for the next', async () => {
@@ -70,6 +100,31 @@ describe('NftChannel', () => {
     expect(await c.run('add element ok\n')).toBe('');
     await expect(c.run('add element HANG\n')).rejects.toThrow(/did not answer/);
     expect(await c.run('add element ok\n')).toBe('');
+    await c.close();
+  });
+
+  it("keeps nft's line history out of the user's home: HOME is not a directory", async () => {
+    const c = channel();
+    expect(await c.run('list WHO\n')).toContain('home=/dev/null');
+    await c.close();
+  });
+
+  it('replaces the nft process after recycleAfter transactions, between transactions', async () => {
+    const c = new NftChannel({ argv: [process.execPath, script], recycleAfter: 3 });
+    const pids: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const who = await c.run('list WHO\n');
+      pids.push(/pid=(\d+)/.exec(who)?.[1] ?? '?');
+    }
+    // Three transactions per process; the replacement was started before the 4th and 7th.
+    expect(new Set(pids.slice(0, 3)).size).toBe(1);
+    expect(new Set(pids.slice(3, 6)).size).toBe(1);
+    expect(pids[3]).not.toBe(pids[0]);
+    expect(pids[6]).not.toBe(pids[3]);
+    // Errors stay attributed to the right transaction across a recycle.
+    const results = await Promise.all([c.run('add FAIL\n'), c.run('add ok\n'), c.run('add ok\n')]);
+    expect(results[0]).toContain('No such file');
+    expect(results.slice(1)).toEqual(['', '']);
     await c.close();
   });
 
