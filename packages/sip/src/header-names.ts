@@ -191,66 +191,65 @@ export const LIST_HEADERS: ReadonlySet<string> = new Set([
   'history-info',
 ]);
 
-/** The FNV-like rolling hash the wire scanner computes over a name, case folded. */
-export function nameHashStep(h: number, c: number): number {
-  return (Math.imul(h, 31) + (c | 0x20)) | 0;
-}
-
-function hashString(s: string): number {
-  let h = 0;
-  for (let i = 0; i < s.length; i++) h = nameHashStep(h, s.charCodeAt(i));
-  return h;
-}
-
 const BY_NAME = new Map<string, number>();
 for (let id = 1; id < CANONICAL.length; id++) BY_NAME.set(CANONICAL[id] ?? '', id);
 for (const [letter, id] of Object.entries(COMPACT)) BY_NAME.set(letter, id);
 
 /**
- * Open-addressed table: slot (hash & MASK) -> 1 + index into SPELLINGS, linear probing. Ints
- * only, so a lookup is a few array reads (no Map, no boxing of hashes beyond Smi range).
+ * Wire-name recognition as a DFA run over the name bytes while the scanner reads them (so a
+ * name is looked at once, with no hash and no second comparison pass): a trie of every known
+ * spelling, case folded through a byte-class table. `NAME_CLASS[c]` is 0 for bytes that are not
+ * token characters (they end a name), 1-26 for letters of either case, 27 for "-" and 28 for
+ * the other token characters. `NAME_NEXT[(state << 5) | class]` is the next state; state 1 is
+ * the start, state 0 "a token name that is no known spelling" (it stays 0). `NAME_ID[state]` is
+ * the header id of a name ending in that state (`H.UNKNOWN` elsewhere).
  */
-const TABLE_BITS = 10;
-const MASK = (1 << TABLE_BITS) - 1;
-const TABLE = new Uint16Array(1 << TABLE_BITS);
-const SPELLINGS: string[] = [];
-const SPELLING_IDS: number[] = [];
-const SPELLING_HASHES: number[] = [];
-for (const [spelling, id] of BY_NAME) {
-  const h = hashString(spelling);
-  let slot = h & MASK;
-  while (TABLE[slot] !== 0) slot = (slot + 1) & MASK;
-  SPELLINGS.push(spelling);
-  SPELLING_IDS.push(id);
-  SPELLING_HASHES.push(h);
-  TABLE[slot] = SPELLINGS.length;
+export const NAME_START = 1;
+export const NAME_CLASS: Uint8Array = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const cls =
+    c >= 0x61 && c <= 0x7a
+      ? c - 0x60
+      : c >= 0x41 && c <= 0x5a
+        ? c - 0x40
+        : c === 0x2d
+          ? 27
+          : (c >= 0x30 && c <= 0x39) || "-.!%*_+`'~".includes(String.fromCharCode(c))
+            ? 28
+            : 0;
+  NAME_CLASS[c] = cls;
 }
-
-/**
- * Resolves a header name on the wire (bytes `buf[start..end)`, pre-hashed with `nameHashStep`)
- * to a known id, or `H.UNKNOWN`. The bytes are compared, so a colliding hash never misnames a
- * header.
- */
-export function resolveWireName(buf: Uint8Array, start: number, end: number, hash: number): number {
-  let slot = hash & MASK;
-  for (;;) {
-    const e = TABLE[slot] as number;
-    if (e === 0) return H.UNKNOWN;
-    const k = e - 1;
-    if (SPELLING_HASHES[k] === hash) {
-      const s = SPELLINGS[k] as string;
-      if (s.length === end - start) {
-        let i = 0;
-        for (; i < s.length; i++) {
-          let c = buf[start + i] as number;
-          if (c >= 0x41 && c <= 0x5a) c |= 0x20;
-          if (c !== s.charCodeAt(i)) break;
-        }
-        if (i === s.length) return SPELLING_IDS[k] as number;
-      }
+const trie: number[][] = [new Array<number>(32).fill(0), new Array<number>(32).fill(0)];
+const accept: number[] = [H.UNKNOWN, H.UNKNOWN];
+for (const [spelling, id] of BY_NAME) {
+  let state = NAME_START;
+  for (let i = 0; i < spelling.length; i++) {
+    const row = trie[state] as number[];
+    const cls = NAME_CLASS[spelling.charCodeAt(i)] as number;
+    let next = row[cls] as number;
+    if (next === 0) {
+      next = trie.length;
+      trie.push(new Array<number>(32).fill(0));
+      accept.push(H.UNKNOWN);
+      row[cls] = next;
     }
-    slot = (slot + 1) & MASK;
+    state = next;
   }
+  accept[state] = id;
+}
+export const NAME_NEXT: Uint16Array = new Uint16Array(trie.length * 32);
+trie.forEach((row, state) => NAME_NEXT.set(row, state * 32));
+export const NAME_ID: Uint8Array = Uint8Array.from(accept);
+
+/** The id of the header name `buf[start..end)` as the scanner's DFA reads it. */
+export function resolveWireName(buf: Uint8Array, start: number, end: number): number {
+  let state = NAME_START;
+  for (let i = start; i < end; i++) {
+    const cls = NAME_CLASS[buf[i] as number] as number;
+    if (cls === 0) return H.UNKNOWN;
+    state = NAME_NEXT[(state << 5) | cls] as number;
+  }
+  return NAME_ID[state] as number;
 }
 
 const queryCache = new Map<string, { id: number; canonical: string }>();

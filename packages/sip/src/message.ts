@@ -81,7 +81,7 @@ export class HeaderLine {
     this.folded = folded;
     this.rawName = undefined;
     this.value = undefined;
-    this.canonical = id === H.UNKNOWN ? undefined : CANONICAL[id];
+    this.canonical = undefined;
     this.nameStart = -1;
   }
 
@@ -249,7 +249,9 @@ export class Message implements SipMessage {
   }
 
   #canonical(h: HeaderLine): string {
-    if (h.canonical === undefined) h.canonical = this.#rawName(h).toLowerCase();
+    if (h.canonical === undefined) {
+      h.canonical = h.id !== H.UNKNOWN ? (CANONICAL[h.id] ?? '') : this.#rawName(h).toLowerCase();
+    }
     return h.canonical;
   }
 

@@ -5,7 +5,7 @@
  */
 import { COLON, CR, HT, LF, SP, TOKEN, UINT32_MAX, isDigit } from './bytes.js';
 import { SipErrorCode } from './errors.js';
-import { H, resolveWireName } from './header-names.js';
+import { H, NAME_CLASS, NAME_ID, NAME_NEXT, NAME_START } from './header-names.js';
 import { splitList, unfold } from './lex.js';
 import { HeaderLine, Message, decodeLatin1, decodeUtf8, type StartLine } from './message.js';
 import type {
@@ -86,7 +86,8 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
   pos = head.startLineNext;
   const lines = head.lines;
   const maxLine = limits.maxHeaderLineBytes;
-  const token = TOKEN;
+  const nameClass = NAME_CLASS;
+  const nameNext = NAME_NEXT;
   while (pos < end) {
     let c = buf[pos] as number;
     if (c === LF) {
@@ -100,12 +101,16 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
       return head;
     }
     const lineStart = pos;
-    let hash = 0;
     let notToken = 0;
-    // Token bytes in a tight loop (one table read each); anything else ends the name, or, when
-    // it is not one of the name terminators, marks it malformed and the scan goes on to them.
-    while (pos < end && token[(c = buf[pos] as number)] === 1) {
-      hash = (Math.imul(hash, 31) + (c | 0x20)) | 0; // nameHashStep, inlined
+    // Token bytes run the name DFA (header-names.ts: two table reads a byte, and the name is
+    // recognised when it ends); anything else ends the name, or, when it is not one of the name
+    // terminators, marks it malformed and the scan goes on to them.
+    let state = NAME_START;
+    while (pos < end) {
+      c = buf[pos] as number;
+      const cls = nameClass[c] as number;
+      if (cls === 0) break;
+      state = nameNext[(state << 5) | cls] as number;
       pos++;
     }
     if (pos < end && c !== COLON && c !== SP && c !== HT && c !== CR && c !== LF) {
@@ -167,7 +172,7 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
       head.fatal = true;
       return head;
     }
-    const id = resolveWireName(buf, lineStart, nameEnd, hash);
+    const id = NAME_ID[state] as number;
     const line = new HeaderLine(id, lineStart, nameEnd, valueStart, valueEnd, lineEnd, folded);
     lines.push(line);
     if (id === H.CONTENT_LENGTH) {
