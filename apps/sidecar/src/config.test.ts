@@ -125,6 +125,8 @@ describe('parseArgs', () => {
     [[...minimal, '--policy', '{'], '--policy'],
     [[...minimal, '--protected', '10.0.0.0/33'], '--protected[0]'],
     [[...minimal, '--protected', 'ten'], '--protected[0]'],
+    // Host bits set: 198.19.1.5/24 names no network unambiguously (@pinhole/policy's parseNetwork).
+    [[...minimal, '--protected', '198.19.1.5/24'], '--protected[0]'],
     [[...minimal, '--capture-id', '-1'], '--capture-id[0]'],
     [[...minimal, '--capture-id', '1.5'], '--capture-id[0]'],
     [[...minimal, '--auth-key', ''], '--auth-key'],

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { validateConfig as validatePolicyConfig, type PolicyConfigInput } from '@pinhole/policy';
 import { SidecarConfigError } from './errors.js';
-import { canonicalIp, parseCidr, type Cidr } from './ip.js';
+import { parseIp, parseNetwork } from '@pinhole/policy';
 import type { ServerAddress } from './normalizer.js';
 
 export interface TransportAddress {
@@ -27,6 +27,14 @@ const LOG_LEVELS: readonly LogLevel[] = [
   'fatal',
   'silent',
 ];
+
+/** A protected network as configured (`--protected 10.0.0.0/8`; host bits must be zero). */
+export interface Cidr {
+  /** Canonical text of the network address. */
+  readonly address: string;
+  readonly family: 4 | 6;
+  readonly prefix: number;
+}
 
 export interface SidecarConfig {
   /** HEP listeners (at least one). */
@@ -104,16 +112,16 @@ function parseHostPort(
       host = text;
     }
   }
-  const ip = canonicalIp(host);
+  const ip = parseIp(host);
   if (!ip) throw new SidecarConfigError(field, `${JSON.stringify(host)} is not an IP address`);
   if (port === undefined) {
     if (portRequired) throw new SidecarConfigError(field, `${JSON.stringify(text)} needs a port`);
-    return { address: ip.address, port: undefined };
+    return { address: ip.text, port: undefined };
   }
   if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65535) {
     throw new SidecarConfigError(field, `port must be 0..65535: ${JSON.stringify(port)}`);
   }
-  return { address: ip.address, port: Number(port) };
+  return { address: ip.text, port: Number(port) };
 }
 
 /** Parses `198.18.0.1`, `198.18.0.1:5060`, `[2001:db8::1]:5060` or `2001:db8::1`. */
@@ -210,9 +218,14 @@ export function validateConfig(raw: unknown): SidecarConfig {
   const prot = list('protected', r.protected).map((v, i) => {
     if (typeof v !== 'string')
       throw new SidecarConfigError(`protected[${i}]`, 'must be a CIDR string');
-    const c = parseCidr(v);
-    if (typeof c === 'string') throw new SidecarConfigError(`protected[${i}]`, c);
-    return c;
+    const c = parseNetwork(v);
+    if (!c.ok) throw new SidecarConfigError(`protected[${i}]`, c.reason);
+    const cidr: Cidr = {
+      address: c.network.address.text,
+      family: c.network.address.family,
+      prefix: c.network.prefix,
+    };
+    return cidr;
   });
   const captureIds = list('captureIds', r.captureIds).map((v, i) =>
     int(`captureIds[${i}]`, v, 0, 0xffffffff),

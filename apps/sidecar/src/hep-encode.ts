@@ -4,7 +4,7 @@
  */
 import { deflateSync } from 'node:zlib';
 import { HepChunk, HepVendor, HEP_FAMILY_IPV4, HEP_FAMILY_IPV6 } from './hep.js';
-import { canonicalIp, parseIpv4, parseIpv6 } from './ip.js';
+import { parseIp } from '@pinhole/policy';
 
 export interface HepEncodeInput {
   /** Source and destination addresses (both IPv4 or both IPv6). */
@@ -65,8 +65,8 @@ export function hepFrame(chunks: readonly Uint8Array[]): Buffer {
 
 /** Encodes a HEP3 packet. Throws on a programmer error (bad address, packet over 65535 bytes). */
 export function encodeHep(input: HepEncodeInput): Buffer {
-  const src = canonicalIp(input.srcAddress);
-  const dst = canonicalIp(input.dstAddress);
+  const src = parseIp(input.srcAddress);
+  const dst = parseIp(input.dstAddress);
   if (!src || !dst || src.family !== dst.family) {
     throw new Error(`encodeHep: bad address pair ${input.srcAddress} ${input.dstAddress}`);
   }
@@ -75,16 +75,8 @@ export function encodeHep(input: HepEncodeInput): Buffer {
   const chunks: Buffer[] = [
     hepChunk(g, HepChunk.ipFamily, uint(v6 ? HEP_FAMILY_IPV6 : HEP_FAMILY_IPV4, 1)),
     hepChunk(g, HepChunk.ipProtocol, uint(input.ipProtocol ?? 17, 1)),
-    hepChunk(
-      g,
-      v6 ? HepChunk.ipv6Src : HepChunk.ipv4Src,
-      (v6 ? parseIpv6(src.address) : parseIpv4(src.address)) ?? new Uint8Array(),
-    ),
-    hepChunk(
-      g,
-      v6 ? HepChunk.ipv6Dst : HepChunk.ipv4Dst,
-      (v6 ? parseIpv6(dst.address) : parseIpv4(dst.address)) ?? new Uint8Array(),
-    ),
+    hepChunk(g, v6 ? HepChunk.ipv6Src : HepChunk.ipv4Src, src.bytes),
+    hepChunk(g, v6 ? HepChunk.ipv6Dst : HepChunk.ipv4Dst, dst.bytes),
     hepChunk(g, HepChunk.srcPort, uint(input.srcPort, 2)),
     hepChunk(g, HepChunk.dstPort, uint(input.dstPort, 2)),
     hepChunk(g, HepChunk.timeSeconds, uint(input.timeSeconds ?? 0, 4)),

@@ -503,14 +503,15 @@ describe('decodeHep: properties', () => {
   });
 });
 
-describe('IPv6 text (RFC 5952 §4.2.3)', () => {
+describe('IPv6 text (RFC 5952 §4.2.3, as @pinhole/policy writes it)', () => {
   it.each([
     ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
     ['2001:db8:0:1:0:0:0:2', '2001:db8:0:1::2'],
     ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
     ['0:0:0:0:0:0:0:0', '::'],
-    ['::ffff:198.18.0.1', '::ffff:198.18.0.1'],
-    ['0:0:0:0:0:ffff:c612:1', '::ffff:198.18.0.1'],
+    // IPv4-mapped stays IPv6 text in the packet; the normalizer unmaps it.
+    ['::ffff:198.18.0.1', '::ffff:c612:1'],
+    ['0:0:0:0:0:ffff:c612:1', '::ffff:c612:1'],
   ])('formats %s as %s', (input, want) => {
     const p = decodeHep(
       encodeHep({ srcAddress: input, dstAddress: '::1', srcPort: 1, dstPort: 2 }),

@@ -10,7 +10,7 @@
  * against its size. Bad input is a value (`{ ok: false, error: { code } }`), never a throw.
  */
 import { inflateSync, gunzipSync, inflateRawSync } from 'node:zlib';
-import { formatIpv4, formatIpv6 } from './ip.js';
+import { ipFromBytes } from '@pinhole/policy';
 
 /** The magic `HEP3`. */
 export const HEP3_MAGIC: readonly number[] = [0x48, 0x45, 0x50, 0x33];
@@ -403,7 +403,7 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
           return fail(HepErrorCode.duplicateChunk, 'two source address chunks', chunkOff);
         }
         srcFamily = size === 4 ? 4 : 6;
-        p.srcAddress = size === 4 ? formatIpv4(buf, start) : formatIpv6(buf, start);
+        p.srcAddress = addressText(buf, start, size);
         break;
       case HepChunk.ipv4Dst:
       case HepChunk.ipv6Dst:
@@ -411,7 +411,7 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
           return fail(HepErrorCode.duplicateChunk, 'two destination address chunks', chunkOff);
         }
         dstFamily = size === 4 ? 4 : 6;
-        p.dstAddress = size === 4 ? formatIpv4(buf, start) : formatIpv6(buf, start);
+        p.dstAddress = addressText(buf, start, size);
         break;
       case HepChunk.srcPort:
         p.srcPort = u16(buf, start);
@@ -482,4 +482,12 @@ export function decodeHep(buf: Uint8Array, options: HepDecodeOptions = {}): HepD
   p.otherChunks = other;
   p.skippedChunks = skipped;
   return { ok: true, packet: p };
+}
+
+/**
+ * Canonical text of an address chunk (4 or 16 bytes, guaranteed by FIXED_SIZES): dotted quad, or
+ * RFC 5952 text for IPv6 (IPv4-mapped addresses stay IPv6 here; the normalizer unmaps them).
+ */
+function addressText(buf: Uint8Array, start: number, size: number): string {
+  return ipFromBytes(buf.subarray(start, start + size))?.text ?? '';
 }

@@ -71,6 +71,7 @@ export {
 } from './config.js';
 export type {
   ArgsResult,
+  Cidr,
   LogLevel,
   RawSidecarConfig,
   SidecarConfig,
@@ -80,5 +81,3 @@ export type {
 export { SidecarConfigError, SidecarError, SidecarErrorCode } from './errors.js';
 export { Sidecar } from './sidecar.js';
 export type { SidecarAddresses, SidecarDeps } from './sidecar.js';
-export { canonicalIp, parseCidr } from './ip.js';
-export type { Cidr } from './ip.js';

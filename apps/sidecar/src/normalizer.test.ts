@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { parse } from '@pinhole/sip';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { CaptureNormalizer, type NormalizerOptions } from './normalizer.js';
+import { CaptureNormalizer, unmapIpv4, type NormalizerOptions } from './normalizer.js';
 import type { MediaSource, SipObservation } from './observation.js';
 import { createSidecarMetrics, type SidecarMetrics } from './sidecar-metrics.js';
 import {
@@ -317,5 +317,19 @@ describe('CaptureNormalizer', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('unmapIpv4', () => {
+  it.each([
+    ['::ffff:198.18.0.1', '198.18.0.1'],
+    ['::ffff:c612:1', '198.18.0.1'],
+    ['198.18.0.1', '198.18.0.1'],
+    ['2001:db8::1', '2001:db8::1'],
+    // ::ffff:1 is 0:0:0:0:0:0:ffff:1, not in ::ffff:0:0/96.
+    ['::ffff:1', '::ffff:1'],
+    ['::ffff:not-an-address', '::ffff:not-an-address'],
+  ])('unmaps %s to %s', (input, want) => {
+    expect(unmapIpv4(input)).toBe(want);
   });
 });

@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import type { SipMessage } from '@pinhole/sip';
 import type { HepPacket } from './hep.js';
 import type { HepSource } from './receiver.js';
-import { canonicalIp, unmapIpv4 } from './ip.js';
+import { ipFromBytes, parseIp } from '@pinhole/policy';
 import type {
   CopyClass,
   Endpoint,
@@ -116,8 +116,8 @@ export class CaptureNormalizer {
   constructor(options: NormalizerOptions) {
     this.#opts = options;
     this.#servers = options.serverAddresses.map((s) => {
-      const ip = canonicalIp(s.address);
-      return ip ? { ...s, address: unmapIpv4(ip.address) } : s;
+      const ip = parseIp(s.address);
+      return ip ? { ...s, address: unmapIpv4(ip.text) } : s;
     });
     this.#clock = options.clock ?? systemClock;
     this.#twinWait = options.twinWaitMs ?? 200;
@@ -365,4 +365,19 @@ export function messageKey(
 
 function rawKey(bytes: Uint8Array): string {
   return `raw ${createHash('sha1').update(bytes).digest('hex')}`;
+}
+
+/**
+ * The IPv4 address inside an IPv4-mapped IPv6 address (`::ffff:198.18.0.1`, `::ffff:c612:1`),
+ * else the input unchanged.
+ */
+export function unmapIpv4(address: string): string {
+  // Every spelling of a mapped address starts so once canonical; anything else is returned as is.
+  if (!address.startsWith('::ffff:')) return address;
+  const ip = parseIp(address);
+  if (ip?.family !== 6) return address;
+  const b = ip.bytes;
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return address;
+  if (b[10] !== 0xff || b[11] !== 0xff) return address;
+  return ipFromBytes(b.subarray(12, 16))?.text ?? address;
 }

@@ -15,6 +15,7 @@ import {
   cleanupNetns,
   createRoutedTopology,
   eventually,
+  JsonLogProcess,
   liveNetns,
   run,
   sipp,
@@ -28,7 +29,6 @@ import { KAMAILIO_CFG } from './support/kamailio.js';
 import {
   FCPD_CLI,
   holeCount,
-  JsonLogProcess,
   OWN_SCENARIOS,
   SCENARIOS,
   SIDECAR_CLI,
@@ -209,7 +209,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
     beforeAll(async () => {
       topo = await createRoutedTopology();
       const r = topo.router;
-      fcpd = new JsonLogProcess(r, process.execPath, [
+      fcpd = JsonLogProcess.inNetns(r, process.execPath, [
         FCPD_CLI,
         '--backend',
         'nftables',
@@ -222,7 +222,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       ]);
       const fcpdUp = await fcpd.waitFor((l) => l.msg === 'pinhole-fcpd started', 20_000);
       if (!fcpdUp) throw new Error(`fcpd did not start:\n${diagnostics()}`);
-      sidecar = new JsonLogProcess(r, process.execPath, [
+      sidecar = JsonLogProcess.inNetns(r, process.execPath, [
         SIDECAR_CLI,
         '--hep',
         'udp:127.0.0.1:0',
@@ -243,7 +243,7 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       const sidecarUp = await sidecar.waitFor((l) => l.msg === 'pinhole-sidecar listening', 20_000);
       if (!sidecarUp) throw new Error(`sidecar did not start:\n${diagnostics()}`);
       kamDir = mkdtempSync(join(tmpdir(), 'pinhole-kamailio-e2e-'));
-      kamailio = new JsonLogProcess(r, 'kamailio', [
+      kamailio = JsonLogProcess.inNetns(r, 'kamailio', [
         '-f',
         KAMAILIO_CFG,
         '-DD',

@@ -37,6 +37,16 @@ export type {
   RejectAction,
   StreamRef,
 } from './intents.js';
+export {
+  formatNetwork,
+  inNetwork,
+  ipFromBytes,
+  parseIp,
+  parseNetwork,
+  type IpAddress,
+  type IpFamily,
+  type IpNetwork,
+} from './ip.js';
 export { checkHole, pmeKey, type SafetyVerdict } from './safety.js';
 export {
   Policy,

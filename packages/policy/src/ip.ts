@@ -142,6 +142,16 @@ function make(family: IpFamily, bytes: Uint8Array): IpAddress {
 }
 
 /**
+ * The address held in 4 (IPv4) or 16 (IPv6) bytes in network order, as a wire format carries it
+ * (a HEP address chunk); the bytes are copied. Undefined for any other length.
+ */
+export function ipFromBytes(bytes: Uint8Array): IpAddress | undefined {
+  if (bytes.length === 4) return make(4, Uint8Array.from(bytes));
+  if (bytes.length === 16) return make(6, Uint8Array.from(bytes));
+  return undefined;
+}
+
+/**
  * Parses a textual IPv4 or IPv6 address (brackets around IPv6 allowed). Returns undefined for
  * anything else, including host names, zone identifiers and octets with leading zeros.
  */

@@ -15,5 +15,7 @@ export {
 export type { ExecResult, RoutedTopology, VethEnd } from './netns.js';
 export { UdpAgent, eventually, udpReaches } from './udp-agent.js';
 export type { UdpMessage } from './udp-agent.js';
+export { JsonLogProcess } from './json-log-process.js';
+export type { JsonLogProcessOptions, LogLine } from './json-log-process.js';
 export { sipp } from './sipp.js';
 export type { SippResult } from './sipp.js';
