@@ -282,22 +282,54 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
   return true;
 }
 
-const METHODS: readonly string[] = [
-  'INVITE',
-  'ACK',
-  'BYE',
-  'CANCEL',
-  'OPTIONS',
-  'REGISTER',
-  'PRACK',
-  'UPDATE',
-  'SUBSCRIBE',
-  'NOTIFY',
-  'PUBLISH',
-  'INFO',
-  'REFER',
-  'MESSAGE',
-];
+/**
+ * The well-known method spelled by `buf[s..e)` (case-sensitive, as methods are), as an interned
+ * string; undefined for any other token. One switch on the first byte, then a byte comparison.
+ */
+export function knownMethod(buf: Uint8Array, s: number, e: number): string | undefined {
+  const n = e - s;
+  let m: string;
+  switch (buf[s] as number) {
+    case 0x49: // I
+      m = n === 4 ? 'INFO' : 'INVITE';
+      break;
+    case 0x41:
+      m = 'ACK';
+      break;
+    case 0x42:
+      m = 'BYE';
+      break;
+    case 0x43:
+      m = 'CANCEL';
+      break;
+    case 0x4f:
+      m = 'OPTIONS';
+      break;
+    case 0x52: // R
+      m = n === 5 ? 'REFER' : 'REGISTER';
+      break;
+    case 0x50: // P
+      m = n === 5 ? 'PRACK' : 'PUBLISH';
+      break;
+    case 0x55:
+      m = 'UPDATE';
+      break;
+    case 0x53:
+      m = 'SUBSCRIBE';
+      break;
+    case 0x4e:
+      m = 'NOTIFY';
+      break;
+    case 0x4d:
+      m = 'MESSAGE';
+      break;
+    default:
+      return undefined;
+  }
+  if (m.length !== n) return undefined;
+  for (let k = 1; k < n; k++) if (buf[s + k] !== m.charCodeAt(k)) return undefined;
+  return m;
+}
 
 /**
  * A CSeq value `buf[s..e)` (trimmed, not folded) as `1*10DIGIT 1*WSP token`; undefined sends the
@@ -313,17 +345,7 @@ export function scanCSeq(buf: Buffer, s: number, e: number): CSeq | undefined {
   if (i === ws) return undefined;
   const m0 = i;
   if (tokenEndB(buf, m0, e) !== e || m0 === e) return undefined;
-  let method: string | undefined;
-  for (const known of METHODS) {
-    if (known.length !== e - m0) continue;
-    let k = 0;
-    while (k < known.length && buf[m0 + k] === known.charCodeAt(k)) k++;
-    if (k === known.length) {
-      method = known;
-      break;
-    }
-  }
-  return { seq, method: method ?? ascii(buf, m0, e) };
+  return { seq, method: knownMethod(buf, m0, e) ?? ascii(buf, m0, e) };
 }
 
 function inconsistent(what: string, raw: string): SipError {

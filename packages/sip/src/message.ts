@@ -155,7 +155,10 @@ type Lazy<T> = T | typeof UNPARSED;
 export class Message implements SipMessage {
   readonly isRequest: boolean;
   #method: string;
-  #requestUri: string;
+  /** Undefined until first asked for when the start line left its range (`#uriStart`). */
+  #requestUri: string | undefined;
+  readonly #uriStart: number;
+  readonly #uriEnd: number;
   readonly status: number;
   readonly reason: string;
   readonly version: string;
@@ -182,7 +185,7 @@ export class Message implements SipMessage {
   #cseq: Lazy<CSeq | undefined> = UNPARSED;
   #ruri: Lazy<SipUri | undefined> = UNPARSED;
 
-  constructor(layout: MessageLayout, startLine: StartLine) {
+  constructor(layout: MessageLayout, startLine: StartLine, uriStart = -1, uriEnd = -1) {
     this.#buf = layout.buf;
     this.#start = layout.start;
     this.#end = layout.end;
@@ -193,7 +196,9 @@ export class Message implements SipMessage {
     this.#lines = layout.lines;
     this.isRequest = startLine.isRequest;
     this.#method = startLine.method;
-    this.#requestUri = startLine.requestUri;
+    this.#requestUri = uriStart >= 0 ? undefined : startLine.requestUri;
+    this.#uriStart = uriStart;
+    this.#uriEnd = uriEnd;
     this.status = startLine.status;
     this.reason = startLine.reason;
     this.version = startLine.version;
@@ -205,7 +210,7 @@ export class Message implements SipMessage {
   }
 
   get requestUri(): string {
-    return this.#requestUri;
+    return (this.#requestUri ??= decodeUtf8(this.#buf, this.#uriStart, this.#uriEnd));
   }
 
   get body(): Uint8Array {
@@ -354,7 +359,7 @@ export class Message implements SipMessage {
     if (this.#ruri === UNPARSED) {
       if (!this.isRequest) this.#ruri = undefined;
       else {
-        const u = parseUri(this.#requestUri);
+        const u = parseUri(this.requestUri);
         this.#ruri = isSipError(u) ? undefined : u;
       }
     }
@@ -598,14 +603,14 @@ export class Message implements SipMessage {
   }
 
   prependRecordRoute(value: string): void {
-    const line = this.#newLine('Record-Route', value);
+    checkHeaderValue('Record-Route', value);
+    const line = HeaderLine.synthetic(H.RECORD_ROUTE, 'Record-Route', 'record-route', value);
     let at = this.#indexOfFirst(H.RECORD_ROUTE);
     if (at === -1) {
       // After the Via block keeps the common layout; any position is valid (RFC 3261 §7.3.1).
+      const lines = this.#lines;
       let lastVia = -1;
-      this.#lines.forEach((h, i) => {
-        if (h.id === H.VIA) lastVia = i;
-      });
+      for (let i = 0; i < lines.length; i++) if ((lines[i] as HeaderLine).id === H.VIA) lastVia = i;
       at = lastVia + 1;
     }
     this.#lines.splice(at, 0, line);
@@ -644,7 +649,7 @@ export class Message implements SipMessage {
     const next = current < 0 ? 69 : current === 0 ? 0 : Math.min(current, 256) - 1;
     this.#lines[at] = HeaderLine.rewritten(
       h,
-      next < 10 ? (DIGIT_TEXT[next] as string) : String(next),
+      next < DIGIT_TEXT.length ? (DIGIT_TEXT[next] as string) : String(next),
     );
     this.#touch();
     return next;
@@ -703,7 +708,7 @@ export class Message implements SipMessage {
     const m = new Message(layout, {
       isRequest: this.isRequest,
       method: this.#method,
-      requestUri: this.#requestUri,
+      requestUri: this.requestUri,
       status: this.status,
       reason: this.reason,
       version: this.version,
@@ -724,26 +729,30 @@ export class Message implements SipMessage {
     // Pass 1: the exact size. Pass 2: one allocation, original byte ranges copied (adjacent
     // ranges merged, so an edit in the middle costs two copies) and new text written in place.
     const startLine = this.#startLineEdited
-      ? `${this.#method} ${this.#requestUri} ${this.version}\r\n`
+      ? `${this.#method} ${this.requestUri} ${this.version}\r\n`
       : undefined;
+    // Upper bound of the size: every original byte, the CR LF the start line, the last header
+    // line and the empty line may lack, 3 bytes per UTF-16 unit of new text (no byteLength
+    // pass), the new body. Wire lines cost nothing here; unused space goes back to the slab.
+    const newBody = this.#newBody;
     let size =
-      startLine !== undefined
-        ? startLine.length * 3
-        : this.#startLineNext - this.#start + (this.#startLineNext === this.#startLineEnd ? 2 : 0);
+      this.#end -
+      this.#start +
+      6 +
+      (startLine !== undefined ? startLine.length * 3 : 0) +
+      (newBody !== undefined ? newBody.length : 0);
     for (let i = 0; i < lines.length; i++) {
       const h = lines[i] as HeaderLine;
-      if (h.lineStart >= 0) {
-        size += h.lineEnd - h.lineStart + (buf[h.lineEnd - 1] !== LF ? 2 : 0);
-      } else {
+      if (h.lineStart < 0) {
         size +=
           (h.rawName === undefined ? h.nameEnd - h.nameStart : h.rawName.length * 3) +
           (h.value ?? '').length * 3 +
           4;
       }
     }
-    size += this.#sepStart < this.#bodyStart ? this.#bodyStart - this.#sepStart : 2;
-    const newBody = this.#newBody;
-    size += newBody !== undefined ? newBody.length : this.#end - this.#bodyStart;
+    // A wire line ends after its LF, except a last line that runs to the end of a datagram whose
+    // head has no empty line: that one ends at `sepStart`.
+    const noLf = this.#sepStart > 0 && buf[this.#sepStart - 1] !== LF ? this.#sepStart : -1;
     // `size` is an upper bound (3 bytes per UTF-16 unit of new text): no byteLength pass.
     const base = reserve(size);
     const out = target;
@@ -771,7 +780,7 @@ export class Message implements SipMessage {
           ps = h.lineStart;
           pe = h.lineEnd;
         }
-        if (buf[h.lineEnd - 1] !== LF) {
+        if (h.lineEnd === noLf) {
           at += copyBytes(buf, out, at, ps, pe);
           ps = pe = 0;
           out[at++] = CR;
@@ -857,7 +866,23 @@ function release(out: Buffer, base: number, end: number): Buffer {
 
 type WriteBuffer = Buffer & { utf8Write?(text: string, offset: number): number };
 
+/** Writes `text` as UTF-8 at `at`; returns the byte count. Short ASCII text is stored inline. */
 function writeText(out: Buffer, at: number, text: string): number {
+  const n = text.length;
+  if (n <= 128) {
+    let i = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) break;
+      out[at + i] = c;
+    }
+    if (i === n) return n;
+    return i + utf8Write(out, at + i, i === 0 ? text : text.slice(i));
+  }
+  return utf8Write(out, at, text);
+}
+
+function utf8Write(out: Buffer, at: number, text: string): number {
   const b = out as WriteBuffer;
   return b.utf8Write !== undefined ? b.utf8Write(text, at) : out.write(text, at, 'utf8');
 }
@@ -865,7 +890,7 @@ function writeText(out: Buffer, at: number, text: string): number {
 /** Copies `src[s..e)` to `out` at `at`: short runs byte by byte, long ones with one set(). */
 function copyBytes(src: Buffer, out: Buffer, at: number, s: number, e: number): number {
   const n = e - s;
-  if (n <= 16) {
+  if (n <= 32) {
     for (let i = 0; i < n; i++) out[at + i] = src[s + i] as number;
   } else {
     out.set(new Uint8Array(src.buffer, src.byteOffset + s, n), at);
@@ -873,7 +898,8 @@ function copyBytes(src: Buffer, out: Buffer, at: number, s: number, e: number): 
   return n;
 }
 
-const DIGIT_TEXT: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+/** Decimal text of 0..255 (every Max-Forwards value), made once. */
+const DIGIT_TEXT: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
 
 /** Rejects header text that would break framing (CR/LF not followed by WSP, bad names). */
 function checkHeaderText(name: string, value: string): void {

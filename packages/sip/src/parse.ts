@@ -5,6 +5,7 @@
  */
 import { COLON, CR, HT, LF, SP, TOKEN, UINT32_MAX, isDigit } from './bytes.js';
 import { SipErrorCode } from './errors.js';
+import { knownMethod } from './fast.js';
 import { H, NAME_CLASS, NAME_ID, NAME_NEXT, NAME_START } from './header-names.js';
 import { splitList, unfold } from './lex.js';
 import { HeaderLine, Message, decodeLatin1, decodeUtf8, type StartLine } from './message.js';
@@ -215,22 +216,22 @@ function isVersion(v: string): boolean {
 }
 
 const SIP20 = [0x53, 0x49, 0x50, 0x2f, 0x32, 0x2e, 0x30]; // "SIP/2.0"
-const METHODS: readonly string[] = [
-  'INVITE',
-  'ACK',
-  'BYE',
-  'CANCEL',
-  'OPTIONS',
-  'REGISTER',
-  'PRACK',
-  'UPDATE',
-  'SUBSCRIBE',
-  'NOTIFY',
-  'PUBLISH',
-  'INFO',
-  'REFER',
-  'MESSAGE',
-];
+/** Reason phrases common enough to intern (no string made for them). */
+const REASONS: readonly string[] = ['OK', 'Trying', 'Ringing', 'Session Progress', 'Accepted'];
+
+function reasonText(buf: Buffer, s: number, e: number): string {
+  const n = e - s;
+  for (const r of REASONS) {
+    if (r.length !== n) continue;
+    let k = 0;
+    while (k < n && buf[s + k] === r.charCodeAt(k)) k++;
+    if (k === n) return r;
+  }
+  return decodeUtf8(buf, s, e);
+}
+
+/** Where `fastStartLine(..., lazyUri = true)` leaves the Request-URI's byte range. */
+export const uriRange = { start: -1, end: -1 };
 
 function isSip20(buf: Buffer, at: number): boolean {
   for (let k = 0; k < 7; k++) if (buf[at + k] !== SIP20[k]) return false;
@@ -242,7 +243,12 @@ function isSip20(buf: Buffer, at: number): boolean {
  * with a token method. Undefined for anything else, which the string parser below then decides
  * (so both always agree: this path only accepts lines that parser accepts, with the same values).
  */
-export function fastStartLine(buf: Buffer, start: number, end: number): StartLine | undefined {
+export function fastStartLine(
+  buf: Buffer,
+  start: number,
+  end: number,
+  lazyUri = false,
+): StartLine | undefined {
   if (end - start >= 11 && buf[start + 7] === SP && isSip20(buf, start)) {
     const c0 = buf[start + 8] as number;
     const c1 = buf[start + 9] as number;
@@ -254,7 +260,7 @@ export function fastStartLine(buf: Buffer, start: number, end: number): StartLin
       method: '',
       requestUri: '',
       status: (c0 - 0x30) * 100 + (c1 - 0x30) * 10 + (c2 - 0x30),
-      reason: end - start > 11 ? decodeUtf8(buf, start + 12, end) : '',
+      reason: end - start > 11 ? reasonText(buf, start + 12, end) : '',
       version: 'SIP/2.0',
     };
   }
@@ -267,20 +273,15 @@ export function fastStartLine(buf: Buffer, start: number, end: number): StartLin
   if (i === sp1 + 1 || i >= end || buf[i] !== SP || end - i !== 8 || !isSip20(buf, i + 1)) {
     return undefined;
   }
-  let method: string | undefined;
-  for (const known of METHODS) {
-    if (known.length !== sp1 - start) continue;
-    let k = 0;
-    while (k < known.length && buf[start + k] === known.charCodeAt(k)) k++;
-    if (k === known.length) {
-      method = known;
-      break;
-    }
+  if (lazyUri) {
+    // The caller decodes the Request-URI when it is first asked for.
+    uriRange.start = sp1 + 1;
+    uriRange.end = i;
   }
   return {
     isRequest: true,
-    method: method ?? decodeLatin1(buf, start, sp1),
-    requestUri: decodeUtf8(buf, sp1 + 1, i),
+    method: knownMethod(buf, start, sp1) ?? decodeLatin1(buf, start, sp1),
+    requestUri: lazyUri ? '' : decodeUtf8(buf, sp1 + 1, i),
     status: 0,
     reason: '',
     version: 'SIP/2.0',
@@ -409,7 +410,10 @@ export function buildMessage(
   end: number,
 ): ParseResult {
   if (head.error !== undefined) return fail(head.error, partialFrom(buf, start, head));
-  const sl = parseStartLine(buf, start, head.startLineEnd);
+  uriRange.start = -1;
+  const sl =
+    fastStartLine(buf, start, head.startLineEnd, true) ??
+    parseStartLineText(buf, start, head.startLineEnd);
   if ('code' in sl) return fail(sl, partialFrom(buf, start, head));
   const message: SipMessage = new Message(
     {
@@ -423,6 +427,8 @@ export function buildMessage(
       end,
     },
     sl,
+    uriRange.start,
+    uriRange.end,
   );
   return { ok: true, message };
 }
