@@ -10,7 +10,8 @@ import { Policy, PolicyError, type PolicyConfigInput } from '@pinhole/policy';
 import type { Logger as PinoLogger } from 'pino';
 import type { ProxyConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { Firewall } from './firewall.js';
+import { PinholeController } from '@pinhole/control';
+import { controlMetrics, Firewall } from './firewall.js';
 import { ProxyMetrics } from './metrics.js';
 import { startProxy, type RunningProxy } from './proxy.js';
 import type { RegisterRequest } from './registrar.js';
@@ -162,14 +163,16 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
   if (config.advertise) addrs.push(config.advertise);
   const policy = buildPolicy(config, addrs);
   const proxyLog = logger.child({ component: 'proxy' });
-  const firewall = new Firewall({
+  const firewallLog = logger.child({ component: 'firewall' });
+  const control = new PinholeController({
     policy,
     fcp,
-    metrics,
-    logger: logger.child({ component: 'firewall' }),
+    logger: firewallLog,
+    metrics: controlMetrics(metrics),
     failMode: config.failMode,
     deadlineMs: config.pinholeDeadlineMs,
   });
+  const firewall = new Firewall({ control, logger: firewallLog });
   const proxy = await startProxy({
     config,
     logger: proxyLog,
@@ -187,15 +190,25 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     backend,
     async reload(next: ProxyConfig): Promise<void> {
       // Validate everything before changing anything.
+      const nextPolicy = policyInput(next, addrs);
       buildPolicy(next, addrs);
       await proxy.reload(next);
       firewall.reconfigure({ failMode: next.failMode, deadlineMs: next.pinholeDeadlineMs });
+      // The policy settings too: live calls are re-decided under them (holes the new rules
+      // forbid close, newly allowed ones open).
+      const exec = control.reconfigurePolicy(nextPolicy);
+      if (exec.result.intents.length > 0) {
+        logger.info(
+          { intents: exec.result.intents.length },
+          'policy reconfigured: live calls re-decided',
+        );
+      }
       current = next;
       logger.info({ routes: current.routes.length }, 'configuration reloaded');
     },
     async stop(): Promise<void> {
       await proxy.stop();
-      firewall.close();
+      await firewall.close();
       fcp.close();
       if (fcpd) await fcpd.close();
     },

@@ -91,6 +91,7 @@ export class WorkerDispatch {
    */
   intercept(msg: Inbound, listenerIndex: number): boolean {
     if (this.#o.count <= 1 || this.#peers.length !== this.#o.count || !this.#socket) return false;
+    if (msg.bytes === undefined) return false;
     const callId = callIdOf(msg.bytes);
     if (callId === undefined) return false;
     const owner = ownerOf(callId, this.#o.count);

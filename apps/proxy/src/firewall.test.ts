@@ -1,88 +1,43 @@
+import { PinholeController, type FcpPmeInput, type FcpPort } from '@pinhole/control';
 import { Policy } from '@pinhole/policy';
-import { parse, type SipMessage } from '@pinhole/sip';
+import type { SipMessage } from '@pinhole/sip';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Firewall, toFcpPme, type FcpPmeInput, type FcpPort } from './firewall.js';
+import {
+  CALLEE,
+  CALLER,
+  answer,
+  closeCores,
+  invite,
+  quiet,
+  sdp,
+  setup as coreSetup,
+  tick,
+} from '../test/core-harness.js';
+import { controlMetrics, Firewall, toFcpPme } from './firewall.js';
 import { ProxyMetrics } from './metrics.js';
 
-const quiet = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
-
-function sdp(ip: string, port: number): string {
-  return `v=0\r\no=- 1 1 IN IP4 ${ip}\r\ns=-\r\nc=IN IP4 ${ip}\r\nt=0 0\r\nm=audio ${port} RTP/AVP 0\r\n`;
-}
-
-function msg(text: string): SipMessage {
-  const r = parse(Buffer.from(text));
-  if (!r.ok) throw new Error(r.error.reason);
-  return r.message;
-}
-
-const common = (cseq: string) => [
-  'From: <sip:alice@198.18.0.2>;tag=a1',
-  'Call-ID: fw-1',
-  `CSeq: ${cseq}`,
-];
-
-function invite(): SipMessage {
-  const body = sdp('198.18.0.2', 41000);
-  return msg(
-    [
-      'INVITE sip:bob@198.19.0.2 SIP/2.0',
-      'Via: SIP/2.0/UDP 198.18.0.2;branch=z9hG4bKfw1',
-      'Max-Forwards: 70',
-      'To: <sip:bob@198.19.0.2>',
-      ...common('1 INVITE'),
-      'Contact: <sip:alice@198.18.0.2>',
-      'Content-Type: application/sdp',
-      `Content-Length: ${body.length}`,
-      '',
-      body,
-    ].join('\r\n'),
-  );
-}
-
-function ok(): SipMessage {
-  const body = sdp('198.19.0.2', 40000);
-  return msg(
-    [
-      'SIP/2.0 200 OK',
-      'Via: SIP/2.0/UDP 198.18.0.2;branch=z9hG4bKfw1',
-      'To: <sip:bob@198.19.0.2>;tag=b1',
-      ...common('1 INVITE'),
-      'Contact: <sip:bob@198.19.0.2>',
-      'Content-Type: application/sdp',
-      `Content-Length: ${body.length}`,
-      '',
-      body,
-    ].join('\r\n'),
-  );
-}
-
-function bye(): SipMessage {
-  return msg(
-    [
-      'BYE sip:bob@198.19.0.2 SIP/2.0',
-      'Via: SIP/2.0/UDP 198.18.0.2;branch=z9hG4bKfw2',
-      'Max-Forwards: 70',
-      'To: <sip:bob@198.19.0.2>;tag=b1',
-      ...common('2 BYE'),
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n'),
-  );
-}
+type Answer = 'ok' | 'refuse' | 'never';
 
 class FakeFcp implements FcpPort {
   readonly sets: FcpPmeInput[] = [];
   readonly releases: FcpPmeInput[] = [];
-  answer: 'ok' | 'refuse' | 'never' = 'ok';
+  answer: Answer = 'ok';
+  readonly #stuck: (() => void)[] = [];
   set(pme: FcpPmeInput) {
     this.sets.push(pme);
-    if (this.answer === 'never') return new Promise<never>(() => {});
+    if (this.answer === 'never') {
+      return new Promise<{ ok: boolean; outcomes: [] }>((r) =>
+        this.#stuck.push(() => r({ ok: false, outcomes: [] })),
+      );
+    }
     return Promise.resolve({
       ok: this.answer === 'ok',
       outcomes: [{ server: 'fake', kind: this.answer === 'ok' ? 'installed' : 'refused' }],
     });
+  }
+  /** Answers the requests left hanging (so that the controller can close). */
+  unstick(): void {
+    for (const r of this.#stuck.splice(0)) r();
   }
   release(pme: FcpPmeInput) {
     this.releases.push(pme);
@@ -90,61 +45,143 @@ class FakeFcp implements FcpPort {
   }
 }
 
-const firewalls: Firewall[] = [];
-afterEach(() => {
-  for (const f of firewalls.splice(0)) f.close();
+const controls: { control: PinholeController; fcp: FakeFcp }[] = [];
+afterEach(async () => {
+  closeCores();
+  for (const { control, fcp } of controls.splice(0)) {
+    fcp.unstick();
+    await control.close();
+  }
 });
 
-function setup(failMode: 'open' | 'closed', answer: FakeFcp['answer']) {
+function setup(failMode: 'open' | 'closed', answerMode: Answer) {
   const fcp = new FakeFcp();
-  fcp.answer = answer;
+  fcp.answer = answerMode;
   const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
-  const fw = new Firewall({
+  const control = new PinholeController({
     policy: new Policy({ protectedNetworks: ['198.19.0.0/16'] }),
     fcp,
-    metrics,
+    metrics: controlMetrics(metrics),
     logger: quiet,
     failMode,
     deadlineMs: 50,
+    sweepMs: 0,
   });
-  firewalls.push(fw);
-  return { fw, fcp, metrics };
+  controls.push({ control, fcp });
+  const firewall = new Firewall({ control, logger: quiet });
+  const core = coreSetup([], firewall, metrics);
+  return { ...core, fcp, metrics, firewall };
 }
 
-describe('firewall module', () => {
+const isCaller = (p: { address: string; port: number }): boolean =>
+  p.address === CALLER.address && p.port === CALLER.port;
+const isCallee = (p: { address: string }): boolean => p.address === CALLEE.address;
+
+/** Sends the caller's INVITE with SDP; returns the request forwarded to the callee. */
+async function call(h: ReturnType<typeof setup>): Promise<SipMessage> {
+  h.receive(invite([], 'z9hG4bKfw1', 70, sdp('198.18.0.2', 41000)));
+  await tick();
+  return h.sent.find((s) => s.msg.isRequest && s.msg.method === 'INVITE')!.msg;
+}
+
+const contact = ['Contact: <sip:bob@198.19.0.2:5060>'];
+
+describe('firewall module on the transaction layer', () => {
   it('holds the 200 with SDP until its SETs are acknowledged, then relays it', async () => {
-    const { fw, fcp, metrics } = setup('closed', 'ok');
-    expect(fw.passing({ message: invite() }).hold).toBeUndefined();
-    const d = fw.passing({ message: ok() });
-    expect(d.hold).toBeDefined();
-    expect(await d.hold).toBe('relay');
-    expect(fcp.sets.map((p) => `${p.dst}:${p.dstPort}`).sort()).toEqual([
+    const h = setup('closed', 'never');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    // Not relayed while the firewall has not answered.
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100]);
+    expect(h.fcp.sets.map((p) => `${p.dst}:${p.dstPort}`).sort()).toEqual([
       '198.19.0.2:40000',
       '198.19.0.2:40001',
     ]);
-    expect(metrics.pinholes.get({ outcome: 'opened' })).toBe(2);
   });
 
-  it('releases the holes when the BYE passes', async () => {
-    const { fw, fcp } = setup('closed', 'ok');
-    fw.passing({ message: invite() });
-    await fw.passing({ message: ok() }).hold;
-    fw.passing({ message: bye() });
-    await new Promise((r) => setTimeout(r, 5));
-    expect(fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
+  it('relays the 200 once the SETs are acknowledged and closes the holes when the BYE passes', async () => {
+    const h = setup('closed', 'ok');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 200]);
+    expect(h.metrics.pinholes.get({ outcome: 'opened' })).toBe(2);
+    expect(h.metrics.pinholeWait.count).toBe(1);
+    h.receive(
+      [
+        'BYE sip:bob@198.19.0.2:5060 SIP/2.0',
+        'Via: SIP/2.0/UDP 198.18.0.2:5062;branch=z9hG4bKfwbye',
+        'Route: <sip:198.18.0.1:5060;lr>',
+        'Max-Forwards: 70',
+        'From: <sip:alice@198.18.0.2>;tag=a1',
+        'To: <sip:bob@198.18.0.1>;tag=b1',
+        'Call-ID: call-1@198.18.0.2',
+        'CSeq: 2 BYE',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    await tick();
+    expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
   });
 
-  it('fail-closed: a SET not acknowledged before the deadline fails the response', async () => {
-    const { fw } = setup('closed', 'never');
-    fw.passing({ message: invite() });
-    expect(await fw.passing({ message: ok() }).hold).toBe('fail');
+  it('fail-closed: a 200 whose SETs are not acknowledged in time fails the call (503 up, ACK and BYE down)', async () => {
+    const h = setup('closed', 'never');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick(120);
+    const up = h.sent.filter((s) => isCaller(s.to));
+    expect(up.map((s) => s.msg.status)).toEqual([100, 503]);
+    expect(h.sent.filter((s) => isCallee(s.to)).map((s) => s.msg.method)).toEqual([
+      'INVITE',
+      'ACK',
+      'BYE',
+    ]);
   });
 
-  it('fail-open: relays anyway when the firewall refuses', async () => {
-    const { fw, metrics } = setup('open', 'refuse');
-    fw.passing({ message: invite() });
-    expect(await fw.passing({ message: ok() }).hold).toBe('relay');
-    expect(metrics.pinholes.get({ outcome: 'failed' })).toBe(2);
+  it('fail-closed: an early-media 183 the firewall refuses fails the call and cancels the callee', async () => {
+    const h = setup('closed', 'refuse');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 183, 'Session Progress', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 503]);
+    expect(h.sent.filter((s) => isCallee(s.to)).map((s) => s.msg.method)).toEqual([
+      'INVITE',
+      'CANCEL',
+    ]);
+    // A 200 that crosses the CANCEL is not relayed either: ACKed and hung up.
+    h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 503]);
+    expect(h.sent.filter((s) => isCallee(s.to)).map((s) => s.msg.method)).toEqual([
+      'INVITE',
+      'CANCEL',
+      'ACK',
+      'BYE',
+    ]);
+  });
+
+  it('fail-open: relays anyway when the firewall refuses, counting the failures', async () => {
+    const h = setup('open', 'refuse');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 200]);
+    expect(h.metrics.pinholes.get({ outcome: 'failed' })).toBe(2);
+  });
+
+  it('closes the early holes of a branch whose final response is absorbed (486)', async () => {
+    const h = setup('closed', 'ok');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 183, 'Session Progress', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    expect(h.fcp.sets).toHaveLength(2);
+    h.receive(answer(fwd, 486, 'Busy Here'), CALLEE);
+    await tick();
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 183, 486]);
+    expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
   });
 
   it('writes host addresses without a prefix and keeps source prefixes', () => {

@@ -1,67 +1,39 @@
 /**
- * The firewall module: the proxy core's media gate. Every message passing the proxy becomes a
- * policy event; the policy's intents become FCP requests (SET to open or refresh, RELEASE to
- * close) on the FCP client's persistent connections. A response that enables media (18x or 2xx
- * whose SDP opens holes) is held until its SETs are acknowledged or the deadline passes, after
- * which the fail mode decides: `open` relays anyway, `closed` fails the call.
+ * The firewall module: the proxy's media gate, a listener on @pinhole/transaction's events that
+ * drives @pinhole/control. Every message passing the proxy becomes a policy event; the policy's
+ * intents become FCP requests (SET to open or refresh, RELEASE to close) on the FCP client's
+ * persistent connections. A response that enables media (18x or 2xx whose SDP opens holes) is
+ * held by its holdable event until its SETs are acknowledged or the deadline passes, after which
+ * the fail mode decides: `open` relays anyway, `closed` fails the call (the held response is
+ * replaced by a 503 upstream; the callee's side is cancelled or hung up).
+ *
+ * Events used: `provisionalRelayed` / `finalRelayed` (holdable: policy, header actions, hold),
+ * `responseReceived` (a branch's 3xx-6xx, absorbed into the response context: its early dialog
+ * ends), `cancelReceived`, `branchFailed` (timeouts, transport errors, aborted branches become
+ * policy `transaction-ended` events) and, on a relayed 2xx, the other pending branches of the
+ * context are reported `lost`.
  */
-import type { SipMessage } from '@pinhole/sip';
-import type { Intent, Pme, Policy, PolicyResult } from '@pinhole/policy';
 import type { FailMode } from './config.js';
 import type { ProxyMetrics } from './metrics.js';
-import type { GateDecision, GateEvent, Logger, MediaGate } from './proxy-core.js';
+import type { GateDecision, GateEvent, Logger, MediaGate, ProxyHooks } from './proxy-core.js';
 import type { Peer } from './transport.js';
+import type { PinholeController } from '@pinhole/control';
+import type { TransactionOutcome } from '@pinhole/policy';
+import type { SipMessage } from '@pinhole/sip';
+import type {
+  ClientTransaction,
+  HoldDecision,
+  ServerTransaction,
+  TransactionEvent,
+  TransactionLayer,
+} from '@pinhole/transaction';
 
-/** What the module needs of an FCP client (`FcpClient` of @pinhole/fcp fits). */
-export interface FcpPort {
-  set(
-    pme: FcpPmeInput,
-    params: { timer?: number; keepAlive?: boolean },
-  ): Promise<{ readonly ok: boolean; readonly outcomes: readonly FcpOutcome[] }>;
-  release(
-    pme: FcpPmeInput,
-  ): Promise<{ readonly ok: boolean; readonly outcomes: readonly FcpOutcome[] }>;
-}
-
-export interface FcpOutcome {
-  readonly server: string;
-  readonly kind: string;
-  readonly status?: number | undefined;
-  readonly reason?: string | undefined;
-}
-
-export interface FcpPmeInput {
-  readonly proto?: number;
-  readonly src?: string;
-  readonly dst?: string;
-  readonly dstPort?: number;
-}
+export { toFcpPme } from '@pinhole/control';
+export type { FcpPmeInput, FcpPort } from '@pinhole/control';
 
 export interface FirewallOptions {
-  readonly policy: Policy;
-  readonly fcp: FcpPort;
-  readonly metrics: ProxyMetrics;
+  readonly control: PinholeController;
   readonly logger: Logger;
-  readonly failMode: FailMode;
-  readonly deadlineMs: number;
-  /** How often expired policy state is swept (ms, default 1000). */
-  readonly sweepMs?: number;
-  readonly now?: () => number;
-}
-
-function prefixText(p: { address: string; prefix: number }, family: 4 | 6): string {
-  const host = family === 4 ? 32 : 128;
-  return p.prefix === host ? p.address : `${p.address}/${p.prefix}`;
-}
-
-/** The FCP packet-matching expression of a policy hole. */
-export function toFcpPme(pme: Pme): FcpPmeInput {
-  return {
-    proto: pme.proto,
-    ...(pme.source ? { src: prefixText(pme.source, pme.family) } : {}),
-    dst: prefixText(pme.destination, pme.family),
-    dstPort: pme.destinationPort,
-  };
 }
 
 function transportAddress(
@@ -70,184 +42,207 @@ function transportAddress(
   return p ? { address: p.address, port: p.port, transport: p.transport.toUpperCase() } : undefined;
 }
 
+/** The Via branch of the request a client transaction sent (what the policy keys forks by). */
+function branchId(t: ClientTransaction | undefined): string | undefined {
+  return t?.request.topVia()?.branch;
+}
+
 export class Firewall implements MediaGate {
-  readonly #o: FirewallOptions;
-  readonly #now: () => number;
-  #sweep: NodeJS.Timeout | undefined;
-  #policy: Policy;
-  #failMode: FailMode;
-  #deadlineMs: number;
+  readonly #control: PinholeController;
+  readonly #log: Logger;
+  /** The last hold of each server transaction: a later response is decided after it. */
+  readonly #chains = new Map<ServerTransaction, Promise<unknown>>();
 
   constructor(opts: FirewallOptions) {
-    this.#o = opts;
-    this.#policy = opts.policy;
-    this.#failMode = opts.failMode;
-    this.#deadlineMs = opts.deadlineMs;
-    this.#now = opts.now ?? Date.now;
-    this.#sweep = setInterval(() => {
-      void Promise.all(this.#execute(this.#policy.sweep(this.#now()), undefined));
-    }, opts.sweepMs ?? 1000);
-    this.#sweep.unref();
+    this.#control = opts.control;
+    this.#log = opts.logger;
   }
 
-  get policy(): Policy {
-    return this.#policy;
+  get control(): PinholeController {
+    return this.#control;
   }
 
-  /** SIGHUP: a new policy takes over for new calls only if the caller swaps it; settings apply now. */
+  get failMode(): FailMode {
+    return this.#control.failMode;
+  }
+
+  /** SIGHUP: fail mode and deadline apply to holds that start from now on. */
   reconfigure(opts: { failMode: FailMode; deadlineMs: number }): void {
-    this.#failMode = opts.failMode;
-    this.#deadlineMs = opts.deadlineMs;
+    this.#control.reconfigure(opts);
   }
 
-  close(): void {
-    if (this.#sweep) clearInterval(this.#sweep);
-    this.#sweep = undefined;
-  }
-
-  passing(ev: GateEvent): GateDecision {
+  /** A request about to be forwarded (or an ACK forwarded statelessly). */
+  request(ev: GateEvent): GateDecision {
     const source = transportAddress(ev.source);
     const destination = transportAddress(ev.destination);
-    const result = this.#policy.handle({
+    const exec = this.#control.handle({
       type: 'sip',
       message: ev.message,
       ...(source ? { source } : {}),
       ...(destination ? { destination } : {}),
-      ...(ev.disposition ? { disposition: ev.disposition } : {}),
-      ...(ev.branch ? { branch: ev.branch } : {}),
-      now: this.#now(),
     });
-    const pending = this.#execute(result, ev.message);
-    const actions = result.actions;
-    const m = ev.message;
-    // Only a response that opens (or re-opens) holes is held: 18x with SDP or 2xx.
-    if (m.isRequest || m.status < 180 || pending.length === 0) return { actions };
-    return { actions, hold: this.#hold(pending, m) };
+    return { actions: exec.result.actions };
   }
 
-  ended(ev: {
-    readonly request: SipMessage;
-    readonly outcome: 'timeout' | 'transport-error' | 'cancelled' | 'lost';
-    readonly branch?: string;
-  }): void {
-    const result = this.#policy.handle({
-      type: 'transaction-ended',
-      request: ev.request,
-      outcome: ev.outcome,
-      ...(ev.branch ? { branch: ev.branch } : {}),
-      now: this.#now(),
-    });
-    void Promise.all(this.#execute(result, undefined));
-  }
-
-  /** Sends every intent; returns the promises of the SETs (opens and refreshes). */
-  #execute(result: PolicyResult, msg: SipMessage | undefined): Promise<boolean>[] {
-    const log = this.#o.logger;
-    for (const r of result.refusals) {
-      this.#o.metrics.pinholes.inc({ outcome: 'refused' });
-      log.info(
-        { code: r.code, detail: r.detail, callId: r.dialog?.callId ?? msg?.callId() },
-        'pinhole refused by policy',
-      );
-    }
-    const sets: Promise<boolean>[] = [];
-    for (const intent of result.intents) {
-      switch (intent.kind) {
-        case 'open':
-        case 'refresh':
-          sets.push(this.#set(intent));
-          break;
-        case 'close':
-          void this.#release(intent);
-          break;
-      }
-    }
-    return sets;
-  }
-
-  async #set(intent: Extract<Intent, { kind: 'open' | 'refresh' }>): Promise<boolean> {
-    const started = process.hrtime.bigint();
-    try {
-      const r = await this.#o.fcp.set(toFcpPme(intent.pme), {
-        timer: intent.timerSec,
-        // Refreshes come from the policy (session timers); without them the hole expires.
-        keepAlive: false,
-      });
-      this.#o.metrics.fcpLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      if (r.ok) {
-        this.#o.metrics.pinholes.inc({ outcome: intent.kind === 'open' ? 'opened' : 'refreshed' });
-        this.#o.logger.debug(
-          {
-            key: intent.key,
-            reason: intent.reason,
-            timer: intent.timerSec,
-            callId: intent.dialog.callId,
-          },
-          intent.kind === 'open' ? 'pinhole opened' : 'pinhole refreshed',
-        );
-      } else {
-        this.#o.metrics.pinholes.inc({ outcome: 'failed' });
-        this.#o.logger.warn(
-          {
-            key: intent.key,
-            outcomes: r.outcomes.map(
-              (o) => `${o.server} ${o.kind} ${o.status ?? ''} ${o.reason ?? ''}`,
-            ),
-          },
-          'pinhole SET not accepted',
-        );
-      }
-      return r.ok;
-    } catch (err) {
-      this.#o.metrics.pinholes.inc({ outcome: 'failed' });
-      this.#o.logger.warn({ key: intent.key, err: (err as Error).message }, 'pinhole SET failed');
-      return false;
-    }
-  }
-
-  async #release(intent: Extract<Intent, { kind: 'close' }>): Promise<void> {
-    const started = process.hrtime.bigint();
-    try {
-      const r = await this.#o.fcp.release(toFcpPme(intent.pme));
-      this.#o.metrics.fcpLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      this.#o.metrics.pinholes.inc({ outcome: r.ok ? 'closed' : 'failed' });
-      this.#o.logger.debug(
-        { key: intent.key, reason: intent.reason, callId: intent.dialog.callId, ok: r.ok },
-        'pinhole closed',
-      );
-    } catch (err) {
-      this.#o.metrics.pinholes.inc({ outcome: 'failed' });
-      this.#o.logger.warn(
-        { key: intent.key, err: (err as Error).message },
-        'pinhole RELEASE failed',
-      );
-    }
-  }
-
-  /** Settles when every SET is acknowledged, or at the deadline with the fail mode's verdict. */
-  #hold(pending: Promise<boolean>[], m: SipMessage): Promise<'relay' | 'fail'> {
-    const failMode = this.#failMode;
-    const verdictOnFailure: 'relay' | 'fail' = failMode === 'open' ? 'relay' : 'fail';
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#o.logger.warn(
-          { callId: m.callId(), status: m.status, deadlineMs: this.#deadlineMs, failMode },
-          'pinholes not acknowledged before the deadline',
-        );
-        resolve(verdictOnFailure);
-      }, this.#deadlineMs);
-      void Promise.all(pending).then((oks) => {
-        clearTimeout(timer);
-        if (oks.every(Boolean)) {
-          resolve('relay');
-          return;
+  attach(layer: TransactionLayer, hooks: ProxyHooks): () => void {
+    const offs = [
+      layer.on('provisionalRelayed', (e) => this.#relayed(e, hooks)),
+      layer.on('finalRelayed', (e) => this.#relayed(e, hooks, layer)),
+      layer.on('responseReceived', (e) => this.#absorbed(e, hooks)),
+      layer.on('cancelReceived', (e) => {
+        if (e.transaction === undefined || e.message === undefined) return;
+        const source = transportAddress(hooks.peerOf(e.source));
+        this.#control.handle({ type: 'sip', message: e.message, ...(source ? { source } : {}) });
+      }),
+      layer.on('branchFailed', (e) => this.#branchFailed(e)),
+      layer.on('transactionDestroyed', (e) => {
+        if (e.branch === undefined && e.transaction !== undefined) {
+          this.#chains.delete(e.transaction as ServerTransaction);
         }
-        this.#o.logger.warn(
-          { callId: m.callId(), status: m.status, failMode },
-          'pinholes refused by the firewall',
-        );
-        resolve(verdictOnFailure);
+      }),
+    ];
+    return () => {
+      for (const off of offs) off();
+    };
+  }
+
+  /** Waits for the FCP requests in flight (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.#control.idle();
+  }
+
+  close(): Promise<void> {
+    return this.#control.close();
+  }
+
+  #relayed(
+    e: TransactionEvent,
+    hooks: ProxyHooks,
+    layer?: TransactionLayer,
+  ): Promise<HoldDecision | undefined> | undefined {
+    const m = e.message;
+    if (m === undefined) return undefined;
+    const server = e.transaction as ServerTransaction | undefined;
+    const branch = e.branch as ClientTransaction | undefined;
+    if (server !== undefined && hooks.isFailed(server)) {
+      // The call was failed: nothing more of it goes upstream (a 2xx is ACKed and hung up).
+      return Promise.resolve(hooks.failCall(server, m, branch));
+    }
+    const source = transportAddress(hooks.peerOf(e.source));
+    const destination = transportAddress(hooks.peerOf(e.destination));
+    const id = branchId(branch);
+    const exec = this.#control.handle({
+      type: 'sip',
+      message: m,
+      ...(source ? { source } : {}),
+      ...(destination ? { destination } : {}),
+      ...(id !== undefined ? { branch: id } : {}),
+    });
+    for (const a of exec.result.actions) {
+      if (a.kind === 'set-header') m.setHeader(a.name, a.value);
+      else if (a.kind === 'add-header') m.addHeader(a.name, a.value);
+    }
+    if (layer !== undefined && server !== undefined && m.status >= 200 && m.status < 300) {
+      this.#othersLost(layer, server, branch);
+    }
+    // Only a response that opens (or re-opens) holes is held: 18x with SDP or 2xx.
+    const holds = m.status >= 180 && exec.sets.length > 0;
+    const prev = server === undefined ? undefined : this.#chains.get(server);
+    if (!holds && prev === undefined) return undefined;
+    const verdict = holds
+      ? this.#control.hold(exec, { context: { callId: m.callId(), status: m.status } })
+      : undefined;
+    const decided = Promise.all([prev, verdict]).then(([, v]): HoldDecision | undefined => {
+      if (server !== undefined && hooks.isFailed(server)) return hooks.failCall(server, m, branch);
+      if (v === undefined || v.action === 'relay') return undefined;
+      if (server === undefined) return { action: 'drop' };
+      return hooks.failCall(server, m, branch);
+    });
+    if (server !== undefined) {
+      this.#chains.set(server, decided);
+      void decided.then(() => {
+        if (this.#chains.get(server) === decided) this.#chains.delete(server);
       });
+    }
+    return decided;
+  }
+
+  /** §16.7 step 10 cancels the other pending INVITE branches after a 2xx: their holes go. */
+  #othersLost(
+    layer: TransactionLayer,
+    server: ServerTransaction,
+    winner: ClientTransaction | undefined,
+  ): void {
+    const ctx = layer.contextOf(server);
+    if (ctx === undefined) return;
+    for (const b of ctx.branches) {
+      if (b === winner || b.kind !== 'ict' || !b.pending) continue;
+      this.#ended(b.request, 'lost', branchId(b));
+    }
+  }
+
+  /** A branch's 3xx-6xx: stored by the response context, maybe never relayed. */
+  #absorbed(e: TransactionEvent, hooks: ProxyHooks): void {
+    const m = e.message;
+    if (m === undefined || e.branch === undefined || e.transaction === undefined) return;
+    if (m.status < 300 || e.retransmission || m.cseq()?.method.toUpperCase() === 'CANCEL') return;
+    const source = transportAddress(hooks.peerOf(e.source));
+    const id = branchId(e.branch as ClientTransaction);
+    this.#control.handle({
+      type: 'sip',
+      message: m,
+      disposition: 'absorbed',
+      ...(source ? { source } : {}),
+      ...(id !== undefined ? { branch: id } : {}),
     });
   }
+
+  #branchFailed(e: TransactionEvent): void {
+    const branch = e.branch as ClientTransaction | undefined;
+    if (branch === undefined || e.outcome === undefined) return;
+    if (branch.method.toUpperCase() === 'CANCEL') return;
+    let outcome: TransactionOutcome;
+    switch (e.outcome.kind) {
+      case 'response':
+        return; // seen as a response (absorbed or relayed)
+      case 'timeout':
+        outcome = 'timeout';
+        break;
+      case 'transport-error':
+        outcome = 'transport-error';
+        break;
+      case 'aborted':
+        outcome = 'cancelled';
+        break;
+    }
+    this.#ended(branch.request, outcome, branchId(branch));
+  }
+
+  #ended(request: SipMessage, outcome: TransactionOutcome, branch: string | undefined): void {
+    this.#log.debug({ callId: request.callId(), outcome }, 'transaction ended');
+    this.#control.handle({
+      type: 'transaction-ended',
+      request,
+      outcome,
+      ...(branch !== undefined ? { branch } : {}),
+    });
+  }
+}
+
+/** Adapts the proxy's Prometheus metrics to @pinhole/control's hooks. */
+export function controlMetrics(metrics: ProxyMetrics): {
+  pinhole(outcome: string): void;
+  fcpLatency(method: string, seconds: number): void;
+  hold(v: { outcome: string; waitedMs: number }): void;
+} {
+  return {
+    pinhole: (outcome) => metrics.pinholes.inc({ outcome }),
+    fcpLatency: (_method, seconds) => metrics.fcpLatency.observe(seconds),
+    hold: (v) => {
+      if (v.outcome === 'none') return;
+      const sec = v.waitedMs / 1000;
+      metrics.pinholeWait.observe(sec);
+      metrics.pinholeWaitRecent.observe(sec);
+    },
+  };
 }

@@ -1,94 +1,27 @@
-import { parse, type SipMessage } from '@pinhole/sip';
+import type { SipMessage } from '@pinhole/sip';
+import type { HoldDecision, ServerTransaction } from '@pinhole/transaction';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseArgs } from './config.js';
-import { ProxyMetrics } from './metrics.js';
-import { ProxyCore, type CoreTransport, type GateDecision, type MediaGate } from './proxy-core.js';
-import type { Listener, Peer } from './transport.js';
+import type { MediaGate } from './proxy-core.js';
+import {
+  CALLEE,
+  CALLER,
+  answer as answerWith,
+  bytesOf,
+  closeCores,
+  invite as inviteWith,
+  setup,
+  tick,
+} from '../test/core-harness.js';
 
-const LISTENER: Listener = {
-  transport: 'udp',
-  host: '198.18.0.1',
-  port: 5060,
-  family: 4,
-  advertise: '198.18.0.1',
-  index: 0,
-};
-const CALLER: Peer = { transport: 'udp', address: '198.18.0.2', port: 5062 };
+afterEach(closeCores);
 
-interface Sent {
-  readonly msg: SipMessage;
-  readonly to: Peer;
-}
-
-const quiet = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
-const cores: ProxyCore[] = [];
-afterEach(() => {
-  for (const c of cores.splice(0)) c.close();
-});
-
-function setup(args: string[] = [], gate?: MediaGate) {
-  const sent: Sent[] = [];
-  const transport: CoreTransport = {
-    listeners: [LISTENER],
-    listenerFor: () => LISTENER,
-    send(bytes, peer) {
-      const r = parse(Buffer.from(bytes));
-      if (!r.ok) throw new Error(`proxy sent unparsable bytes: ${r.error.reason}`);
-      sent.push({ msg: r.message, to: peer });
-      return true;
-    },
-  };
-  const { config } = parseArgs(['--route', 'default=sip:198.19.0.2:5060', ...args]);
-  const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
-  const core = new ProxyCore({
-    config,
-    transport,
-    metrics,
-    logger: quiet,
-    ...(gate ? { gate } : {}),
-  });
-  cores.push(core);
-  const receive = (text: string, peer: Peer = CALLER): void =>
-    core.receive({ bytes: Buffer.from(text), peer, listener: LISTENER });
-  return { core, sent, receive };
-}
+const isCaller = (p: { address: string; port: number }): boolean =>
+  p.address === CALLER.address && p.port === CALLER.port;
 
 const invite = (extra = '', branch = 'z9hG4bKc1', mf = 70): string =>
-  [
-    'INVITE sip:bob@198.18.0.1 SIP/2.0',
-    `Via: SIP/2.0/UDP 198.18.0.2:5062;branch=${branch};rport`,
-    `Max-Forwards: ${mf}`,
-    'From: <sip:alice@198.18.0.2>;tag=a1',
-    'To: <sip:bob@198.18.0.1>',
-    'Call-ID: call-1@198.18.0.2',
-    'CSeq: 1 INVITE',
-    'Contact: <sip:alice@198.18.0.2:5062>',
-    ...(extra ? [extra] : []),
-    'Content-Length: 0',
-    '',
-    '',
-  ].join('\r\n');
-
-/** The response a downstream UAS would send to the forwarded request. */
-function answer(req: SipMessage, status: number, reason: string, extra: string[] = []): string {
-  const lines = [`SIP/2.0 ${status} ${reason}`];
-  for (const h of req.headers()) {
-    if (['via', 'from', 'call-id', 'cseq', 'record-route'].includes(h.name)) {
-      lines.push(`${h.rawName}: ${h.value}`);
-    }
-  }
-  lines.push(
-    `To: ${req.get('to')}${status > 100 ? ';tag=b1' : ''}`,
-    ...extra,
-    'Content-Length: 0',
-    '',
-    '',
-  );
-  return lines.join('\r\n');
-}
-
-const CALLEE: Peer = { transport: 'udp', address: '198.19.0.2', port: 5060 };
-const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  inviteWith(extra ? [extra] : [], branch, mf);
+const answer = (req: SipMessage, status: number, reason: string, extra: string[] = []): string =>
+  answerWith(req, status, reason, extra);
 
 describe('proxy core (RFC 3261 §16)', () => {
   it('MUST send 100 Trying, add Via and Record-Route with lr, and decrement Max-Forwards', async () => {
@@ -162,7 +95,7 @@ describe('proxy core (RFC 3261 §16)', () => {
     const ack = sent.find((s) => s.msg.method === 'ACK')!;
     expect(ack.to).toEqual(CALLEE);
     expect(ack.msg.topVia()!.branch).toBe(fwd.topVia()!.branch);
-    expect(sent.some((s) => s.msg.status === 486 && s.to === CALLER)).toBe(true);
+    expect(sent.some((s) => s.msg.status === 486 && isCaller(s.to))).toBe(true);
   });
 
   it('answers CANCEL 200, cancels the pending branch, and relays its 487', async () => {
@@ -181,16 +114,100 @@ describe('proxy core (RFC 3261 §16)', () => {
     expect(cancel.msg.topVia()!.branch).toBe(fwd.topVia()!.branch);
     receive(answer(fwd, 487, 'Request Terminated'), CALLEE);
     await tick();
-    expect(sent.some((s) => s.msg.status === 487 && s.to === CALLER)).toBe(true);
+    expect(sent.some((s) => s.msg.status === 487 && isCaller(s.to))).toBe(true);
   });
 
-  it('answers 481 to a CANCEL that matches nothing', async () => {
+  it('MUST statelessly forward a CANCEL that matches no response context (§16.10), and its answer back', async () => {
     const { sent, receive } = setup();
     receive(
       invite().replace('INVITE sip', 'CANCEL sip').replace('CSeq: 1 INVITE', 'CSeq: 1 CANCEL'),
     );
     await tick();
-    expect(sent.map((s) => s.msg.status)).toEqual([481]);
+    const fwd = sent.filter((s) => s.msg.isRequest);
+    expect(fwd.map((s) => s.msg.method)).toEqual(['CANCEL']);
+    expect(fwd[0]!.to).toEqual(CALLEE);
+    expect(fwd[0]!.msg.topVia()!.branch).toMatch(/^z9hG4bK-phs/);
+    expect(fwd[0]!.msg.maxForwards()).toBe(69);
+    expect(sent.some((s) => !s.msg.isRequest)).toBe(false); // no 481 any more
+    // A retransmission is forwarded again, with the same branch.
+    receive(
+      invite().replace('INVITE sip', 'CANCEL sip').replace('CSeq: 1 INVITE', 'CSeq: 1 CANCEL'),
+    );
+    await tick();
+    const again = sent.filter((s) => s.msg.isRequest);
+    expect(again).toHaveLength(2);
+    expect(again[1]!.msg.topVia()!.branch).toBe(fwd[0]!.msg.topVia()!.branch);
+    // The downstream answer matches no transaction: relayed statelessly by the next Via.
+    receive(answer(fwd[0]!.msg, 481, 'Call/Transaction Does Not Exist'), CALLEE);
+    await tick();
+    const up = sent.filter((s) => !s.msg.isRequest);
+    expect(up.map((s) => s.msg.status)).toEqual([481]);
+    expect(up[0]!.to).toEqual(CALLER);
+    expect(up[0]!.msg.via()).toHaveLength(1);
+  });
+
+  it('MUST collect WWW-Authenticate and Proxy-Authenticate values of every 401/407 branch (§16.7 step 7)', async () => {
+    const { sent, receive } = setup();
+    for (const c of ['198.19.0.8', '198.19.0.9']) {
+      receive(
+        [
+          'REGISTER sip:198.18.0.1 SIP/2.0',
+          `Via: SIP/2.0/UDP ${c}:5060;branch=z9hG4bKreg${c}`,
+          'Max-Forwards: 70',
+          'From: <sip:bob@198.18.0.1>;tag=r',
+          'To: <sip:bob@198.18.0.1>',
+          `Call-ID: reg-${c}`,
+          'CSeq: 1 REGISTER',
+          `Contact: <sip:bob@${c}:5060>`,
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+        { transport: 'udp', address: c, port: 5060 },
+      );
+    }
+    receive(invite());
+    await tick();
+    const branches = sent.filter((s) => s.msg.isRequest && s.msg.method === 'INVITE');
+    expect(branches).toHaveLength(2);
+    receive(
+      answer(branches[0]!.msg, 401, 'Unauthorized', [
+        'WWW-Authenticate: Digest realm="a", nonce="1"',
+      ]),
+      branches[0]!.to,
+    );
+    receive(
+      answer(branches[1]!.msg, 407, 'Proxy Authentication Required', [
+        'Proxy-Authenticate: Digest realm="b", nonce="2"',
+      ]),
+      branches[1]!.to,
+    );
+    await tick();
+    const up = sent.filter((s) => isCaller(s.to) && !s.msg.isRequest && s.msg.status >= 400);
+    expect(up).toHaveLength(1);
+    expect(up[0]!.msg.getAll('www-authenticate')).toEqual(['Digest realm="a", nonce="1"']);
+    expect(up[0]!.msg.getAll('proxy-authenticate')).toEqual(['Digest realm="b", nonce="2"']);
+  });
+
+  it('relays a 2xx that matches no client transaction statelessly by its next Via (§16.7 step 2)', async () => {
+    const { sent, receive } = setup();
+    receive(
+      [
+        'SIP/2.0 200 OK',
+        'Via: SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bK-phgone.1',
+        'Via: SIP/2.0/UDP 198.18.0.2:5062;branch=z9hG4bKc9;rport=5062',
+        'From: <sip:alice@198.18.0.2>;tag=a1',
+        'To: <sip:bob@198.18.0.1>;tag=b9',
+        'Call-ID: gone@198.18.0.2',
+        'CSeq: 1 INVITE',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+      CALLEE,
+    );
+    await tick();
+    expect(sent.map((s) => [s.msg.status, s.to.address])).toEqual([[200, '198.18.0.2']]);
   });
 
   it('routes an in-dialog request by its Route set, removing its own Route (loose routing)', async () => {
@@ -269,13 +286,13 @@ describe('proxy core (RFC 3261 §16)', () => {
   });
 
   it('holds a media-enabling response until the gate settles, and keeps later responses behind it', async () => {
-    let release: (v: 'relay' | 'fail') => void = () => {};
+    let release: () => void = () => {};
     const gate: MediaGate = {
-      passing: (ev): GateDecision =>
-        !ev.message.isRequest && ev.message.status === 183
-          ? { actions: [], hold: new Promise((r) => (release = r)) }
-          : { actions: [] },
-      ended: () => {},
+      request: () => ({ actions: [] }),
+      attach: (layer) =>
+        layer.on('provisionalRelayed', (e) =>
+          e.message?.status === 183 ? new Promise<void>((r) => (release = r)) : undefined,
+        ),
     };
     const { sent, receive } = setup([], gate);
     receive(invite());
@@ -284,33 +301,53 @@ describe('proxy core (RFC 3261 §16)', () => {
     receive(answer(fwd, 183, 'Session Progress'), CALLEE);
     receive(answer(fwd, 180, 'Ringing'), CALLEE);
     await tick();
-    expect(sent.filter((s) => s.to === CALLER).map((s) => s.msg.status)).toEqual([100]);
-    release('relay');
+    expect(sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100]);
+    release();
     await tick();
-    expect(sent.filter((s) => s.to === CALLER).map((s) => s.msg.status)).toEqual([100, 183, 180]);
+    expect(sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 183, 180]);
   });
 
-  it('fails the call with 503 when the gate says the pinholes were not confirmed (fail-closed)', async () => {
+  it('fails the call with 503 when the gate fails it (fail-closed): the callee is ACKed and hung up', async () => {
     const gate: MediaGate = {
-      passing: (ev): GateDecision =>
-        !ev.message.isRequest && ev.message.status === 200
-          ? { actions: [], hold: Promise.resolve('fail') }
-          : { actions: [] },
-      ended: () => {},
+      request: () => ({ actions: [] }),
+      attach: (layer, hooks) =>
+        layer.on('finalRelayed', (e): Promise<HoldDecision> | undefined =>
+          e.message?.status === 200 && e.transaction !== undefined
+            ? Promise.resolve(
+                hooks.failCall(
+                  e.transaction as ServerTransaction,
+                  e.message,
+                  e.branch as Parameters<typeof hooks.failCall>[2],
+                ),
+              )
+            : undefined,
+        ),
     };
     const { sent, receive } = setup([], gate);
     receive(invite());
     await tick();
     const fwd = sent.find((s) => s.msg.isRequest)!.msg;
-    receive(answer(fwd, 200, 'OK', ['Contact: <sip:bob@198.19.0.2:5060>']), CALLEE);
+    const ok = answer(fwd, 200, 'OK', ['Contact: <sip:bob@198.19.0.2:5060>']);
+    receive(ok, CALLEE);
     await tick();
-    const up = sent.filter((s) => s.to === CALLER).map((s) => s.msg.status);
-    expect(up).toEqual([100, 503]);
+    const up = sent.filter((s) => isCaller(s.to));
+    expect(up.map((s) => s.msg.status)).toEqual([100, 503]);
+    expect(up[1]!.msg.reason).toBe('Pinhole Not Confirmed');
     // The callee's answer is acknowledged and hung up.
     expect(sent.filter((s) => s.to.address === '198.19.0.2').map((s) => s.msg.method)).toEqual([
       'INVITE',
       'ACK',
       'BYE',
+    ]);
+    // Its retransmitted 2xx is ACKed again and never reaches the caller.
+    receive(ok, CALLEE);
+    await tick();
+    expect(sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 503]);
+    expect(sent.filter((s) => s.to.address === '198.19.0.2').map((s) => s.msg.method)).toEqual([
+      'INVITE',
+      'ACK',
+      'BYE',
+      'ACK',
     ]);
   });
 
@@ -324,10 +361,3 @@ describe('proxy core (RFC 3261 §16)', () => {
     expect(sent[0]!.msg.reason.length).toBeGreaterThan(0);
   });
 });
-
-function bytesOf(m: SipMessage): string {
-  const lines = [`${m.method} ${m.requestUri} ${m.version}`];
-  for (const h of m.headers()) lines.push(`${h.rawName}: ${h.value}`);
-  lines.push('', '');
-  return lines.join('\r\n');
-}

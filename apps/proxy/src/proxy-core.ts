@@ -1,28 +1,49 @@
 /**
- * The stateful proxy core (RFC 3261 §16) with its server and client transactions (§17, with the
- * RFC 6026 Accepted states), specialised for a proxy: one server transaction per received
- * request, one client transaction per branch, response context and best-response selection,
- * CANCEL and non-2xx ACK hop by hop, 2xx ACK and in-dialog requests routed by the route set.
- * Every message relayed is shown to the media gate first (the firewall module); a response that
- * enables media may be held until its pinholes are acknowledged.
+ * The stateful proxy core (RFC 3261 §16) on top of @pinhole/transaction. The transaction layer
+ * (active mode) owns every §17 machine, the response contexts (forking, Timer C, best-response
+ * selection, CANCEL, 100 Trying); this core does what §16 leaves to the element: validation,
+ * Max-Forwards, loop detection, Route/Request-URI processing, Record-Route, the location service
+ * and static routes, stateless forwarding of ACKs of 2xx, of CANCELs matching nothing and of
+ * responses matching no transaction, and failing a call when the firewall says so.
+ *
+ * The media gate (the firewall module) sees each request before it is forwarded (its policy
+ * actions may reject it or add headers) and attaches itself to the layer's events: it holds the
+ * responses that enable media, and may replace one by a failure (fail-closed).
  */
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import { parse, serialize, validate, parseUri, type SipMessage, type SipUri } from '@pinhole/sip';
+import {
+  buildResponse,
+  buildResponseFromPartial,
+  parse,
+  parseUri,
+  serialize,
+  validate,
+  type ParseResult,
+  type SipMessage,
+  type SipUri,
+} from '@pinhole/sip';
+import {
+  TransactionLayer,
+  type Address,
+  type ClientTransaction,
+  type HoldDecision,
+  type ServerTransaction,
+  type TransactionError,
+} from '@pinhole/transaction';
 import type { ProxyConfig, TransportName } from './config.js';
+import { ProxyError, ProxyErrorCode } from './errors.js';
 import type { ProxyMetrics } from './metrics.js';
 import { canonicalAor, Registrar, type RegisterRequest } from './registrar.js';
 import { StaticRouter } from './routing.js';
 import {
-  buildCancel,
-  buildLocalResponse,
-  buildNon2xxAck,
   fnv1a,
   hostText,
   MAGIC_COOKIE,
   nextHopOf,
   randomToken,
+  reasonPhrase,
   responseTarget,
   stampVia,
   topViaText,
@@ -46,14 +67,11 @@ export interface CoreTransport {
   listenerFor(transport: TransportName, address: string): Listener | undefined;
 }
 
-/** A message passing this hop, as the media gate sees it. */
+/** A request about to be forwarded (or an ACK relayed statelessly), as the media gate sees it. */
 export interface GateEvent {
   readonly message: SipMessage;
   readonly source?: Peer;
   readonly destination?: Peer;
-  readonly disposition?: 'relayed' | 'absorbed';
-  /** Client branch a response arrived on. */
-  readonly branch?: string;
 }
 
 export type GateAction =
@@ -67,81 +85,40 @@ export type GateAction =
 
 export interface GateDecision {
   readonly actions: readonly GateAction[];
-  /** Relay only once this settles: `relay`, or `fail` (pinholes not confirmed, fail-closed). */
-  readonly hold?: Promise<'relay' | 'fail'>;
+}
+
+/** What the core offers the media gate when it attaches to the transaction layer. */
+export interface ProxyHooks {
+  /**
+   * Fail-closed: the call of this server transaction fails instead of relaying `response`. The
+   * callee's side is ended (CANCEL of pending branches, ACK and BYE for a 2xx) and the decision
+   * returned replaces the held response upstream (503) or drops it when the caller already has
+   * its final answer. Idempotent: later responses of a failed call are dropped.
+   */
+  failCall(
+    server: ServerTransaction,
+    response: SipMessage,
+    branch: ClientTransaction | undefined,
+  ): HoldDecision;
+  /** True once `failCall` was called for this server transaction. */
+  isFailed(server: ServerTransaction): boolean;
+  /** The transport address as the core's peers name it. */
+  peerOf(address: Address | undefined): Peer | undefined;
 }
 
 /** The firewall module's view of the proxy (see firewall.ts). */
 export interface MediaGate {
-  passing(ev: GateEvent): GateDecision;
-  ended(ev: {
-    readonly request: SipMessage;
-    readonly outcome: 'timeout' | 'transport-error' | 'cancelled' | 'lost';
-    readonly branch?: string;
-  }): void;
+  /** A request about to be forwarded, before it is copied per branch: policy actions. */
+  request(ev: GateEvent): GateDecision;
+  /** Registers the gate's listeners on the layer; returns a function that removes them. */
+  attach(layer: TransactionLayer, hooks: ProxyHooks): () => void;
 }
 
 /** A gate that opens nothing (tests, or a proxy without a firewall). */
 export const NO_GATE: MediaGate = {
-  passing: () => ({ actions: [] }),
-  ended: () => undefined,
+  request: () => ({ actions: [] }),
+  attach: () => () => undefined,
 };
-
-const T1 = 500;
-const T2 = 4000;
-const T4 = 5000;
-
-type ServerState = 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
-type ClientState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
-
-interface ServerTxn {
-  readonly key: string;
-  readonly request: SipMessage;
-  readonly isInvite: boolean;
-  readonly source: Peer;
-  readonly listener: Listener;
-  readonly reliable: boolean;
-  state: ServerState;
-  /** Last response sent upstream, for request retransmissions (and Timer G). */
-  lastResponse: Buffer | undefined;
-  lastStatus: number;
-  finalSent: boolean;
-  branches: ClientTxn[];
-  best: SipMessage | undefined;
-  /** A local final response waiting for the branches (e.g. 408 on Timer C). */
-  cancelled: boolean;
-  /** The relay of a response held for its pinholes; later responses wait behind it. */
-  chain: Promise<void> | undefined;
-  /** Fail-closed gave up on this call: nothing more is relayed upstream. */
-  failed: boolean;
-  /** The best locally generated final (a branch that timed out or could not be sent). */
-  bestLocal: { status: number; reason: string | undefined } | undefined;
-  timer: NodeJS.Timeout | undefined;
-  retrans: NodeJS.Timeout | undefined;
-  toTag: string;
-}
-
-interface ClientTxn {
-  readonly branch: string;
-  readonly server: ServerTxn | undefined;
-  readonly request: SipMessage;
-  readonly bytes: Buffer;
-  readonly dest: Peer;
-  readonly via: Listener | undefined;
-  readonly isInvite: boolean;
-  readonly reliable: boolean;
-  state: ClientState;
-  provisional: boolean;
-  cancelWanted: boolean;
-  cancelSent: boolean;
-  final: number;
-  timerA: NodeJS.Timeout | undefined;
-  timerB: NodeJS.Timeout | undefined;
-  timerC: NodeJS.Timeout | undefined;
-  interval: number;
-  /** Stashed ACK for retransmitted non-2xx finals. */
-  ack: Buffer | undefined;
-}
 
 export interface ProxyCoreOptions {
   readonly config: ProxyConfig;
@@ -158,16 +135,28 @@ function ipOf(host: string): string {
   return host.replace(/^\[|\]$/g, '').toLowerCase();
 }
 
+function transportName(t: string): TransportName {
+  return t.toUpperCase() === 'TCP' ? 'tcp' : 'udp';
+}
+
+/** A failed call: when it failed, and which callee answers were already hung up. */
+interface FailedCall {
+  readonly hungUp: Set<string>;
+}
+
+/** How long a failed call is remembered (the callee's 2xx retransmissions stop within 64*T1). */
+const FAILED_MEMORY_MS = 40_000;
+
 export class ProxyCore {
   #config: ProxyConfig;
   #router: StaticRouter;
+  readonly layer: TransactionLayer;
   readonly #transport: CoreTransport;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
   #gate: MediaGate;
+  #detach: () => void;
   readonly registrar: Registrar;
-  readonly #servers = new Map<string, ServerTxn>();
-  readonly #clients = new Map<string, ClientTxn>();
   /** `host:port` strings that are this proxy (for Route and Request-URI checks). */
   #self = new Set<string>();
   #counter = 0;
@@ -175,6 +164,9 @@ export class ProxyCore {
   #sweep: NodeJS.Timeout | undefined;
   readonly #onRegister: ((req: RegisterRequest) => void) | undefined;
   readonly #debug: boolean;
+  readonly #failed = new Map<ServerTransaction, FailedCall>();
+  /** CANCELs forwarded statelessly (§16.10), whose retransmissions are forwarded again. */
+  readonly #statelessCancels = new Map<ServerTransaction, { dest: Peer; bytes: Buffer }>();
 
   constructor(opts: ProxyCoreOptions) {
     this.#onRegister = opts.onRegister;
@@ -184,7 +176,6 @@ export class ProxyCore {
     this.#transport = opts.transport;
     this.#metrics = opts.metrics;
     this.#log = opts.logger;
-    this.#gate = opts.gate ?? NO_GATE;
     this.registrar =
       opts.registrar ??
       new Registrar({
@@ -193,6 +184,33 @@ export class ProxyCore {
         defaultExpires: opts.config.registrar.defaultExpires,
         maxContacts: opts.config.registrar.maxContacts,
       });
+    this.layer = new TransactionLayer({
+      transport: { send: (message, destination) => this.#send(message, destination) },
+      sentBy: (transport, destination) => this.#sentBy(transport, destination),
+      // §16.2: "a stateful proxy ... SHOULD generate a 100 (Trying) response" at once: a late
+      // 100 makes the caller retransmit, which costs more than the 100.
+      trying: 'immediate',
+      timers: { C: opts.config.timerCMs },
+      // Holds end at the media gate's own deadline; this is only the layer's safety net.
+      holdDeadlineMs: 61_000,
+      user: {
+        request: (server) => this.#onRequest(server),
+        ack: (message, source) => this.#forwardAck(message, source),
+        response: (message) => this.#forwardStatelessResponse(message),
+      },
+      onError: (err) => this.#layerError(err),
+    });
+    this.layer.on('transactionDestroyed', (e) => {
+      const t = e.transaction as ServerTransaction | undefined;
+      if (t !== undefined && e.branch === undefined) this.#statelessCancels.delete(t);
+    });
+    this.layer.on('requestReceived', (e) => {
+      if (!e.retransmission || e.transaction === undefined) return;
+      const fwd = this.#statelessCancels.get(e.transaction as ServerTransaction);
+      if (fwd !== undefined) this.#transport.send(fwd.bytes, fwd.dest, this.#listenerTo(fwd.dest));
+    });
+    this.#gate = opts.gate ?? NO_GATE;
+    this.#detach = this.#gate.attach(this.layer, this.#hooks());
     this.#sweep = setInterval(() => this.registrar.sweep(), 10_000);
     this.#sweep.unref();
     this.refreshSelf();
@@ -200,15 +218,19 @@ export class ProxyCore {
 
   /** Live server transactions (metrics gauge). */
   get transactionCount(): number {
-    return this.#servers.size;
+    let n = 0;
+    for (const t of this.layer.transactions()) if (t.kind === 'ist' || t.kind === 'nist') n++;
+    return n;
   }
 
   get clientTransactionCount(): number {
-    return this.#clients.size;
+    return this.layer.size - this.transactionCount;
   }
 
   setGate(gate: MediaGate): void {
+    this.#detach();
     this.#gate = gate;
+    this.#detach = gate.attach(this.layer, this.#hooks());
   }
 
   /** SIGHUP: new routes and settings; the registrar's bindings stay. */
@@ -245,20 +267,96 @@ export class ProxyCore {
 
   close(): void {
     if (this.#sweep) clearInterval(this.#sweep);
-    for (const s of this.#servers.values()) this.#clearServer(s);
-    for (const c of this.#clients.values()) this.#clearClient(c);
-    this.#servers.clear();
-    this.#clients.clear();
+    this.#detach();
+    this.layer.close();
+    this.#failed.clear();
+    this.#statelessCancels.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The transport seen by the layer
+
+  #addressOf(inb: Inbound): Address {
+    return {
+      transport: inb.peer.transport.toUpperCase(),
+      host: inb.peer.address,
+      port: inb.peer.port,
+      connectionId: inb.listener.index,
+    };
+  }
+
+  #peerOf(a: Address | undefined): Peer | undefined {
+    return a === undefined
+      ? undefined
+      : { transport: transportName(a.transport), address: ipOf(a.host), port: a.port };
+  }
+
+  #listenerTo(peer: Peer, index?: string | number): Listener | undefined {
+    if (typeof index === 'number') {
+      const l = this.#transport.listeners.find(
+        (x) => x.index === index && x.transport === peer.transport,
+      );
+      if (l !== undefined && (isIP(peer.address) === 6) === (l.family === 6)) return l;
+    }
+    return this.#transport.listenerFor(peer.transport, peer.address);
+  }
+
+  #sentBy(transport: string, destination: Address): string {
+    const l = this.#transport.listenerFor(transportName(transport), ipOf(destination.host));
+    if (l === undefined) {
+      throw new ProxyError(ProxyErrorCode.TRANSPORT, `no ${transport} listener`);
+    }
+    return `${hostText(l.advertise)}:${l.port}`;
+  }
+
+  /** Every message the layer sends. A throw is a transport error for its transaction. */
+  #send(message: SipMessage, destination: Address): void {
+    const peer = this.#peerOf(destination)!;
+    if (isIP(peer.address) === 0) {
+      // A response by `maddr` naming a host: no resolver on this path (§18.2.2 maddr is rare).
+      throw new ProxyError(ProxyErrorCode.TRANSPORT, `not an IP address: ${peer.address}`);
+    }
+    const bytes = serialize(message);
+    if (!this.#transport.send(bytes, peer, this.#listenerTo(peer, destination.connectionId))) {
+      throw new ProxyError(ProxyErrorCode.TRANSPORT, `cannot send to ${peer.address}`);
+    }
+    if (message.isRequest) {
+      if (this.#debug) {
+        this.#log.debug(
+          { callId: message.callId(), method: message.method, dest: peer },
+          'request forwarded',
+        );
+      }
+      return;
+    }
+    const status = message.status;
+    this.#metrics.responses.inc({ code: status });
+    if (this.#debug && status > 100) {
+      this.#log.debug(
+        { callId: message.callId(), status, method: message.cseq()?.method },
+        'response relayed',
+      );
+    }
+  }
+
+  #layerError(err: TransactionError): void {
+    // Hold deadlines and transport failures are expected under load or with dead peers.
+    const level = err.code === 'TXN_ERR_BAD_USAGE' || err.code === 'TXN_ERR_BAD_MESSAGE';
+    const cause = err.cause instanceof Error ? err.cause.message : undefined;
+    if (level) this.#log.warn({ code: err.code, err: err.message, cause }, 'transaction layer');
+    else if (this.#debug) {
+      this.#log.debug({ code: err.code, err: err.message, cause }, 'transaction layer');
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
   // Input
 
-  /** Entry point for every received message. Never throws. */
+  /** Entry point for every received message (datagram bytes or a framed stream message). */
   receive(inb: Inbound): void {
-    const r = parse(inb.bytes);
+    const r: ParseResult = inb.parsed ?? parse(inb.bytes ?? Buffer.alloc(0));
     if (!r.ok) {
-      this.#badMessage(inb, r.error.reason, r.error.partial);
+      this.#badMessage(inb, r);
       return;
     }
     const msg = r.message;
@@ -277,7 +375,19 @@ export class ProxyCore {
         this.#replyStateless(msg, inb, v.status, v.reason, headers);
         return;
       }
-      this.#onRequest(msg, inb);
+      // §18.2.1 / RFC 3581: received and rport, so responses find their way back.
+      const via = msg.topVia()!;
+      const stamped = stampVia(
+        via,
+        topViaText(msg) ?? '',
+        inb.peer.address,
+        inb.peer.port,
+        inb.peer.transport === 'udp',
+      );
+      if (stamped !== undefined) {
+        msg.removeTopVia();
+        msg.prependVia(stamped);
+      }
     } else {
       const v = validate(msg);
       if (!v.ok) {
@@ -285,26 +395,18 @@ export class ProxyCore {
         this.#metrics.badMessages.inc({ outcome: 'dropped' });
         return;
       }
-      this.#onResponse(msg, inb);
+      this.#metrics.responses.inc({ code: msg.status });
+      const via = msg.topVia();
+      // §16.7: a response whose top Via is not this proxy's is not ours to handle.
+      if (!via || !this.#isSelf(via.host, via.port)) return;
     }
+    this.layer.receive(msg, this.#addressOf(inb));
   }
 
   /** A message that did not parse: 400 when it can be answered, silence otherwise. */
-  #badMessage(
-    inb: Inbound,
-    reason: string,
-    partial:
-      | {
-          method?: string;
-          via?: readonly string[];
-          callId?: string;
-          cseq?: string;
-          from?: string;
-          to?: string;
-        }
-      | undefined,
-  ): void {
-    const p = partial;
+  #badMessage(inb: Inbound, r: Extract<ParseResult, { ok: false }>): void {
+    const p = r.error.partial;
+    const reason = r.error.reason;
     if (
       !p ||
       p.method === undefined ||
@@ -321,19 +423,15 @@ export class ProxyCore {
       return;
     }
     this.#metrics.badMessages.inc({ outcome: 'answered' });
-    const lines = [`SIP/2.0 400 ${reason.replace(/[\r\n]+/g, ' ').slice(0, 200)}`];
-    for (const v of p.via) lines.push(`Via: ${v}`);
-    lines.push(
-      `From: ${p.from}`,
-      `To: ${p.to}`,
-      `Call-ID: ${p.callId}`,
-      `CSeq: ${p.cseq}`,
-      'Content-Length: 0',
-      '',
-      '',
-    );
+    let response: SipMessage;
+    try {
+      response = buildResponseFromPartial(p, 400, cleanPhrase(reason), [], { toTag: false });
+    } catch {
+      this.#metrics.badMessages.inc({ outcome: 'dropped' });
+      return;
+    }
     this.#log.info({ peer: inb.peer, reason }, 'unparsable request answered 400');
-    this.#transport.send(Buffer.from(lines.join('\r\n')), inb.peer, inb.listener);
+    this.#transport.send(serialize(response), inb.peer, inb.listener);
     this.#metrics.responses.inc({ code: 400 });
   }
 
@@ -343,116 +441,63 @@ export class ProxyCore {
     inb: Inbound,
     status: number,
     reason?: string,
-    headers?: readonly (readonly [string, string])[],
+    headers: readonly (readonly [string, string])[] = [],
   ): void {
-    const text = buildLocalResponse(req, status, {
-      ...(reason !== undefined ? { reason } : {}),
-      toTag: randomToken(),
-      ...(headers ? { headers } : {}),
-    });
-    this.#transport.send(Buffer.from(text), inb.peer, inb.listener);
+    let response: SipMessage;
+    try {
+      response = buildResponse(req, status, cleanPhrase(reason ?? reasonPhrase(status)), headers);
+    } catch {
+      return;
+    }
+    this.#transport.send(serialize(response), inb.peer, inb.listener);
     this.#metrics.responses.inc({ code: status });
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Requests
+  // Requests (the transaction user)
 
-  #serverKey(msg: SipMessage, method: string): string | undefined {
-    const via = msg.topVia();
-    if (!via) return undefined;
-    const m = method === 'ACK' ? 'INVITE' : method;
-    if (via.branch?.startsWith(MAGIC_COOKIE)) {
-      return `${via.branch}|${via.host}|${via.port ?? ''}|${m}`;
+  #respond(
+    server: ServerTransaction,
+    status: number,
+    reason?: string,
+    headers: readonly (readonly [string, string])[] = [],
+  ): void {
+    if (this.#debug) {
+      this.#log.debug(
+        { callId: server.request.callId(), status, method: server.request.method },
+        'local response',
+      );
     }
-    // RFC 2543 fallback (§17.2.3): Request-URI, tags, Call-ID, CSeq number and top Via.
-    return `2543|${msg.requestUri}|${msg.from()?.tag ?? ''}|${msg.callId() ?? ''}|${msg.cseq()?.seq ?? ''}|${topViaText(msg) ?? ''}|${m}`;
+    this.layer.reply(server, status, cleanPhrase(reason ?? reasonPhrase(status)), headers);
   }
 
-  #onRequest(msg: SipMessage, inb: Inbound): void {
-    const method = msg.method.toUpperCase();
-    const via = msg.topVia()!;
-    const stamped = stampVia(via, topViaText(msg) ?? '', inb.peer.address, inb.peer.port);
-    if (stamped !== undefined) {
-      msg.removeTopVia();
-      msg.prependVia(stamped);
-    }
-    const key = this.#serverKey(msg, method);
-    if (key === undefined) return;
-
-    if (method === 'ACK') {
-      const st = this.#servers.get(key);
-      if (st && st.isInvite) {
-        // §17.2.1: an ACK for a non-2xx final ends the server transaction here (hop by hop).
-        if (st.state === 'completed') {
-          st.state = 'confirmed';
-          this.#clearRetrans(st);
-          this.#armServerEnd(st, st.reliable ? 0 : T4);
-        }
-        if (st.state !== 'accepted') return;
-      }
-      this.#forwardAck(msg, inb);
+  #onRequest(server: ServerTransaction): void {
+    // The layer keeps its request for matching and local responses: work on a copy.
+    const msg = server.request.clone();
+    const source = this.#peerOf(server.peer)!;
+    if (msg.method.toUpperCase() === 'CANCEL') {
+      // The layer answers a CANCEL that matches a transaction; this one matched none.
+      this.#forwardStatelessCancel(server, msg, source);
       return;
     }
-
-    const existing = this.#servers.get(key);
-    if (existing) {
-      // A retransmission: answer with the last response, never forward again (§17.2.1, §17.2.2).
-      if (existing.lastResponse) {
-        this.#transport.send(existing.lastResponse, existing.source, existing.listener);
-      }
-      return;
-    }
-
-    if (method === 'CANCEL') {
-      this.#onCancel(msg, inb);
-      return;
-    }
-
-    const st: ServerTxn = {
-      key,
-      request: msg,
-      isInvite: method === 'INVITE',
-      source: inb.peer,
-      listener: inb.listener,
-      reliable: inb.peer.transport === 'tcp',
-      state: 'proceeding',
-      lastResponse: undefined,
-      lastStatus: 0,
-      finalSent: false,
-      branches: [],
-      best: undefined,
-      cancelled: false,
-      chain: undefined,
-      failed: false,
-      bestLocal: undefined,
-      timer: undefined,
-      retrans: undefined,
-      toTag: randomToken(),
-    };
-    this.#servers.set(key, st);
-    // A guard: no server transaction outlives Timer C plus 64*T1, whatever happens.
-    st.timer = setTimeout(() => this.#destroyServer(st), this.#config.timerCMs + 64 * T1 + 5000);
-
-    if (st.isInvite) {
-      // §16.2: a stateful proxy SHOULD send 100 Trying right away for an INVITE.
-      this.#respondLocal(st, 100);
-    }
-
-    // §16.3 step 3: Max-Forwards 0 is not forwarded.
+    // §16.3 step 3: "If the request does not contain a Max-Forwards header field, this check
+    // is passed. If the request contains a Max-Forwards header field with a field value greater
+    // than zero, the check is passed. If the request contains a Max-Forwards header field with
+    // a field value of zero (0), the element MUST NOT forward the request."
     const mf = msg.maxForwards();
     if (mf !== undefined && mf <= 0) {
-      this.#respondLocal(st, 483);
+      this.#respond(server, 483);
       return;
     }
-    // §16.3 step 4: loop detection by the branch we would compute.
+    // §16.3 step 4: loop detection by the branch this proxy would compute.
     const loopHash = this.#loopHash(msg);
     for (const v of msg.via()) {
       if (this.#isSelf(v.host, v.port) && v.branch?.startsWith(`${MAGIC_COOKIE}-ph${loopHash}.`)) {
-        this.#respondLocal(st, 482);
+        this.#respond(server, 482);
         return;
       }
     }
-    this.#route(st, msg, inb, loopHash);
+    this.#route(server, msg, source, loopHash);
   }
 
   #loopHash(msg: SipMessage): string {
@@ -485,39 +530,39 @@ export class ProxyCore {
     if (top && this.#isSelf(top.uri.host, top.uri.port)) msg.removeTopRoute();
   }
 
-  #route(st: ServerTxn, msg: SipMessage, inb: Inbound, loopHash: string): void {
+  #route(server: ServerTransaction, msg: SipMessage, source: Peer, loopHash: string): void {
     this.#preprocessRoutes(msg);
     const method = msg.method.toUpperCase();
     const ruri = msg.requestUriParsed();
     if (!ruri) {
-      this.#respondLocal(st, 400, 'Bad Request-URI');
+      this.#respond(server, 400, 'Bad Request-URI');
       return;
     }
     const routes = msg.route();
     const inDialog = msg.to()?.tag !== undefined;
     // Requests with a Route left go there (loose routing; pre-loaded or in-dialog route set).
     if (routes.length > 0) {
-      this.#forward(st, msg, [{ uri: undefined }], inb, loopHash, inDialog);
+      this.#forward(server, msg, [{ uri: undefined }], source, loopHash, inDialog);
       return;
     }
     // The Request-URI names this proxy (its address and port) or a domain it serves.
     const ours =
       this.#isSelf(ruri.host, ruri.port) || this.#config.domains.includes(ipOf(ruri.host));
     if (method === 'REGISTER' && ours) {
-      this.#register(st, msg, inb);
+      this.#register(server, msg, source);
       return;
     }
     if (inDialog) {
       // In-dialog without Route: the Request-URI is the remote target (§16.5).
       if (this.#isSelf(ruri.host, ruri.port)) {
-        this.#respondLocal(st, 481);
+        this.#respond(server, 481);
         return;
       }
-      this.#forward(st, msg, [{ uri: undefined }], inb, loopHash, true);
+      this.#forward(server, msg, [{ uri: undefined }], source, loopHash, true);
       return;
     }
     if (method === 'OPTIONS' && ours && ruri.user === undefined) {
-      this.#respondLocal(st, 200);
+      this.#respond(server, 200);
       return;
     }
     // Location service first for our domains, then static routes.
@@ -526,10 +571,10 @@ export class ProxyCore {
       const bindings = this.registrar.lookup(aor);
       if (bindings.length > 0) {
         this.#forward(
-          st,
+          server,
           msg,
           bindings.map((b) => ({ uri: b.uri })),
-          inb,
+          source,
           loopHash,
           false,
         );
@@ -537,45 +582,45 @@ export class ProxyCore {
       }
       const rule = this.#router.lookup(ruri);
       if (!rule) {
-        this.#respondLocal(st, this.registrar.known(aor) ? 480 : 404);
+        this.#respond(server, this.registrar.known(aor) ? 480 : 404);
         return;
       }
       // The Request-URI named this proxy: retarget to the route, keeping the user.
       const target = parseUri(rule.target);
       if ('code' in target) {
-        this.#respondLocal(st, 500, 'Bad route target');
+        this.#respond(server, 500, 'Bad route target');
         return;
       }
       const uri =
         target.user === undefined && ruri.user !== undefined
           ? withUser(rule.target, ruri.rawUser ?? ruri.user)
           : rule.target;
-      this.#forward(st, msg, [{ uri }], inb, loopHash, false);
+      this.#forward(server, msg, [{ uri }], source, loopHash, false);
       return;
     }
     if (ours) {
-      this.#respondLocal(st, 404);
+      this.#respond(server, 404);
       return;
     }
     const rule = this.#router.lookup(ruri);
     if (rule) {
       // Another domain: the route is the next hop (outbound proxy), the Request-URI stays.
-      this.#forward(st, msg, [{ uri: undefined, nextHop: rule.target }], inb, loopHash, false);
+      this.#forward(server, msg, [{ uri: undefined, nextHop: rule.target }], source, loopHash, false);
       return;
     }
-    this.#forward(st, msg, [{ uri: undefined }], inb, loopHash, false);
+    this.#forward(server, msg, [{ uri: undefined }], source, loopHash, false);
   }
 
-  #register(st: ServerTxn, msg: SipMessage, inb: Inbound): void {
+  #register(server: ServerTransaction, msg: SipMessage, source: Peer): void {
     const to = msg.to();
     const cseq = msg.cseq();
     const callId = msg.callId();
     if (!to || !cseq || callId === undefined) {
-      this.#respondLocal(st, 400);
+      this.#respond(server, 400);
       return;
     }
     if (to.uri.scheme !== 'sip' && to.uri.scheme !== 'sips') {
-      this.#respondLocal(st, 404, 'Not Found (AOR scheme)');
+      this.#respond(server, 404, 'Not Found (AOR scheme)');
       return;
     }
     const aor = canonicalAor('sip', to.uri.user, to.uri.host);
@@ -586,13 +631,13 @@ export class ProxyCore {
       expires: msg.expires(),
       callId,
       cseq: cseq.seq,
-      source: { transport: inb.peer.transport, address: inb.peer.address, port: inb.peer.port },
+      source: { transport: source.transport, address: source.address, port: source.port },
     };
     const r = this.registrar.register(req);
     switch (r.status) {
       case 200:
         if (req.star || req.contacts.length > 0) this.#onRegister?.(req);
-        this.#respondLocal(st, 200, undefined, [
+        this.#respond(server, 200, undefined, [
           ...r.bindings.map((b): [string, string] => [
             'Contact',
             `<${b.uri}>;expires=${b.expires}`,
@@ -601,47 +646,45 @@ export class ProxyCore {
         ]);
         return;
       case 423:
-        this.#respondLocal(st, 423, r.reason, [['Min-Expires', String(r.minExpires)]]);
+        this.#respond(server, 423, r.reason, [['Min-Expires', String(r.minExpires)]]);
         return;
       case 400:
       case 500:
-        this.#respondLocal(st, r.status, r.reason);
+        this.#respond(server, r.status, r.reason);
         return;
     }
   }
 
-  /** Resolves a next hop to an address (IP literals directly, names through the resolver). */
-  async #resolve(hop: NextHop): Promise<Peer | undefined> {
+  /** Resolves a next hop: IP literals at once, names through the resolver (cached). */
+  #resolve(hop: NextHop): Peer | Promise<Peer | undefined> {
     const h = ipOf(hop.host);
     if (isIP(h) !== 0) return { transport: hop.transport, address: h, port: hop.port };
-    let ip = this.#dns.get(h);
-    if (ip === undefined) {
-      try {
-        ip = (await lookup(h)).address;
+    const cached = this.#dns.get(h);
+    if (cached !== undefined) return { transport: hop.transport, address: cached, port: hop.port };
+    return lookup(h).then(
+      (r) => {
         if (this.#dns.size > 1000) this.#dns.clear();
-        this.#dns.set(h, ip);
-      } catch {
-        return undefined;
-      }
-    }
-    return { transport: hop.transport, address: ip, port: hop.port };
+        this.#dns.set(h, r.address);
+        return { transport: hop.transport, address: r.address, port: hop.port };
+      },
+      () => undefined,
+    );
   }
 
   #forward(
-    st: ServerTxn,
+    server: ServerTransaction,
     msg: SipMessage,
     targets: readonly { uri: string | undefined; nextHop?: string }[],
-    inb: Inbound,
+    source: Peer,
     loopHash: string,
     inDialog: boolean,
   ): void {
-    const method = msg.method.toUpperCase();
     // Policy actions (headers to add, or a rejection) come before the request is copied.
-    const decision = this.#gate.passing({ message: msg, source: inb.peer });
+    const decision = this.#gate.request({ message: msg, source });
     for (const a of decision.actions) {
       if (a.kind === 'reject') {
-        this.#respondLocal(
-          st,
+        this.#respond(
+          server,
           a.status,
           a.reason,
           a.headers.map((h): [string, string] => [h.name, h.value]),
@@ -651,6 +694,16 @@ export class ProxyCore {
       if (a.kind === 'set-header') msg.setHeader(a.name, a.value);
       else msg.addHeader(a.name, a.value);
     }
+    const ctx = this.layer.proxy(server);
+    let outstanding = targets.length;
+    let failure: { status: number; reason: string } | undefined;
+    /** When no branch could be created at all, the caller gets the reason. */
+    const done = (fail?: { status: number; reason: string }): void => {
+      if (fail !== undefined && failure === undefined) failure = fail;
+      if (--outstanding > 0 || ctx.branches.length > 0 || !server.pending) return;
+      const f = failure ?? { status: 503, reason: reasonPhrase(503) };
+      this.#respond(server, f.status, f.reason);
+    };
     for (const t of targets) {
       const out = targets.length > 1 ? msg.clone() : msg;
       if (t.uri !== undefined) out.setRequestUri(t.uri);
@@ -672,200 +725,92 @@ export class ProxyCore {
       } else {
         hopUri = out.requestUriParsed();
       }
-      const hop = hopUri ? nextHopOf(hopUri, inb.peer.transport) : undefined;
+      const hop = hopUri ? nextHopOf(hopUri, source.transport) : undefined;
       if (!hop) {
-        this.#respondLocal(st, 416);
-        return;
+        done({ status: 416, reason: reasonPhrase(416) });
+        continue;
       }
-      void this.#resolve(hop).then((dest) => {
-        if (!dest) {
-          this.#branchLocalFinal(st, 503, 'Next hop does not resolve');
-          return;
-        }
-        this.#sendBranch(st, out, dest, inb, loopHash, inDialog, method);
-      });
+      const dest = this.#resolve(hop);
+      if (!(dest instanceof Promise)) {
+        done(this.#sendBranch(server, out, dest, source, loopHash, inDialog));
+        continue;
+      }
+      void dest.then((d) =>
+        done(
+          d === undefined
+            ? { status: 503, reason: 'Next hop does not resolve' }
+            : this.#sendBranch(server, out, d, source, loopHash, inDialog),
+        ),
+      );
     }
   }
 
+  /** Creates one branch; returns why it could not, if it could not. */
   #sendBranch(
-    st: ServerTxn,
+    server: ServerTransaction,
     out: SipMessage,
     dest: Peer,
-    inb: Inbound,
+    source: Peer,
     loopHash: string,
     inDialog: boolean,
-    method: string,
-  ): void {
-    if (st.state === 'terminated' || (st.finalSent && !st.isInvite)) return;
+  ): { status: number; reason: string } | undefined {
+    if (!server.pending) return undefined;
+    const method = out.method.toUpperCase();
     const outListener = this.#transport.listenerFor(dest.transport, dest.address);
-    if (!outListener) {
-      this.#branchLocalFinal(st, 503, `No ${dest.transport} listener`);
-      return;
-    }
+    if (!outListener) return { status: 503, reason: `No ${dest.transport} listener` };
     // §16.6 item 4: Record-Route with lr on dialog-creating requests (twice when the request
     // changes transport or address family, so each side sees an address it can reach).
     if (!inDialog && (method === 'INVITE' || method === 'SUBSCRIBE' || method === 'REFER')) {
-      const rrIn = recordRouteFor(inb.listener);
+      const inListener = this.#transport.listenerFor(source.transport, source.address);
       const rrOut = recordRouteFor(outListener);
+      const rrIn = inListener ? recordRouteFor(inListener) : rrOut;
       if (rrIn !== rrOut) out.prependRecordRoute(rrIn);
       out.prependRecordRoute(rrOut);
     }
+    // §16.6 step 8 (the layer adds the Via): the branch carries the loop-detection hash.
     const branch = `${MAGIC_COOKIE}-ph${loopHash}.${(++this.#counter).toString(36)}`;
-    const proto = outListener.transport.toUpperCase();
-    out.prependVia(
-      `SIP/2.0/${proto} ${hostText(outListener.advertise)}:${outListener.port};branch=${branch};rport`,
+    const ct = this.layer.proxy(server).forward(
+      out,
+      {
+        transport: dest.transport.toUpperCase(),
+        host: dest.address,
+        port: dest.port,
+        connectionId: outListener.index,
+      },
+      { branch, viaParams: ';rport' },
     );
-    const bytes = serialize(out);
-    const ct: ClientTxn = {
-      branch,
-      server: st,
-      request: out,
-      bytes,
-      dest,
-      via: outListener,
-      isInvite: method === 'INVITE',
-      reliable: dest.transport === 'tcp',
-      state: 'calling',
-      provisional: false,
-      cancelWanted: st.cancelled,
-      cancelSent: false,
-      final: 0,
-      timerA: undefined,
-      timerB: undefined,
-      timerC: undefined,
-      interval: T1,
-      ack: undefined,
-    };
-    this.#clients.set(branch, ct);
-    st.branches.push(ct);
-    if (this.#debug) this.#log.debug({ callId: out.callId(), method, dest }, 'request forwarded');
-    if (!this.#transport.send(bytes, dest, outListener)) {
-      this.#clientFailed(ct, 'transport-error');
+    return ct === undefined ? { status: 503, reason: reasonPhrase(503) } : undefined;
+  }
+
+  /** §16.10: "If a response context is not found, ... It MUST statelessly forward the CANCEL request." */
+  #forwardStatelessCancel(server: ServerTransaction, msg: SipMessage, source: Peer): void {
+    const fwd = this.#statelessRequest(msg, source);
+    if (fwd === undefined) {
+      // Nowhere to forward it: nobody can have the INVITE it cancels.
+      this.#respond(server, 481);
       return;
     }
-    if (!ct.reliable) {
-      ct.timerA = setTimeout(() => this.#retransmitRequest(ct), T1);
-    }
-    // Timer B / F: 64*T1 without a final response (for INVITE: without any response).
-    ct.timerB = setTimeout(() => this.#clientTimeout(ct), 64 * T1);
-    if (ct.isInvite) {
-      ct.timerC = setTimeout(() => this.#timerC(ct), this.#config.timerCMs);
-    }
-  }
-
-  #retransmitRequest(ct: ClientTxn): void {
-    ct.timerA = undefined;
-    if (ct.state !== 'calling' && !(ct.state === 'proceeding' && !ct.isInvite)) return;
-    this.#transport.send(ct.bytes, ct.dest, ct.via);
-    // Timer A doubles without cap (INVITE); Timer E is capped at T2 (and T2 once proceeding).
-    ct.interval = ct.isInvite ? ct.interval * 2 : Math.min(ct.interval * 2, T2);
-    if (!ct.isInvite && ct.state === 'proceeding') ct.interval = T2;
-    ct.timerA = setTimeout(() => this.#retransmitRequest(ct), ct.interval);
-  }
-
-  #clientTimeout(ct: ClientTxn): void {
-    ct.timerB = undefined;
-    if (ct.state === 'calling' || (!ct.isInvite && ct.state === 'proceeding')) {
-      this.#clientFailed(ct, 'timeout');
-    }
-  }
-
-  /** §16.8 Timer C. */
-  #timerC(ct: ClientTxn): void {
-    ct.timerC = undefined;
-    if (ct.state !== 'calling' && ct.state !== 'proceeding') return;
-    const st = ct.server;
-    if (ct.provisional) {
-      ct.cancelWanted = true;
-      this.#sendCancel(ct);
-      // Answer the caller now with 408, as a proxy whose call attempt timed out does; the
-      // 487 that comes back is absorbed.
-      if (st && !st.finalSent) {
-        this.#gate.ended({ request: ct.request, outcome: 'timeout', branch: ct.branch });
-        this.#respondLocal(st, 408);
+    void fwd.then((r) => {
+      if (r === undefined) {
+        if (server.pending) this.#respond(server, 481);
+        return;
       }
-    } else {
-      this.#clientFailed(ct, 'timeout');
-    }
+      // Retransmissions of the CANCEL are absorbed by its server transaction and forwarded again.
+      this.#statelessCancels.set(server, r);
+    });
   }
 
-  #clientFailed(ct: ClientTxn, outcome: 'timeout' | 'transport-error'): void {
-    this.#clearClient(ct);
-    ct.state = 'terminated';
-    this.#clients.delete(ct.branch);
-    this.#gate.ended({ request: ct.request, outcome, branch: ct.branch });
-    ct.final = outcome === 'timeout' ? 408 : 503;
-    const st = ct.server;
-    if (st) this.#afterBranchFinal(st, undefined, ct.final);
-  }
-
-  /** A branch ended with a locally generated final response (e.g. unresolvable next hop). */
-  #branchLocalFinal(st: ServerTxn, status: number, reason: string): void {
-    if (st.branches.length === 0) {
-      this.#respondLocal(st, status, reason);
-      return;
-    }
-    this.#afterBranchFinal(st, undefined, status, reason);
-  }
-
-  #sendCancel(ct: ClientTxn): void {
-    if (ct.cancelSent || !ct.isInvite) return;
-    if (!ct.provisional) return; // §9.1: wait for a provisional response first.
-    ct.cancelSent = true;
-    const bytes = Buffer.from(buildCancel(ct.request));
-    this.#transport.send(bytes, ct.dest, ct.via);
-    // The CANCEL has its own (non-INVITE) transaction; its 200 is absorbed by branch match.
-    const cancelBranch = ct.branch;
-    const cancelTxn: ClientTxn = {
-      ...ct,
-      request: ct.request,
-      bytes,
-      isInvite: false,
-      state: 'calling',
-      interval: T1,
-      timerA: undefined,
-      timerB: undefined,
-      timerC: undefined,
-      final: 0,
-      ack: undefined,
-      server: undefined,
-      branch: `${cancelBranch}|CANCEL`,
-    };
-    this.#clients.set(cancelTxn.branch, cancelTxn);
-    if (!cancelTxn.reliable) {
-      cancelTxn.timerA = setTimeout(() => this.#retransmitRequest(cancelTxn), T1);
-    }
-    cancelTxn.timerB = setTimeout(() => {
-      this.#clearClient(cancelTxn);
-      this.#clients.delete(cancelTxn.branch);
-    }, 64 * T1);
-  }
-
-  #onCancel(msg: SipMessage, inb: Inbound): void {
-    const inviteKey = this.#serverKey(msg, 'INVITE');
-    const st = inviteKey ? this.#servers.get(inviteKey) : undefined;
-    // §16.10: the CANCEL is answered here (200), and pending branches are cancelled.
-    if (!st) {
-      this.#replyStateless(msg, inb, 481);
-      return;
-    }
-    this.#replyStateless(msg, inb, 200);
-    this.#gate.passing({ message: msg, source: inb.peer });
-    st.cancelled = true;
-    if (st.finalSent) return;
-    for (const ct of st.branches) {
-      if (ct.state === 'calling' || ct.state === 'proceeding') {
-        ct.cancelWanted = true;
-        this.#sendCancel(ct);
-      }
-    }
-  }
-
-  /** 2xx ACKs and ACKs without a transaction: forwarded statelessly by the route set (§16.11). */
-  #forwardAck(msg: SipMessage, inb: Inbound): void {
+  /**
+   * §16.11 stateless forwarding of a request (ACK of a 2xx, unmatched CANCEL): Route
+   * processing, Max-Forwards, a Via whose branch is the same for every retransmission.
+   */
+  #statelessRequest(
+    msg: SipMessage,
+    source: Peer,
+  ): Promise<{ dest: Peer; bytes: Buffer } | undefined> | undefined {
     this.#preprocessRoutes(msg);
     const mf = msg.maxForwards();
-    if (mf !== undefined && mf <= 0) return;
+    if (mf !== undefined && mf <= 0) return undefined;
     msg.decrementMaxForwards();
     const route = msg.route()[0];
     let hopUri: SipUri | undefined = route?.uri ?? msg.requestUriParsed();
@@ -876,247 +821,125 @@ export class ProxyCore {
       msg.setRequestUri(route.uri.raw);
       hopUri = route.uri;
     }
-    const hop = hopUri ? nextHopOf(hopUri, inb.peer.transport) : undefined;
-    if (!hop || this.#isSelf(hop.host, hop.port)) return;
-    // A stateless branch: the same for retransmissions of this ACK (§16.11).
-    const branch = `${MAGIC_COOKIE}-phs${fnv1a([msg.topVia()?.branch, msg.callId(), String(msg.cseq()?.seq)])}`;
-    void this.#resolve(hop).then((dest) => {
-      if (!dest) return;
+    if (!route && hopUri && this.#isSelf(hopUri.host, hopUri.port)) {
+      // The Request-URI names this proxy: route it as the request it belongs to was routed.
+      const rule = this.#router.lookup(hopUri);
+      if (rule) {
+        const u = parseUri(rule.target);
+        hopUri = 'code' in u ? undefined : u;
+      }
+    }
+    const hop = hopUri ? nextHopOf(hopUri, source.transport) : undefined;
+    if (!hop || this.#isSelf(hop.host, hop.port)) return undefined;
+    // §16.11: "the branch parameter ... MUST be the same for each retransmission": a hash of
+    // the received request's top Via branch, Call-ID, CSeq and method.
+    const branch = `${MAGIC_COOKIE}-phs${fnv1a([msg.topVia()?.branch, msg.callId(), String(msg.cseq()?.seq), msg.method])}`;
+    return Promise.resolve(this.#resolve(hop)).then((dest) => {
+      if (!dest) return undefined;
       const l = this.#transport.listenerFor(dest.transport, dest.address);
-      if (!l) return;
+      if (!l) return undefined;
       msg.prependVia(
         `SIP/2.0/${l.transport.toUpperCase()} ${hostText(l.advertise)}:${l.port};branch=${branch};rport`,
       );
-      this.#gate.passing({ message: msg, source: inb.peer, destination: dest });
-      this.#transport.send(serialize(msg), dest, l);
+      this.#gate.request({ message: msg, source, destination: dest });
+      const bytes = serialize(msg);
+      this.#transport.send(bytes, dest, l);
+      if (this.#debug) {
+        this.#log.debug(
+          { callId: msg.callId(), method: msg.method, dest },
+          'request forwarded statelessly',
+        );
+      }
+      return { dest, bytes };
     });
+  }
+
+  /** 2xx ACKs (and ACKs matching nothing): forwarded statelessly by the route set (§16.11). */
+  #forwardAck(message: SipMessage, source: Address): void {
+    const peer = this.#peerOf(source)!;
+    void this.#statelessRequest(message.clone(), peer);
+  }
+
+  /**
+   * §16.7 step 2: a response matching no client transaction "MUST [be processed] as a stateless
+   * proxy": our Via is removed and the response goes where the next Via says (§16.11). Covers a
+   * 2xx retransmission after the INVITE client transaction ended (RFC 6026) and the answers to
+   * statelessly forwarded CANCELs.
+   */
+  #forwardStatelessResponse(message: SipMessage): void {
+    const via = message.topVia();
+    if (!via || !this.#isSelf(via.host, via.port)) return;
+    message.removeTopVia();
+    const next = message.topVia();
+    if (!next) return;
+    const hop = responseTarget(next);
+    const h = ipOf(hop.host);
+    if (isIP(h) === 0 || h === '255.255.255.255') return; // never to a name or broadcast
+    const dest: Peer = { transport: hop.transport, address: h, port: hop.port };
+    this.#transport.send(serialize(message), dest, this.#transport.listenerFor(dest.transport, h));
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Responses
+  // Failing a call (fail-closed)
 
-  #onResponse(msg: SipMessage, inb: Inbound): void {
-    const status = msg.status;
-    this.#metrics.responses.inc({ code: status });
-    const via = msg.topVia();
-    if (!via || !this.#isSelf(via.host, via.port)) return; // not sent by us: discard (§16.7)
-    const branch = via.branch ?? '';
-    const method = msg.cseq()?.method.toUpperCase() ?? '';
-    const ct = this.#clients.get(method === 'CANCEL' ? `${branch}|CANCEL` : branch);
-    if (!ct) {
-      // §16.7 / RFC 6026: a 2xx with no transaction (a retransmission after Accepted timed
-      // out) is forwarded statelessly; anything else is dropped.
-      if (status >= 200 && status < 300 && method === 'INVITE') this.#forwardStateless(msg);
-      return;
-    }
-    if (method === 'CANCEL') {
-      if (status >= 200) {
-        this.#clearClient(ct);
-        this.#clients.delete(ct.branch);
-      }
-      return;
-    }
-    const st = ct.server;
-    if (status < 200) {
-      if (ct.state === 'calling') ct.state = 'proceeding';
-      if (ct.isInvite) {
-        if (ct.timerA) clearTimeout(ct.timerA);
-        ct.timerA = undefined;
-        if (ct.timerB) clearTimeout(ct.timerB);
-        ct.timerB = undefined;
-      }
-      ct.provisional = true;
-      if (ct.cancelWanted) this.#sendCancel(ct);
-      if (status === 100) return; // §16.7 step 5: 100 is not forwarded.
-      // §16.8: Timer C is reset by every provisional response.
-      if (ct.timerC) {
-        clearTimeout(ct.timerC);
-        ct.timerC = setTimeout(() => this.#timerC(ct), this.#config.timerCMs);
-      }
-      if (st && !st.finalSent) this.#relay(st, msg, inb, ct);
-      return;
-    }
-    // Final response.
-    if (ct.state === 'completed' || ct.state === 'terminated') {
-      // Retransmitted non-2xx final: the ACK again (§17.1.1.2).
-      if (ct.ack) this.#transport.send(ct.ack, ct.dest, ct.via);
-      return;
-    }
-    if (ct.state === 'accepted') {
-      // RFC 6026: 2xx retransmissions pass through to the caller.
-      if (status < 300 && st) this.#relayUpstream(st, msg, inb, false);
-      return;
-    }
-    this.#clearClient(ct);
-    ct.final = status;
-    if (ct.isInvite && status >= 300) {
-      ct.ack = Buffer.from(buildNon2xxAck(ct.request, msg));
-      this.#transport.send(ct.ack, ct.dest, ct.via);
-      ct.state = 'completed';
-      setTimeout(
-        () => {
-          ct.state = 'terminated';
-          this.#clients.delete(ct.branch);
-        },
-        ct.reliable ? 0 : 32_000,
-      ).unref();
-    } else if (ct.isInvite) {
-      ct.state = 'accepted';
-      setTimeout(() => {
-        ct.state = 'terminated';
-        this.#clients.delete(ct.branch);
-      }, 64 * T1).unref();
-    } else {
-      ct.state = 'completed';
-      setTimeout(
-        () => {
-          ct.state = 'terminated';
-          this.#clients.delete(ct.branch);
-        },
-        ct.reliable ? 0 : T4,
-      ).unref();
-    }
-    if (!st) return;
-    if (status < 300) {
-      if (st.isInvite) {
-        // §16.7 step 10: a 2xx to an INVITE cancels every other pending branch.
-        for (const other of st.branches) {
-          if (other !== ct && (other.state === 'calling' || other.state === 'proceeding')) {
-            other.cancelWanted = true;
-            this.#sendCancel(other);
-            this.#gate.ended({ request: other.request, outcome: 'lost', branch: other.branch });
-          }
-        }
-        this.#relay(st, msg, inb, ct);
-      } else if (!st.finalSent) {
-        this.#relay(st, msg, inb, ct);
-      }
-      return;
-    }
-    this.#afterBranchFinal(st, msg, status, undefined, ct);
+  #hooks(): ProxyHooks {
+    return {
+      failCall: (server, response, branch) => this.#failCall(server, response, branch),
+      isFailed: (server) => this.#failed.has(server),
+      peerOf: (a) => this.#peerOf(a),
+    };
   }
 
-  /** §16.7 steps 6–7: keep the best final response until every branch has one. */
-  #afterBranchFinal(
-    st: ServerTxn,
-    msg: SipMessage | undefined,
-    status: number,
-    reason?: string,
-    ct?: ClientTxn,
-  ): void {
-    if (msg) {
-      const best = st.best;
-      if (!best || rank(status) < rank(best.status)) st.best = msg;
-      if (ct) {
-        // The branch's early dialog ends (its holes close) even when the response is not relayed.
-        this.#gate.passing({ message: msg, disposition: 'absorbed', branch: ct.branch });
-      }
-    } else if (!st.best && (!st.bestLocal || rank(status) < rank(st.bestLocal.status))) {
-      st.bestLocal = { status, reason };
-    }
-    if (st.finalSent) return;
-    if (status >= 600 && st.isInvite) {
-      for (const other of st.branches) {
-        if (other.state === 'calling' || other.state === 'proceeding') {
-          other.cancelWanted = true;
-          this.#sendCancel(other);
-        }
-      }
-    }
-    const pending = st.branches.some((b) => b.state === 'calling' || b.state === 'proceeding');
-    if (pending && status < 600) return;
-    if (st.best) {
-      this.#relay(st, st.best, undefined, undefined);
-    } else {
-      const local = st.bestLocal ?? { status: 408, reason: undefined };
-      this.#respondLocal(st, local.status, local.reason);
-    }
-  }
-
-  /** Relays a response upstream after the media gate has seen (and maybe held) it. */
-  #relay(
-    st: ServerTxn,
-    msg: SipMessage,
-    inb: Inbound | undefined,
-    ct: ClientTxn | undefined,
-  ): void {
-    const status = msg.status;
-    if (status >= 200) {
-      if (!st.isInvite || status >= 300) st.finalSent = true;
-      else st.finalSent = true;
-    }
-    msg.removeTopVia();
-    // The pinhole step: from here (policy, SETs, their acknowledgements) to the relay.
-    const held = process.hrtime.bigint();
-    const decision = this.#gate.passing({
-      message: msg,
-      ...(inb ? { source: inb.peer } : {}),
-      destination: st.source,
-      ...(ct ? { branch: ct.branch } : {}),
-    });
-    for (const a of decision.actions) {
-      if (a.kind === 'set-header') msg.setHeader(a.name, a.value);
-      else if (a.kind === 'add-header') msg.addHeader(a.name, a.value);
-    }
-    // Responses leave in the order they arrived: one held for its pinholes holds the later ones.
-    const prev = st.chain;
-    if (!decision.hold && !prev) {
-      this.#sendUpstream(st, msg);
-      return;
-    }
-    const hold = decision.hold ?? Promise.resolve<'relay' | 'fail'>('relay');
-    const next = Promise.all([prev, hold]).then(([, verdict]) => {
-      if (decision.hold) {
-        const sec = Number(process.hrtime.bigint() - held) / 1e9;
-        this.#metrics.pinholeWait.observe(sec);
-        this.#metrics.pinholeWaitRecent.observe(sec);
-      }
-      if (st.failed) return;
-      if (verdict === 'relay') {
-        this.#sendUpstream(st, msg);
-        return;
-      }
+  #failCall(
+    server: ServerTransaction,
+    response: SipMessage,
+    branch: ClientTransaction | undefined,
+  ): HoldDecision {
+    let failed = this.#failed.get(server);
+    if (failed === undefined) {
+      failed = { hungUp: new Set() };
+      this.#failed.set(server, failed);
+      setTimeout(() => this.#failed.delete(server), FAILED_MEMORY_MS).unref();
       this.#log.warn(
-        { callId: msg.callId(), status },
-        'pinholes not confirmed in time: failing the call (fail-mode closed)',
+        { callId: response.callId(), status: response.status },
+        'pinholes not confirmed: failing the call (fail-mode closed)',
       );
-      st.failed = true;
-      this.#failCall(st, msg, ct);
-    });
-    st.chain = next;
-    void next.then(() => {
-      if (st.chain === next) st.chain = undefined;
-    });
+      // §16.10-style: every pending branch is cancelled; no new branch is created.
+      this.layer.contextOf(server)?.cancel();
+    }
+    const status = response.status;
+    if (status >= 200 && status < 300 && branch !== undefined && !response.isRequest) {
+      // The callee answered: acknowledge its 2xx (each retransmission) and hang up once.
+      const tag = response.to()?.tag ?? '';
+      const first = !failed.hungUp.has(tag);
+      failed.hungUp.add(tag);
+      this.#hangUpCallee(response, branch, first);
+    }
+    if (server.pending) {
+      return {
+        action: 'replace',
+        message: buildResponse(server.request, 503, 'Pinhole Not Confirmed'),
+      };
+    }
+    return { action: 'drop' };
   }
 
-  /** Fail-closed: the media-enabling response is not relayed; the call fails with 503. */
-  #failCall(st: ServerTxn, msg: SipMessage, ct: ClientTxn | undefined): void {
-    if (msg.status >= 200 && msg.status < 300 && ct) {
-      // The callee answered: acknowledge and hang up its side (§12.2.1.1 route set of the 2xx).
-      this.#hangUpCallee(msg, ct);
-    } else if (ct) {
-      ct.cancelWanted = true;
-      this.#sendCancel(ct);
-    }
-    if (st.state === 'proceeding' || st.state === 'accepted') {
-      st.finalSent = false;
-      st.state = 'proceeding';
-      this.#respondLocal(st, 503, 'Pinhole Not Confirmed');
-    }
-  }
-
-  #hangUpCallee(ok: SipMessage, ct: ClientTxn): void {
+  /** ACK (and, the first time, BYE) to a callee whose 2xx is not relayed. */
+  #hangUpCallee(ok: SipMessage, branch: ClientTransaction, bye: boolean): void {
     const contact = ok.contacts()[0];
     if (!contact) return;
+    const dest = this.#peerOf(branch.peer)!;
+    const l = this.#transport.listenerFor(dest.transport, dest.address);
+    if (!l) return;
     const rr = ok.recordRoute();
-    // The callee's route set as seen from here: the Record-Route entries below ours, reversed
-    // order is the caller's view; from the proxy toward the callee it is the entries above ours.
+    // The route set toward the callee: the Record-Route entries above ours (the callee's side),
+    // nearest first.
     const ourIdx = rr.findIndex((r) => this.#isSelf(r.uri.host, r.uri.port));
     const toward = ourIdx > 0 ? rr.slice(0, ourIdx).reverse() : [];
-    const base = (method: string, seq: number): string =>
+    const text = (method: string, seq: number, branchId: string): string =>
       [
         `${method} ${contact.uri.raw} SIP/2.0`,
-        `Via: SIP/2.0/${ct.dest.transport.toUpperCase()} ${hostText(ct.via?.advertise ?? '127.0.0.1')}:${ct.via?.port ?? 5060};branch=${MAGIC_COOKIE}-phx${randomToken()}`,
+        `Via: SIP/2.0/${dest.transport.toUpperCase()} ${hostText(l.advertise)}:${l.port};branch=${branchId};rport`,
         ...toward.map((r) => `Route: <${r.uri.raw}>`),
         `From: ${ok.get('from') ?? ''}`,
         `To: ${ok.get('to') ?? ''}`,
@@ -1128,148 +951,28 @@ export class ProxyCore {
         '',
       ].join('\r\n');
     const seq = ok.cseq()?.seq ?? 1;
-    this.#transport.send(Buffer.from(base('ACK', seq)), ct.dest, ct.via);
-    this.#transport.send(Buffer.from(base('BYE', seq + 1)), ct.dest, ct.via);
-  }
-
-  #sendUpstream(st: ServerTxn, msg: SipMessage): void {
-    const bytes = serialize(msg);
-    this.#transport.send(bytes, st.source, st.listener);
-    if (this.#debug) {
-      this.#log.debug(
-        { callId: msg.callId(), status: msg.status, method: st.request.method },
-        'response relayed',
-      );
-    }
-    this.#metrics.responses.inc({ code: msg.status });
-    this.#afterSend(st, bytes, msg.status);
-  }
-
-  /** A 2xx retransmission with no transaction (or in Accepted): relayed by its Via. */
-  #relayUpstream(st: ServerTxn, msg: SipMessage, _inb: Inbound, _viaGate: boolean): void {
-    msg.removeTopVia();
-    this.#transport.send(serialize(msg), st.source, st.listener);
-  }
-
-  #forwardStateless(msg: SipMessage): void {
-    msg.removeTopVia();
-    const next = msg.topVia();
-    if (!next) return;
-    const hop = responseTarget(next);
-    const h = ipOf(hop.host);
-    if (isIP(h) === 0 || h === '255.255.255.255') return; // never to a name or broadcast
-    const dest: Peer = { transport: hop.transport, address: h, port: hop.port };
-    this.#transport.send(serialize(msg), dest, this.#transport.listenerFor(dest.transport, h));
-  }
-
-  #respondLocal(
-    st: ServerTxn,
-    status: number,
-    reason?: string,
-    headers?: readonly (readonly [string, string])[],
-  ): void {
-    if (st.finalSent && status >= 200) return;
-    const text = buildLocalResponse(st.request, status, {
-      ...(reason !== undefined ? { reason } : {}),
-      toTag: st.toTag,
-      ...(headers ? { headers } : {}),
+    // The ACK of a 2xx is not a transaction: sent as is, again for each retransmitted 2xx.
+    this.#transport.send(
+      Buffer.from(text('ACK', seq, `${MAGIC_COOKIE}-phx${fnv1a([ok.callId(), ok.to()?.tag])}`)),
+      dest,
+      l,
+    );
+    if (!bye) return;
+    const r = parse(text('BYE', seq + 1, `${MAGIC_COOKIE}-phx${randomToken()}`));
+    if (!r.ok) return;
+    // The BYE is a transaction of its own (retransmitted until answered).
+    this.layer.sendRequest(r.message, {
+      transport: dest.transport.toUpperCase(),
+      host: dest.address,
+      port: dest.port,
+      connectionId: l.index,
     });
-    const bytes = Buffer.from(text);
-    if (this.#debug) {
-      this.#log.debug(
-        { callId: st.request.callId(), status, method: st.request.method },
-        'local response',
-      );
-    }
-    if (status >= 200) {
-      st.finalSent = true;
-      // Cancel any branch still pending: the caller has its answer.
-      for (const ct of st.branches) {
-        if (ct.state === 'calling' || ct.state === 'proceeding') {
-          ct.cancelWanted = true;
-          this.#sendCancel(ct);
-        }
-      }
-      if (st.isInvite) {
-        const r = parse(bytes);
-        if (r.ok) this.#gate.passing({ message: r.message, destination: st.source });
-      }
-    }
-    this.#transport.send(bytes, st.source, st.listener);
-    this.#metrics.responses.inc({ code: status });
-    this.#afterSend(st, bytes, status);
-  }
-
-  /** Server transaction bookkeeping after a response went upstream. */
-  #afterSend(st: ServerTxn, bytes: Buffer, status: number): void {
-    st.lastResponse = bytes;
-    st.lastStatus = status;
-    if (status < 200) return;
-    if (st.isInvite && status < 300) {
-      // RFC 6026 Accepted: absorb INVITE retransmissions for Timer L.
-      st.state = 'accepted';
-      this.#armServerEnd(st, 64 * T1);
-      return;
-    }
-    if (st.isInvite) {
-      // §17.2.1 Completed: Timer G retransmits the final response until the ACK, Timer H ends.
-      st.state = 'completed';
-      if (!st.reliable) {
-        let interval = T1;
-        const g = (): void => {
-          if (st.state !== 'completed' || !st.lastResponse) return;
-          this.#transport.send(st.lastResponse, st.source, st.listener);
-          interval = Math.min(interval * 2, T2);
-          st.retrans = setTimeout(g, interval);
-        };
-        st.retrans = setTimeout(g, interval);
-      }
-      this.#armServerEnd(st, 64 * T1);
-      return;
-    }
-    st.state = 'completed';
-    this.#armServerEnd(st, st.reliable ? 0 : 64 * T1);
-  }
-
-  #armServerEnd(st: ServerTxn, ms: number): void {
-    if (st.timer) clearTimeout(st.timer);
-    st.timer = setTimeout(() => this.#destroyServer(st), ms);
-  }
-
-  #destroyServer(st: ServerTxn): void {
-    this.#clearServer(st);
-    st.state = 'terminated';
-    if (this.#servers.get(st.key) === st) this.#servers.delete(st.key);
-    if (st.isInvite && !st.finalSent) {
-      this.#gate.ended({ request: st.request, outcome: 'timeout' });
-    }
-  }
-
-  #clearServer(st: ServerTxn): void {
-    if (st.timer) clearTimeout(st.timer);
-    if (st.retrans) clearTimeout(st.retrans);
-    st.timer = undefined;
-    st.retrans = undefined;
-  }
-
-  #clearRetrans(st: ServerTxn): void {
-    if (st.retrans) clearTimeout(st.retrans);
-    st.retrans = undefined;
-  }
-
-  #clearClient(ct: ClientTxn): void {
-    if (ct.timerA) clearTimeout(ct.timerA);
-    if (ct.timerB) clearTimeout(ct.timerB);
-    if (ct.timerC) clearTimeout(ct.timerC);
-    ct.timerA = ct.timerB = ct.timerC = undefined;
   }
 }
 
-/** §16.7 step 6: 6xx first, then the lowest class; 5xx ranked after 4xx and 3xx. */
-function rank(status: number): number {
-  if (status >= 600) return 0;
-  if (status >= 500) return 5000 + status;
-  return status * 10;
+/** A phrase safe for a status line: no CR/LF, bounded. */
+function cleanPhrase(p: string): string {
+  return p.replace(/[\r\n]+/g, ' ').slice(0, 200);
 }
 
 function recordRouteFor(l: Listener): string {

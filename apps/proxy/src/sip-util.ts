@@ -1,7 +1,9 @@
 /**
- * Small SIP helpers the proxy core needs around @pinhole/sip: locally generated responses and
- * hop-by-hop requests (CANCEL, ACK for a non-2xx), next-hop resolution, Via received/rport.
+ * Small SIP helpers the proxy core needs around @pinhole/sip and @pinhole/transaction: reason
+ * phrases, next-hop resolution, Via received/rport, hashes for loop detection and stateless
+ * branches.
  */
+import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { SipMessage, SipUri, Via } from '@pinhole/sip';
 import type { TransportName } from './config.js';
@@ -33,85 +35,6 @@ export function reasonPhrase(status: number): string {
   return REASONS[status] ?? 'Unknown';
 }
 
-/** A phrase safe for a status line: no CR/LF, bounded. */
-function cleanPhrase(p: string): string {
-  return p.replace(/[\r\n]+/g, ' ').slice(0, 200);
-}
-
-export interface LocalResponseOptions {
-  readonly reason?: string;
-  /** To-tag to add when the request's To has none (status > 100). */
-  readonly toTag?: string;
-  readonly headers?: readonly (readonly [string, string])[];
-}
-
-/**
- * RFC 3261 §8.2.6.2: a response copies Via (all, in order), From, To, Call-ID and CSeq from the
- * request; a To tag is added to responses other than 100 when the To has none.
- */
-export function buildLocalResponse(
-  req: SipMessage,
-  status: number,
-  opts: LocalResponseOptions = {},
-): string {
-  const lines = [`SIP/2.0 ${status} ${cleanPhrase(opts.reason ?? reasonPhrase(status))}`];
-  for (const h of req.headers()) {
-    if (h.name === 'via') lines.push(`Via: ${h.value}`);
-  }
-  const from = req.get('from');
-  if (from !== undefined) lines.push(`From: ${from}`);
-  let to = req.get('to');
-  if (to !== undefined) {
-    if (status > 100 && opts.toTag !== undefined && req.to()?.tag === undefined) {
-      to = `${to};tag=${opts.toTag}`;
-    }
-    lines.push(`To: ${to}`);
-  }
-  const callId = req.get('call-id');
-  if (callId !== undefined) lines.push(`Call-ID: ${callId}`);
-  const cseq = req.get('cseq');
-  if (cseq !== undefined) lines.push(`CSeq: ${cseq}`);
-  for (const [n, v] of opts.headers ?? []) lines.push(`${n}: ${v}`);
-  lines.push('Server: pinhole-proxy', 'Content-Length: 0', '', '');
-  return lines.join('\r\n');
-}
-
-/**
- * §9.1: a CANCEL has the Request-URI, Call-ID, To, From, CSeq number and the single Via of the
- * request it cancels, and its Route headers.
- */
-export function buildCancel(invite: SipMessage): string {
-  return hopRequest('CANCEL', invite, invite.get('to') ?? '');
-}
-
-/** §17.1.1.3: the ACK for a non-2xx final response, built by the client transaction. */
-export function buildNon2xxAck(invite: SipMessage, response: SipMessage): string {
-  return hopRequest('ACK', invite, response.get('to') ?? invite.get('to') ?? '');
-}
-
-/** The top Via value as written (the first element of the first Via line). */
-export function topViaText(m: SipMessage): string | undefined {
-  return m.getAll('via')[0];
-}
-
-function hopRequest(method: string, invite: SipMessage, to: string): string {
-  const lines = [`${method} ${invite.requestUri} SIP/2.0`];
-  const top = topViaText(invite);
-  if (top !== undefined) lines.push(`Via: ${top}`);
-  for (const h of invite.headers()) if (h.name === 'route') lines.push(`Route: ${h.value}`);
-  lines.push(
-    `From: ${invite.get('from') ?? ''}`,
-    `To: ${to}`,
-    `Call-ID: ${invite.get('call-id') ?? ''}`,
-    `CSeq: ${invite.cseq()?.seq ?? 1} ${method}`,
-    'Max-Forwards: 70',
-    'Content-Length: 0',
-    '',
-    '',
-  );
-  return lines.join('\r\n');
-}
-
 /** A next hop: transport, address (maybe a name to resolve) and port. */
 export interface NextHop {
   readonly transport: TransportName;
@@ -139,19 +62,25 @@ export function responseTarget(via: Via): NextHop {
 
 /**
  * §18.2.1 and RFC 3581 §4: the server adds `received` when the sent-by host differs from the
- * packet's source address, and fills in an empty `rport`. Returns the new Via value, or
- * undefined when nothing changes.
+ * packet's source address, and fills in an empty `rport`. With `forceRport` (datagrams), an
+ * `rport` is added when the source port differs from the sent-by port, so that responses go
+ * back to where the request came from even from a client behind NAT that did not ask for it
+ * (Kamailio's `force_rport`). Returns the new Via value, or undefined when nothing changes.
  */
 export function stampVia(
   via: Via,
   rawValue: string,
   address: string,
   port: number,
+  forceRport = false,
 ): string | undefined {
   let raw = rawValue;
   let changed = false;
   if (via.rport === true) {
     raw = raw.replace(/;\s*rport(?=\s*(;|$))/i, `;rport=${port}`);
+    changed = true;
+  } else if (forceRport && via.rport === undefined && (via.port ?? 5060) !== port) {
+    raw = `${raw};rport=${port}`;
     changed = true;
   }
   if (via.host !== address && via.received === undefined) {
@@ -181,7 +110,12 @@ export function hostText(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** A random token for tags. */
+/** A random token for branches of requests the proxy originates (hang-up BYE). */
 export function randomToken(): string {
-  return Math.random().toString(36).slice(2, 12);
+  return randomBytes(6).toString('hex');
+}
+
+/** The top Via value as written (the first element of the first Via line). */
+export function topViaText(m: SipMessage): string | undefined {
+  return m.getAll('via')[0];
 }

@@ -8,7 +8,7 @@ import { createServer, connect, isIP, type Server, type Socket as TcpSocket } fr
 import { networkInterfaces } from 'node:os';
 import type { ListenAddress, TransportName } from './config.js';
 import { ProxyError, ProxyErrorCode } from './errors.js';
-import { StreamFramer } from './stream-framer.js';
+import { SipStreamParser, type ParseResult } from '@pinhole/sip';
 
 /** Socket buffers: Kamailio's first failure at high rates was datagrams dropped at its socket. */
 export const SOCKET_BUFFER_BYTES: number = 4 * 1024 * 1024;
@@ -33,8 +33,13 @@ export interface Listener {
   readonly index: number;
 }
 
+/**
+ * A received message: a datagram's `bytes` (parsed by the core), or a message framed and parsed
+ * from a stream (`parsed`, with its bytes for the worker dispatch).
+ */
 export interface Inbound {
-  readonly bytes: Buffer;
+  readonly bytes?: Buffer;
+  readonly parsed?: ParseResult;
   readonly peer: Peer;
   readonly listener: Listener;
 }
@@ -221,14 +226,20 @@ export class Transports {
     const peer: Peer = { transport: 'tcp', address, port: socket.remotePort ?? 0 };
     const key = peerKey(peer);
     this.#conns.set(key, { socket, listener });
-    const framer = new StreamFramer(this.#opts.maxMessageBytes);
+    // RFC 3261 §18.3 framing by Content-Length, parsed in the same pass.
+    const parser = new SipStreamParser(
+      this.#opts.maxMessageBytes !== undefined
+        ? { maxMessageBytes: this.#opts.maxMessageBytes }
+        : {},
+    );
     socket.setNoDelay(true);
     socket.setTimeout(this.#opts.tcpIdleMs ?? 600_000, () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
-      const r = framer.push(chunk);
-      for (const bytes of r.messages) this.#deliver({ bytes, peer, listener });
-      if (!r.ok) {
-        this.#events.onError?.({ peer, message: `tcp framing: ${r.reason}` });
+      for (const parsed of parser.push(chunk)) this.#deliver({ parsed, peer, listener });
+      const failed = parser.failed;
+      if (failed !== undefined) {
+        // No way to find the next message: the connection cannot be used any more.
+        this.#events.onError?.({ peer, message: `tcp framing: ${failed.reason}` });
         socket.destroy();
       }
     });
