@@ -605,7 +605,14 @@ export class ProxyCore {
     const rule = this.#router.lookup(ruri);
     if (rule) {
       // Another domain: the route is the next hop (outbound proxy), the Request-URI stays.
-      this.#forward(server, msg, [{ uri: undefined, nextHop: rule.target }], source, loopHash, false);
+      this.#forward(
+        server,
+        msg,
+        [{ uri: undefined, nextHop: rule.target }],
+        source,
+        loopHash,
+        false,
+      );
       return;
     }
     this.#forward(server, msg, [{ uri: undefined }], source, loopHash, false);
