@@ -39,6 +39,8 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
   cancelSent = false;
   /** A CANCEL was asked for before any provisional; it goes out with the first one (§9.1). */
   cancelWanted = false;
+  /** Timer C fired while a provisional had arrived: the CANCEL sent is a timeout (§16.8). */
+  timerCFired = false;
   #ack: SipMessage | undefined;
   #intervalA = 0;
 

@@ -389,7 +389,10 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         });
         return;
       case 'timer-c':
-        if (!this.observed && t instanceof InviteClientTransaction) this.sendCancel(t);
+        if (!this.observed && t instanceof InviteClientTransaction) {
+          t.timerCFired = true;
+          this.sendCancel(t);
+        }
         return;
       case 'guard':
         // A TU that never answered an INVITE: the upstream client still waits, so answer 408.

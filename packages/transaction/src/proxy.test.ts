@@ -206,13 +206,24 @@ describe('stateful proxy (RFC 3261 §16)', () => {
     expect(sentTo(h, UAS1)).toEqual(['INVITE']);
   });
 
-  it('Timer C: MUST generate a CANCEL for a branch that has a provisional, then relay its 487', () => {
+  it('Timer C: MUST generate a CANCEL for a branch that has a provisional, then answers 408 upstream when its 487 arrives', () => {
     const h = call([UAS1]);
     h.layer.receive(response(h.forwarded(UAS1), 180, 'b1'), UAS1);
     h.clock.advance(181_000);
     expect(sentTo(h, UAS1)).toEqual(['INVITE', 'CANCEL']);
     h.layer.receive(response(h.forwarded(UAS1), 487, 'b1'), UAS1);
-    expect(sentTo(h, UAC)).toEqual(['100', '180', '487']);
+    expect(sentTo(h, UAC)).toEqual(['100', '180', '408']);
+    expect(h.of('finalRelayed')[0]?.local).toBe(true);
+  });
+
+  it('Timer C on one branch: a real answer of another branch still wins over its 408', () => {
+    const h = call();
+    h.layer.receive(response(h.forwarded(UAS1), 180, 'b1'), UAS1);
+    h.layer.receive(response(h.forwarded(UAS2), 180, 'b2'), UAS2);
+    h.layer.receive(response(h.forwarded(UAS2), 404, 'b2'), UAS2);
+    h.clock.advance(181_000);
+    h.layer.receive(response(h.forwarded(UAS1), 487, 'b1'), UAS1);
+    expect(sentTo(h, UAC)).toEqual(['100', '180', '180', '404']);
   });
 
   it('lets a call ring for ten minutes while provisionals keep resetting Timer C', () => {

@@ -178,7 +178,14 @@ export class ProxyContext {
     if (retransmission) return;
     // §16.7 step 4/5: 3xx-6xx are stored in the response context until every branch is done.
     response.removeTopVia();
-    this.#candidates.push({ status, message: response, local: false });
+    if (branch instanceof InviteClientTransaction && branch.timerCFired && status === 487) {
+      // §16.8 ends the branch with a CANCEL because the call attempt timed out: its 487 is the
+      // callee's answer to our CANCEL, not to the caller. The caller learns of a timeout (408),
+      // as it would had the branch sent no provisional ("as if ... received a 408").
+      this.#candidates.push({ status: 408, message: undefined, local: true });
+    } else {
+      this.#candidates.push({ status, message: response, local: false });
+    }
     if (status >= 600) {
       // §16.7 step 5: "If a 6xx response is received, it is not immediately forwarded, but the
       // stateful proxy SHOULD cancel all client pending transactions as described in Section
