@@ -1,6 +1,7 @@
 // HEP packets per second through the sidecar's capture path, against the built dist/.
 // Each case runs for a bounded time (BENCH_MS, default 1000 ms) after a short warm-up.
 import { FcpClient, FcpServer, MemoryBackend } from '@pinhole/fcp';
+import { MetricsRegistry } from '@pinhole/metrics';
 import { Policy } from '@pinhole/policy';
 import { parse } from '@pinhole/sip';
 import {
@@ -10,7 +11,6 @@ import {
   encodeHep,
   EnginePinholeControl,
   HepStreamFramer,
-  MetricsRegistry,
 } from '../dist/index.js';
 
 const MS = Number(process.env.BENCH_MS ?? 1000);

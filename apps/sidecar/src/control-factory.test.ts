@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseArgs } from './config.js';
 import { createPinholeControl } from './control-factory.js';
-import { MetricsRegistry } from './metrics.js';
+import { MetricsRegistry } from '@pinhole/metrics';
 import { silentLogger } from './receiver.js';
 
 const logger = { ...silentLogger, warn: () => undefined, error: () => undefined };

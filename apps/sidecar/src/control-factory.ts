@@ -5,12 +5,9 @@
 import { FcpClient } from '@pinhole/fcp';
 import { Policy } from '@pinhole/policy';
 import type { SidecarConfig } from './config.js';
-import {
-  createEngineControlMetrics,
-  EnginePinholeControl,
-  type ControlLogger,
-} from './engine-control.js';
-import type { MetricsRegistry } from './metrics.js';
+import type { ControlLogger } from '@pinhole/control';
+import { createEngineControlMetrics, EnginePinholeControl } from './engine-control.js';
+import type { MetricsRegistry } from '@pinhole/metrics';
 import { UnwiredPinholeControl, type PinholeControl } from './seam.js';
 
 export interface ControlFactoryDeps {

@@ -45,21 +45,10 @@ export type {
 export { UnwiredPinholeControl } from './seam.js';
 export { createPinholeControl } from './control-factory.js';
 export type { ControlFactoryDeps } from './control-factory.js';
-export { createEngineControlMetrics, EnginePinholeControl, toFcpPme } from './engine-control.js';
-export type {
-  ControlLogger,
-  EngineControlMetrics,
-  EngineControlOptions,
-  FailMode,
-  FcpOutcomeLike,
-  FcpPmeInput,
-  FcpPort,
-} from './engine-control.js';
+export { createEngineControlMetrics, EnginePinholeControl } from './engine-control.js';
+export type { EngineControlMetrics, EngineControlOptions } from './engine-control.js';
 export { observedHop } from './observed-hop.js';
 export type { PinholeControl } from './seam.js';
-export { Counter, Gauge, Histogram, MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
-export type { Labels } from './metrics.js';
-export { MetricsServer } from './metrics-server.js';
 export { createSidecarMetrics } from './sidecar-metrics.js';
 export type { HepOutcome, ObservationDropReason, SidecarMetrics } from './sidecar-metrics.js';
 export {

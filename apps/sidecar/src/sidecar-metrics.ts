@@ -1,5 +1,5 @@
 /** The sidecar's metrics, registered once and handed to the components that count. */
-import { MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics.js';
+import { MetricsRegistry, type Counter, type Gauge, type Histogram } from '@pinhole/metrics';
 
 /** What happened to a HEP packet (the `outcome` label). */
 export type HepOutcome =

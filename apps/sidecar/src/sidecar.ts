@@ -4,7 +4,7 @@
  */
 import type { SidecarConfig } from './config.js';
 import { SidecarError, SidecarErrorCode } from './errors.js';
-import { MetricsServer } from './metrics-server.js';
+import { MetricsServer } from '@pinhole/metrics';
 import { CaptureNormalizer, type NormalizerClock } from './normalizer.js';
 import type { SipParser } from './observation.js';
 import {

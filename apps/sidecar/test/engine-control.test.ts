@@ -10,7 +10,7 @@ import { parse } from '@pinhole/sip';
 import { FakeClock as TxnClock, TransactionLayer } from '@pinhole/transaction';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createEngineControlMetrics, EnginePinholeControl } from '../src/engine-control.js';
-import { MetricsRegistry } from '../src/metrics.js';
+import { MetricsRegistry } from '@pinhole/metrics';
 import { CaptureNormalizer } from '../src/normalizer.js';
 import { silentLogger } from '../src/receiver.js';
 import { AGENT, CALLEE, FakeClock, hepPacket, SERVER, sip, UA } from './support/proxy-copies.js';
@@ -127,7 +127,7 @@ const CANCEL_WAIT_MS = 64 * 500;
 
 describe('EnginePinholeControl with a real FCP server', () => {
   it('opens holes on the 183 and 200 copies and closes them after the BYE', async () => {
-    const { server, metrics, fwd, back, dsts } = await setup();
+    const { server, control, metrics, fwd, back, dsts } = await setup();
     const id = 'ec-1@198.18.0.10';
     await fwd(
       request(id, 'INVITE sip:bob@198.18.0.20 SIP/2.0', '1 INVITE', 'z9hG4bKi1', {
@@ -154,6 +154,8 @@ describe('EnginePinholeControl with a real FCP server', () => {
     );
     expect(server.rules().length).toBeGreaterThan(0);
     expect(metrics.pinholes.value({ outcome: 'opened' })).toBeGreaterThan(0);
+    // The gauge follows the policy on every sweep (once a second by default).
+    control.controller.sweep();
     expect(metrics.callsTracked.value()).toBe(1);
     await fwd(
       request(id, 'BYE sip:bob@198.18.0.20 SIP/2.0', '2 BYE', 'z9hG4bKb1', { toTag: 'tb' }),

@@ -11,7 +11,7 @@ import { systemTestGate } from '@pinhole/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HepPacket } from '../src/hep.js';
 import { createEngineControlMetrics, EnginePinholeControl } from '../src/engine-control.js';
-import { MetricsRegistry } from '../src/metrics.js';
+import { MetricsRegistry } from '@pinhole/metrics';
 import { CaptureNormalizer } from '../src/normalizer.js';
 import type { MediaSource, SipObservation } from '../src/observation.js';
 import {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHep } from '../src/hep-encode.js';
 import type { HepPacket } from '../src/hep.js';
 import { HepIngress, HepTcpReceiver, HepUdpReceiver, type HepSource } from '../src/receiver.js';
-import { MetricsServer } from '../src/metrics-server.js';
+import { MetricsServer } from '@pinhole/metrics';
 import { createSidecarMetrics, type SidecarMetrics } from '../src/sidecar-metrics.js';
 import { call } from './support/proxy-copies.js';
 
@@ -151,6 +151,6 @@ describe('HEP receivers on loopback', () => {
     expect(text).toContain(
       'pinhole_sidecar_hep_packets_total{transport="udp",type="sip",outcome="accepted"} 1',
     );
-    expect((await fetch(`http://127.0.0.1:${at.port}/`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${at.port}/nothing-here`)).status).toBe(404);
   });
 });
