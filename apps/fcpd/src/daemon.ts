@@ -16,11 +16,14 @@ import {
 import { pino, type Logger } from 'pino';
 import { FcpdConfigError, type FcpdConfig } from './config.js';
 import {
+  LATENCY_BUCKETS,
   Registry,
   registerProcessMetrics,
   serveMetrics,
   type Counter,
+  type CounterChild,
   type Histogram,
+  type HistogramChild,
   type MetricsEndpoint,
 } from '@pinhole/metrics';
 import { NftablesBackend } from './nftables-backend.js';
@@ -47,12 +50,17 @@ export interface FcpdHandle {
 /** Times every backend call for the metrics. */
 class InstrumentedBackend implements FirewallBackend {
   readonly inner: FirewallBackend;
-  readonly #latency: Histogram;
+  readonly #latency: Readonly<Record<'open' | 'install' | 'remove', HistogramChild>>;
   readonly #errors: Counter;
 
   constructor(inner: FirewallBackend, latency: Histogram, errors: Counter) {
     this.inner = inner;
-    this.#latency = latency;
+    // One bound series per operation: no label lookup per call.
+    this.#latency = {
+      open: latency.labels({ op: 'open' }),
+      install: latency.labels({ op: 'install' }),
+      remove: latency.labels({ op: 'remove' }),
+    };
     this.#errors = errors;
   }
 
@@ -68,16 +76,23 @@ class InstrumentedBackend implements FirewallBackend {
     return this.inner.unsupported(rule);
   }
 
-  async #timed<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  #timed<T>(op: 'open' | 'install' | 'remove', fn: () => Promise<T>): Promise<T> {
     const t0 = performance.now();
+    let p: Promise<T>;
     try {
-      return await fn();
+      p = fn();
     } catch (e) {
-      this.#errors.inc({ op });
-      throw e;
-    } finally {
-      this.#latency.observe((performance.now() - t0) / 1000, { op });
+      p = Promise.reject(e as Error);
     }
+    const h = this.#latency[op];
+    p.then(
+      () => h.observe((performance.now() - t0) / 1000),
+      () => {
+        h.observe((performance.now() - t0) / 1000);
+        this.#errors.inc({ op });
+      },
+    );
+    return p;
   }
 
   open(): Promise<readonly InstalledRule[]> {
@@ -180,18 +195,24 @@ export async function startFcpd(
   const requests = registry.counter(
     'fcpd_requests_total',
     'FCP requests answered, by method and code',
+    ['method', 'code'],
   );
   const reqLatency = registry.histogram(
     'fcpd_request_duration_seconds',
     'Time from a complete request to its answer, by method',
+    ['method'],
+    LATENCY_BUCKETS,
   );
   const backendLatency = registry.histogram(
     'fcpd_backend_duration_seconds',
     'Duration of firewall backend calls, by operation',
+    ['op'],
+    LATENCY_BUCKETS,
   );
   const backendErrors = registry.counter(
     'fcpd_backend_errors_total',
     'Failed backend calls, by operation',
+    ['op'],
   );
   const ruleEvents = registry.counter('fcpd_rule_events_total', 'Rule life-cycle events, by event');
   const refusals = registry.counter(
@@ -220,9 +241,22 @@ export async function startFcpd(
   registerProcessMetrics(registry);
 
   const rlog = log.child({ component: 'rules' });
+  // Bound series per method and per (method, code), made on first use: the request event fires
+  // for every request, so no label object or key string is built per request.
+  const byMethod = new Map<string, { latency: HistogramChild; codes: Map<number, CounterChild> }>();
   server.on('request', (e) => {
-    requests.inc({ method: e.method, code: String(e.status) });
-    reqLatency.observe(e.latencyMs / 1000, { method: e.method });
+    let m = byMethod.get(e.method);
+    if (m === undefined) {
+      m = { latency: reqLatency.labels({ method: e.method }), codes: new Map() };
+      byMethod.set(e.method, m);
+    }
+    let c = m.codes.get(e.status);
+    if (c === undefined) {
+      c = requests.labels({ method: e.method, code: String(e.status) });
+      m.codes.set(e.status, c);
+    }
+    c.inc();
+    m.latency.observe(e.latencyMs / 1000);
   });
   for (const ev of [
     'rule-added',

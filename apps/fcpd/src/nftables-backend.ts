@@ -218,7 +218,12 @@ export class NftablesBackend implements FirewallBackend {
     }
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ kind, rule, meta, fast, safe, resolve, reject });
-      if (!this.#flushing) void this.#flush();
+      if (!this.#flushing) {
+        // Start after the current synchronous run: every call made in this turn (all requests
+        // of one TCP segment reach the backend in the same turn) goes into the same transaction.
+        this.#flushing = true;
+        queueMicrotask(() => void this.#flush());
+      }
     });
   }
 

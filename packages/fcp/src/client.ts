@@ -147,27 +147,27 @@ function outcomeOf(
   r: DecodedResponse,
   method: FcpRequest['method'],
 ): ServerOutcome {
-  const base = { server, status: r.status, reason: r.reason };
-  if (isSuccess(r.status)) {
+  const status = r.status;
+  if (isSuccess(status)) {
     let kind: OutcomeKind = 'ok';
     if (method === 'SET') {
       kind =
-        r.status === FcpStatus.KEEPING_ALIVE
+        status === FcpStatus.KEEPING_ALIVE
           ? 'refreshed'
-          : r.status === FcpStatus.RULE_CHANGED
+          : status === FcpStatus.RULE_CHANGED
             ? 'changed'
-            : r.status === FcpStatus.NOT_MY_ROUTE
+            : status === FcpStatus.NOT_MY_ROUTE
               ? 'not-my-route'
               : 'installed';
     } else if (method === 'RELEASE') kind = 'released';
-    return { ...base, kind, nat: r.nat, rules: r.rules };
+    return { server, status, reason: r.reason, kind, nat: r.nat, rules: r.rules };
   }
   return {
-    ...base,
+    server,
+    status,
+    reason: r.reason,
     kind: 'refused',
-    error: new FcpError(FcpErrorCode.STATUS, `${server}: ${r.status} ${r.reason}`, {
-      status: r.status,
-    }),
+    error: new FcpError(FcpErrorCode.STATUS, `${server}: ${status} ${r.reason}`, { status }),
   };
 }
 
@@ -268,9 +268,10 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
       ...(params.reflexive !== undefined ? { reflexive: params.reflexive } : {}),
     };
     const key = pmeKey(p);
-    const outcomes = await Promise.all(
-      this.#conns.map((_c, i) => this.#sendSet(i, key, p, options, 'user')),
-    );
+    const outcomes =
+      this.#conns.length === 1
+        ? [await this.#sendSet(0, key, p, options, 'user')]
+        : await Promise.all(this.#conns.map((_c, i) => this.#sendSet(i, key, p, options, 'user')));
     const states = outcomes.map((o) => this.#stateOf(o));
     const previous = this.#owned.get(key);
     if (previous) {
@@ -305,16 +306,19 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
     const key = pmeKey(p);
     const owned = this.#owned.get(key);
     this.#forget(key);
-    const outcomes = await Promise.all(
-      this.#conns.map(async (c, i): Promise<ServerOutcome> => {
-        const st = owned?.state[i];
-        if (st === 'stateless' || st === 'refused') return { server: c.name, kind: 'ok' };
-        const o = await this.#send(i, { method: 'RELEASE', pme: p }, key, 'user');
-        // 400 "no matching rule": it expired or the server lost it. The goal is met.
-        if (o.status === FcpStatus.BAD_REQUEST) return { ...o, kind: 'gone', error: undefined };
-        return o;
-      }),
-    );
+    const one = async (c: ClientTransport, i: number): Promise<ServerOutcome> => {
+      const st = owned?.state[i];
+      if (st === 'stateless' || st === 'refused') return { server: c.name, kind: 'ok' };
+      const o = await this.#send(i, { method: 'RELEASE', pme: p }, key, 'user');
+      // 400 "no matching rule": it expired or the server lost it. The goal is met.
+      if (o.status === FcpStatus.BAD_REQUEST) return { ...o, kind: 'gone', error: undefined };
+      return o;
+    };
+    const first = this.#conns[0];
+    const outcomes =
+      this.#conns.length === 1 && first
+        ? [await one(first, 0)]
+        : await Promise.all(this.#conns.map(one));
     return { ok: outcomes.every((o) => o.kind !== 'refused' && o.kind !== 'failed'), outcomes };
   }
 

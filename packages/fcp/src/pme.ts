@@ -145,9 +145,20 @@ export function pmeMembers(p: Pme): string[] {
  * Input must already be canonical (from the codec or `canonicalPme`).
  */
 export function pmeKey(p: Pme): string {
-  return pmeMembers(p)
-    .map((m) => `${m};`)
-    .join(' ');
+  // Same text as pmeMembers(p).map((m) => `${m};`).join(' '), built without the arrays: this
+  // runs for every request on both ends.
+  let k = '';
+  if (p.proto !== undefined) k = `PROTO=${p.proto};`;
+  if (p.src) k += `${k === '' ? '' : ' '}SRCIP=${formatPrefix(p.src)};`;
+  if (p.dst) k += `${k === '' ? '' : ' '}DSTIP=${formatPrefix(p.dst)};`;
+  if (p.srcPorts) k += `${k === '' ? '' : ' '}SRCPORT=${fmtPorts(p.srcPorts)};`;
+  if (p.dstPorts) k += `${k === '' ? '' : ' '}DSTPORT=${fmtPorts(p.dstPorts)};`;
+  if (p.tos !== undefined) k += `${k === '' ? '' : ' '}TOSFLD=${p.tos};`;
+  if (p.tcpSynAllowed === false) k += `${k === '' ? '' : ' '}TCPSYNALLOWED=no;`;
+  if (p.icmpType) k += `${k === '' ? '' : ' '}ICMPTYPE=${fmtIcmp(p.icmpType)};`;
+  if (p.inInterface) k += `${k === '' ? '' : ' '}ININTERFACE=${p.inInterface};`;
+  if (p.outInterface) k += `${k === '' ? '' : ' '}OUTINTERFACE=${p.outInterface};`;
+  return k;
 }
 
 export function formatSetOptions(o: SetOptions): string[] {

@@ -8,7 +8,7 @@ import { formatAddress, parseAddress, parsePrefix, type ParsedPrefix } from './i
 import {
   canonicalPme,
   formatSetOptions,
-  pmeMembers,
+  pmeKey,
   type FcpAction,
   type FcpInterface,
   type IcmpType,
@@ -104,6 +104,15 @@ const DASH = 0x2d;
 const COLON = 0x3a;
 const SLASH = 0x2f;
 
+/** No lower-case ASCII letter (names usually arrive upper-case: skip the copy). */
+function isUpper(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x61 && c <= 0x7a) return false;
+  }
+  return true;
+}
+
 function isWsp(c: number): boolean {
   return c === SP || c === HT || c === CR;
 }
@@ -130,7 +139,8 @@ export function tokenize(text: string): Token[] | string {
     wordStart = -1;
     if (word === '') return;
     const eq = word.indexOf('=');
-    const name = (eq === -1 ? word : word.slice(0, eq)).toUpperCase();
+    const head = eq === -1 ? word : word.slice(0, eq);
+    const name = isUpper(head) ? head : head.toUpperCase();
     tokens.push({ name, value: eq === -1 ? undefined : word.slice(eq + 1), raw: word, line });
   };
   const n = text.length;
@@ -629,8 +639,9 @@ export function encodeRequest(req: FcpRequest): string {
     case 'SET':
     case 'RELEASE':
     case 'QUERY': {
-      const members = req.pme ? pmeMembers(req.pme) : [];
-      if (members.length > 0) out += `PME ${members.map((m) => `${m};`).join(' ')}${CRLF}`;
+      // The PME line is the canonical key text (pmeKey).
+      const key = req.pme ? pmeKey(req.pme) : '';
+      if (key !== '') out += `PME ${key}${CRLF}`;
       if (req.method === 'SET') {
         const opts = formatSetOptions(req.options);
         if (opts.length > 0) out += `SOPT ${opts.map((m) => `${m};`).join(' ')}${CRLF}`;

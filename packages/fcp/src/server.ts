@@ -205,7 +205,10 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
   readonly #timers: TimerApi;
   readonly #rules = new Map<string, RuleRecord>();
   readonly #ownerCounts = new Map<string, number>();
-  readonly #locks = new Map<string, Promise<void>>();
+  /** Locked keys, each with its FIFO of waiting operations. */
+  readonly #locks = new Map<string, (() => void)[]>();
+  /** Resolved by #unlock when the last lock is released (stop() waits for it). */
+  #locksIdle: (() => void) | undefined;
   readonly #expiry: ExpiryQueue<string>;
   readonly #reservations = new Map<string, Reservation>();
   readonly #natExpiry: ExpiryQueue<string>;
@@ -297,7 +300,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       ...this.#tcpServers.map((s) => new Promise<void>((r) => s.close(() => r()))),
       ...this.#udpSockets.map((s) => new Promise<void>((r) => s.close(() => r()))),
     ]);
-    await Promise.all([...this.#locks.values()]);
+    if (this.#locks.size > 0) await new Promise<void>((r) => (this.#locksIdle = r));
     if (options.closeBackend !== false) await this.backend.close();
   }
 
@@ -471,19 +474,46 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     // per-key lock keeps one rule's operations in order, and backends batch concurrent calls);
     // any other request is a barrier: it waits for everything before it, and everything after
     // it waits for it, so a pipelined QUERY sees the effect of the SETs before it.
-    let gate: Promise<unknown> = Promise.resolve();
-    const inflight = new Set<Promise<unknown>>();
+    // SET/RELEASE since the last barrier are counted in an epoch; a barrier waits for its epoch
+    // to drain and for the barrier before it. With no barrier pending, a SET or RELEASE starts
+    // at once (no promise hop), so every request of one TCP segment reaches the backend in the
+    // same turn and is batched together.
+    interface Epoch {
+      pending: number;
+      drained: (() => void) | undefined;
+    }
+    let epoch: Epoch = { pending: 0, drained: undefined };
+    let gate: Promise<unknown> | undefined;
     const run = (text: string): Promise<FcpResponse> => {
       const parsed = parseRequest(text);
       const method = parsed.kind === 'request' ? parsed.request.method : undefined;
       if (method === 'SET' || method === 'RELEASE') {
-        const p = gate.then(() => this.#process(parsed, client));
-        inflight.add(p);
-        void p.then(() => inflight.delete(p));
+        const e = epoch;
+        e.pending++;
+        const p =
+          gate === undefined
+            ? this.#process(parsed, client)
+            : gate.then(() => this.#process(parsed, client));
+        const done = (): void => {
+          if (--e.pending === 0) e.drained?.();
+        };
+        p.then(done, done);
         return p;
       }
-      const p = Promise.all([gate, ...inflight]).then(() => this.#process(parsed, client));
+      const prev = epoch;
+      epoch = { pending: 0, drained: undefined };
+      const drained = prev.pending === 0 ? undefined : new Promise<void>((r) => (prev.drained = r));
+      const before = gate;
+      const wait = before && drained ? Promise.all([before, drained]) : (before ?? drained);
+      const p =
+        wait === undefined
+          ? this.#process(parsed, client)
+          : wait.then(() => this.#process(parsed, client));
       gate = p;
+      const clear = (): void => {
+        if (gate === p) gate = undefined;
+      };
+      p.then(clear, clear);
       return p;
     };
     let ending = false;
@@ -758,19 +788,44 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     }
   }
 
-  /** Serialises operations on one rule key; different keys run concurrently (backends batch). */
-  async #withKey<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key);
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const chained = prev ? prev.then(() => mine) : mine;
-    this.#locks.set(key, chained);
+  /**
+   * Serialises operations on one rule key; different keys run concurrently (backends batch).
+   * The uncontended case (nearly every request) allocates no promise of its own.
+   */
+  #withKey<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const waiters = this.#locks.get(key);
+    if (waiters !== undefined) {
+      return new Promise<void>((r) => waiters.push(r)).then(() => this.#locked(key, fn));
+    }
+    this.#locks.set(key, []);
+    return this.#locked(key, fn);
+  }
+
+  #locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    let p: Promise<T>;
     try {
-      if (prev) await prev;
-      return await fn();
-    } finally {
-      release();
-      if (this.#locks.get(key) === chained) this.#locks.delete(key);
+      p = fn();
+    } catch (e) {
+      this.#unlock(key);
+      return Promise.reject(e as Error);
+    }
+    const unlock = (): void => this.#unlock(key);
+    p.then(unlock, unlock);
+    return p;
+  }
+
+  /** Hands the key to the next waiting operation, or frees it. */
+  #unlock(key: string): void {
+    const next = this.#locks.get(key)?.shift();
+    if (next) {
+      next();
+      return;
+    }
+    this.#locks.delete(key);
+    if (this.#locks.size === 0 && this.#locksIdle) {
+      const idle = this.#locksIdle;
+      this.#locksIdle = undefined;
+      idle();
     }
   }
 
