@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { callIdOf, ownerOf } from './dispatch.js';
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseListen } from './config.js';
+import { callIdOf, ownerOf, WorkerDispatch } from './dispatch.js';
+import { Transports, type Inbound } from './transport.js';
 
 describe('worker dispatch', () => {
   it('finds the Call-ID in long and compact form without a full parse', () => {
@@ -27,3 +30,81 @@ describe('worker dispatch', () => {
     for (const n of owners.values()) expect(n).toBeGreaterThan(150);
   });
 });
+
+describe('TCP Call-ID dispatch between workers', () => {
+  const opened: { close(): unknown }[] = [];
+  afterEach(async () => {
+    for (const o of opened.splice(0).reverse()) await o.close();
+  });
+
+  /** A worker: its transports (listening on TCP) and its dispatch socket. */
+  async function worker(index: number, got: Inbound[]) {
+    const holder: { d: WorkerDispatch | undefined } = { d: undefined };
+    const t = new Transports({
+      onMessage: (m) => got.push(m),
+      intercept: (m, i) => holder.d?.intercept(m, i) ?? false,
+      relay: (bytes, peer, w) => holder.d?.relay(bytes, peer, w) ?? false,
+    });
+    opened.push(t);
+    const listeners = await t.listen([parseListen('l', 'tcp:127.0.0.1:0')]);
+    const d = new WorkerDispatch({
+      index,
+      count: 2,
+      token: 'secret',
+      deliver: (m) => t.deliver(m),
+      listenerAt: () => listeners[0],
+      writeExisting: (bytes, peer) => t.writeExisting(bytes, peer),
+    });
+    holder.d = d;
+    opened.push(d);
+    return { t, d, port: await d.start(), listener: listeners[0]! };
+  }
+
+  it("passes a message to its Call-ID's owner, which answers over the connection the holder keeps", async () => {
+    const gotA: Inbound[] = [];
+    const gotB: Inbound[] = [];
+    const a = await worker(0, gotA);
+    const b = await worker(1, gotB);
+    a.d.setPeers([a.port, b.port]);
+    b.d.setPeers([a.port, b.port]);
+    // A Call-ID that worker 1 owns, sent on a connection worker 0 accepted.
+    let callId = '';
+    for (let i = 0; callId === '' && i < 100; i++) {
+      if (ownerOf(`tcp-${i}@198.18.0.2`, 2) === 1) callId = `tcp-${i}@198.18.0.2`;
+    }
+    const request = [
+      'OPTIONS sip:b@127.0.0.1 SIP/2.0',
+      'Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKtcpd',
+      'Max-Forwards: 70',
+      'From: <sip:a@127.0.0.1>;tag=1',
+      'To: <sip:b@127.0.0.1>',
+      `Call-ID: ${callId}`,
+      'CSeq: 1 OPTIONS',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    const client = connect(a.listener.port, '127.0.0.1');
+    opened.push({ close: () => client.destroy() });
+    let reply = '';
+    client.on('data', (d: Buffer) => (reply += d.toString('latin1')));
+    await new Promise((r) => client.once('connect', r));
+    client.write(request);
+    await until(() => gotB.length === 1);
+    expect(gotA).toHaveLength(0);
+    const m = gotB[0]!;
+    expect(m.remoteWorker).toBe(0);
+    expect(m.peer.transport).toBe('tcp');
+    expect(m.bytes?.toString('latin1')).toBe(request);
+    // The owner answers the peer: it has no such connection, so the bytes go back to worker 0.
+    expect(b.t.send(Buffer.from('SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n'), m.peer)).toBe(true);
+    await until(() => reply.length > 0);
+    expect(reply).toBe('SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n');
+    expect(b.d.relayed).toBe(1);
+    expect(a.d.forwarded).toBe(1);
+  });
+});
+
+async function until(pred: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+}

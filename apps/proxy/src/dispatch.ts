@@ -6,8 +6,14 @@
  * answers through the shared socket, so replies leave from the public port. Retransmissions,
  * CANCELs, ACKs and in-dialog requests carry the Call-ID of their call and so reach the worker
  * holding its transactions and policy state. See README.md, "Workers".
+ *
+ * TCP: a connection lives in the worker that accepted (or opened) it and cannot move. A message
+ * read on it whose Call-ID another worker owns is passed to the owner like a datagram, with the
+ * index of the worker holding the connection; what the owner then sends to that peer (responses,
+ * in-dialog requests) comes back over the loopback socket and is written on the connection.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { serialize } from '@pinhole/sip';
 import { fnv1a } from './sip-util.js';
 import type { Inbound, Listener, Peer } from './transport.js';
 
@@ -42,7 +48,10 @@ export function ownerOf(callId: string, workers: number): number {
   return parseInt(fnv1a([callId]), 16) % workers;
 }
 
+/** A message for its owner: `PHFWD1 token listener transport address port [holder]`. */
 const MAGIC = 'PHFWD1';
+/** Bytes for a TCP connection the receiving worker holds: `PHTCP1 token address port`. */
+const MAGIC_TCP = 'PHTCP1';
 
 export interface DispatchOptions {
   readonly index: number;
@@ -53,6 +62,8 @@ export interface DispatchOptions {
   deliver(msg: Inbound): void;
   /** Listener by its index in the configuration (the same in every worker). */
   listenerAt(index: number): Listener | undefined;
+  /** Writes bytes on an open TCP connection of this worker; false when there is none. */
+  writeExisting?(bytes: Buffer, peer: Peer): boolean;
 }
 
 export class WorkerDispatch {
@@ -60,6 +71,8 @@ export class WorkerDispatch {
   #socket: Socket | undefined;
   #peers: readonly number[] = [];
   forwarded = 0;
+  /** TCP bytes passed back to the worker holding the connection. */
+  relayed = 0;
 
   constructor(opts: DispatchOptions) {
     this.#o = opts;
@@ -91,17 +104,43 @@ export class WorkerDispatch {
    */
   intercept(msg: Inbound, listenerIndex: number): boolean {
     if (this.#o.count <= 1 || this.#peers.length !== this.#o.count || !this.#socket) return false;
-    if (msg.bytes === undefined) return false;
-    const callId = callIdOf(msg.bytes);
+    let callId: string | undefined;
+    let bytes: Buffer | undefined;
+    if (msg.bytes !== undefined) {
+      bytes = msg.bytes;
+      callId = callIdOf(bytes);
+    } else if (msg.parsed?.ok === true) {
+      // A stream message: already parsed; unmodified, it serialises to its own bytes.
+      callId = msg.parsed.message.callId();
+    }
     if (callId === undefined) return false;
     const owner = ownerOf(callId, this.#o.count);
     if (owner === this.#o.index) return false;
+    if (bytes === undefined && msg.parsed?.ok === true) bytes = serialize(msg.parsed.message);
+    if (bytes === undefined || bytes.length > 65_000) return false; // one loopback datagram
+    const holder = msg.peer.transport === 'tcp' ? ` ${this.#o.index}` : '';
     const head = Buffer.from(
-      `${MAGIC} ${this.#o.token} ${listenerIndex} ${msg.peer.transport} ${msg.peer.address} ${msg.peer.port}\n`,
+      `${MAGIC} ${this.#o.token} ${listenerIndex} ${msg.peer.transport} ${msg.peer.address} ${msg.peer.port}${holder}\n`,
       'latin1',
     );
-    this.#socket.send(Buffer.concat([head, msg.bytes]), this.#peers[owner], '127.0.0.1');
+    this.#socket.send(Buffer.concat([head, bytes]), this.#peers[owner], '127.0.0.1');
     this.forwarded++;
+    return true;
+  }
+
+  /**
+   * The owner's side: bytes for a TCP peer whose connection `worker` holds. Returns false when
+   * they cannot be passed on (no sibling socket, or too large for one datagram).
+   */
+  relay(bytes: Buffer | Uint8Array, peer: Peer, worker: number): boolean {
+    const port = this.#peers[worker];
+    if (!this.#socket || port === undefined || bytes.length > 65_000) return false;
+    const head = Buffer.from(
+      `${MAGIC_TCP} ${this.#o.token} ${peer.address} ${peer.port}\n`,
+      'latin1',
+    );
+    this.#socket.send(Buffer.concat([head, bytes]), port, '127.0.0.1');
+    this.relayed++;
     return true;
   }
 
@@ -109,7 +148,13 @@ export class WorkerDispatch {
     const nl = buf.indexOf(LF);
     if (nl < 0 || nl > 200) return;
     const parts = buf.toString('latin1', 0, nl).split(' ');
-    if (parts.length !== 6 || parts[0] !== MAGIC || parts[1] !== this.#o.token) return;
+    if (parts[1] !== this.#o.token) return;
+    if (parts[0] === MAGIC_TCP && parts.length === 4) {
+      const peer: Peer = { transport: 'tcp', address: parts[2]!, port: Number(parts[3]) };
+      this.#o.writeExisting?.(buf.subarray(nl + 1), peer);
+      return;
+    }
+    if ((parts.length !== 6 && parts.length !== 7) || parts[0] !== MAGIC) return;
     const listener = this.#o.listenerAt(Number(parts[2]));
     if (!listener) return;
     const peer: Peer = {
@@ -117,7 +162,15 @@ export class WorkerDispatch {
       address: parts[4]!,
       port: Number(parts[5]),
     };
-    this.#o.deliver({ bytes: buf.subarray(nl + 1), peer, listener });
+    const holder = parts[6] === undefined ? undefined : Number(parts[6]);
+    this.#o.deliver({
+      bytes: buf.subarray(nl + 1),
+      peer,
+      listener,
+      ...(peer.transport === 'tcp' && holder !== undefined && Number.isInteger(holder)
+        ? { remoteWorker: holder }
+        : {}),
+    });
   }
 
   close(): void {

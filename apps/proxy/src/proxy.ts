@@ -51,6 +51,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
       onMessage: (m) => holder.core?.receive(m),
       onError: (e) => log.debug({ peer: e.peer, err: e.message }, 'transport error'),
       intercept: (m, i) => holder.dispatch?.intercept(m, i) ?? false,
+      relay: (bytes, peer, worker) => holder.dispatch?.relay(bytes, peer, worker) ?? false,
     },
     { advertise: config.advertise, shared: opts.worker !== undefined },
   );
@@ -63,6 +64,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
       token: opts.worker.token,
       deliver: (m) => transports.deliver(m),
       listenerAt: (i) => listeners.find((l) => l.index === i),
+      writeExisting: (bytes, peer) => transports.writeExisting(bytes, peer),
     });
     dispatchPort = await holder.dispatch.start();
   }

@@ -42,14 +42,24 @@ export interface Inbound {
   readonly parsed?: ParseResult;
   readonly peer: Peer;
   readonly listener: Listener;
+  /**
+   * Workers: the message came over a TCP connection held by this sibling worker (it passed the
+   * message to its Call-ID's owner); sends to the peer go back through that worker.
+   */
+  readonly remoteWorker?: number;
 }
 
 export interface TransportEvents {
   onMessage(msg: Inbound): void;
   /** A stream that cannot be framed, a refused connection, a send error. Never throws. */
   onError?(err: { peer?: Peer; message: string }): void;
-  /** Workers: takes a UDP datagram another worker owns (returns true when it did). */
+  /** Workers: takes a message another worker owns (returns true when it did). */
   intercept?(msg: Inbound, listenerIndex: number): boolean;
+  /**
+   * Workers: bytes for a TCP peer whose connection another worker holds (`worker`). Returns
+   * false when they could not be passed on.
+   */
+  relay?(bytes: Buffer | Uint8Array, peer: Peer, worker: number): boolean;
 }
 
 export interface TransportOptions {
@@ -102,6 +112,8 @@ export class Transports {
   readonly #tcp: TcpBinding[] = [];
   /** Open TCP connections by remote address and port (inbound and outbound). */
   readonly #conns = new Map<string, { socket: TcpSocket; listener: Listener }>();
+  /** Workers: TCP peers whose connection a sibling holds, by remote address and port. */
+  readonly #remote = new Map<string, number>();
   #closed = false;
 
   constructor(events: TransportEvents, opts: TransportOptions = {}) {
@@ -209,7 +221,28 @@ export class Transports {
 
   /** Hands a message to the handler (also used for messages forwarded by another worker). */
   deliver(msg: Inbound): void {
+    if (msg.remoteWorker !== undefined && msg.peer.transport === 'tcp') {
+      const key = peerKey(msg.peer);
+      // Bounded: the oldest mapping goes first (its connection is the likeliest to be gone).
+      this.#remote.delete(key);
+      if (this.#remote.size >= 10_000) {
+        const oldest = this.#remote.keys().next();
+        if (oldest.done !== true) this.#remote.delete(oldest.value);
+      }
+      this.#remote.set(key, msg.remoteWorker);
+    }
     this.#deliver(msg);
+  }
+
+  /**
+   * Workers: writes bytes a sibling passed back on an open TCP connection of this process.
+   * Never opens a connection (the peer's port is a client's ephemeral port).
+   */
+  writeExisting(bytes: Buffer | Uint8Array, peer: Peer): boolean {
+    const existing = this.#conns.get(peerKey(peer));
+    if (!existing || this.#closed) return false;
+    existing.socket.write(bytes);
+    return true;
   }
 
   #deliver(msg: Inbound): void {
@@ -234,8 +267,13 @@ export class Transports {
     );
     socket.setNoDelay(true);
     socket.setTimeout(this.#opts.tcpIdleMs ?? 600_000, () => socket.destroy());
+    const intercept = this.#events.intercept?.bind(this.#events);
     socket.on('data', (chunk: Buffer) => {
-      for (const parsed of parser.push(chunk)) this.#deliver({ parsed, peer, listener });
+      for (const parsed of parser.push(chunk)) {
+        const msg: Inbound = { parsed, peer, listener };
+        if (intercept?.(msg, listener.index)) continue;
+        this.#deliver(msg);
+      }
       const failed = parser.failed;
       if (failed !== undefined) {
         // No way to find the next message: the connection cannot be used any more.
@@ -281,6 +319,10 @@ export class Transports {
       existing.socket.write(bytes);
       return true;
     }
+    const holder = this.#remote.get(peerKey(peer));
+    if (holder !== undefined && this.#events.relay) {
+      return this.#events.relay(bytes, peer, holder);
+    }
     const listener = this.listenerFor('tcp', peer.address);
     if (!listener) {
       this.#events.onError?.({ peer, message: 'no tcp listener' });
@@ -302,6 +344,7 @@ export class Transports {
     this.#closed = true;
     for (const { socket } of this.#conns.values()) socket.destroy();
     this.#conns.clear();
+    this.#remote.clear();
     await Promise.all([
       ...this.#udp.map((u) => new Promise<void>((r) => u.socket.close(() => r()))),
       ...this.#tcp.map((t) => new Promise<void>((r) => t.server.close(() => r()))),

@@ -284,102 +284,112 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
       expect(a.proxy.metrics.requests.get({ method: 'CANCEL' })).toBe(0); // the proxy's own CANCEL
     });
 
-    it('with --workers 2, every call state stays with one worker: all holes opened are closed', async () => {
-      const fcpd = await startFcpd(
-        {
-          listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
-          backend: 'memory',
-          protected: ['198.19.0.0/16'],
-          logLevel: 'silent',
-        },
-        { logger: pino({ level: 'silent' }) },
-      );
-      daemons.push(fcpd);
-      const fcp = fcpd.addresses[0]!;
-      const [port, uasPort] = [await freePort('udp'), await freePort('udp')];
-      const proxy = spawn(
-        process.execPath,
-        [
-          CLI,
-          '--listen',
-          `udp:127.0.0.1:${port}`,
-          '--route',
-          `default=sip:127.0.0.1:${uasPort}`,
-          '--fcp',
-          `tcp:${fcp.host}:${fcp.port}`,
-          '--protected',
-          '198.19.0.0/16',
-          '--workers',
-          '2',
-          '--log-level',
-          'warn',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      children.push(proxy);
-      let err = '';
-      proxy.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      for (let i = 0; i < 100 && !/listening/.test(err); i++) await sleep(100);
-      expect(err).toMatch(/with 2 workers/);
+    it.each(['udp', 'tcp'] as const)(
+      'with --workers 2 over %s, every call state stays with one worker: all holes opened are closed',
+      async (transport) => {
+        const fcpd = await startFcpd(
+          {
+            listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+            backend: 'memory',
+            protected: ['198.19.0.0/16'],
+            logLevel: 'silent',
+          },
+          { logger: pino({ level: 'silent' }) },
+        );
+        daemons.push(fcpd);
+        const fcp = fcpd.addresses[0]!;
+        const [port, uasPort] = [await freePort(transport), await freePort(transport)];
+        const tcp = transport === 'tcp';
+        const proxy = spawn(
+          process.execPath,
+          [
+            CLI,
+            '--listen',
+            `${transport}:127.0.0.1:${port}`,
+            ...(tcp ? ['--listen', `udp:127.0.0.1:${await freePort('udp')}`] : []),
+            '--route',
+            `default=sip:127.0.0.1:${uasPort}${tcp ? ';transport=tcp' : ''}`,
+            '--fcp',
+            `tcp:${fcp.host}:${fcp.port}`,
+            '--protected',
+            '198.19.0.0/16',
+            '--workers',
+            '2',
+            '--log-level',
+            'warn',
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        children.push(proxy);
+        let err = '';
+        proxy.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        for (let i = 0; i < 100 && !/listening/.test(err); i++) await sleep(100);
+        expect(err).toMatch(/with 2 workers/);
 
-      const calls = 40;
-      const dir = mkdtempSync(join(tmpdir(), 'pinhole-workers-'));
-      dirs.push(dir);
-      const csv = join(dir, 'ports.csv');
-      writeFileSync(
-        csv,
-        `SEQUENTIAL\n${[...Array(calls).keys()].map((i) => `${30000 + 2 * i};198.19.1.2;`).join('\n')}\n`,
-      );
-      const uas = sipp([
-        '-sf',
-        `${SCENARIOS}uas-bench.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(uasPort),
-        '-mp',
-        String(await freePort('udp')),
-        '-inf',
-        csv,
-        '-m',
-        String(calls),
-      ]);
-      await sleep(300);
-      let maxRules = 0;
-      const poll = setInterval(() => (maxRules = Math.max(maxRules, fcpd.server.liveRules)), 20);
-      const uac = await sipp([
-        `127.0.0.1:${port}`,
-        '-sf',
-        `${SCENARIOS}uac-bench.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(await freePort('udp')),
-        '-mp',
-        String(await freePort('udp')),
-        '-key',
-        'mport',
-        '41000',
-        '-r',
-        '20',
-        '-m',
-        String(calls),
-        '-d',
-        '500',
-        '-s',
-        'bob',
-      ]);
-      clearInterval(poll);
-      const uasR = await uas;
-      expect(uasR.code, uasR.out).toBe(0);
-      expect(uac.code, uac.out).toBe(0);
-      expect(maxRules).toBeGreaterThan(0);
-      // Every BYE reached the worker holding its call: no hole is left behind.
-      for (let i = 0; i < 50 && fcpd.server.liveRules > 0; i++) await sleep(100);
-      expect(fcpd.server.liveRules).toBe(0);
-      proxy.kill('SIGTERM');
-      const code = await new Promise((r) => proxy.once('exit', r));
-      expect(code).toBe(0);
-    }, 60_000);
+        const calls = 40;
+        const dir = mkdtempSync(join(tmpdir(), 'pinhole-workers-'));
+        dirs.push(dir);
+        const csv = join(dir, 'ports.csv');
+        writeFileSync(
+          csv,
+          `SEQUENTIAL\n${[...Array(calls).keys()].map((i) => `${30000 + 2 * i};198.19.1.2;`).join('\n')}\n`,
+        );
+        const uas = sipp([
+          ...(tcp ? ['-t', 't1'] : []),
+          '-sf',
+          `${SCENARIOS}uas-bench.xml`,
+          '-i',
+          '127.0.0.1',
+          '-p',
+          String(uasPort),
+          '-mp',
+          String(await freePort('udp')),
+          '-inf',
+          csv,
+          '-m',
+          String(calls),
+        ]);
+        await sleep(300);
+        let maxRules = 0;
+        const poll = setInterval(() => (maxRules = Math.max(maxRules, fcpd.server.liveRules)), 20);
+        // Over TCP every call shares the UAC's one connection, held by one worker: the calls the
+        // other worker owns are passed to it and its answers come back to the holder.
+        const uac = await sipp([
+          `127.0.0.1:${port}`,
+          ...(tcp ? ['-t', 't1'] : []),
+          '-sf',
+          `${SCENARIOS}uac-bench.xml`,
+          '-i',
+          '127.0.0.1',
+          '-p',
+          String(await freePort(transport)),
+          '-mp',
+          String(await freePort('udp')),
+          '-key',
+          'mport',
+          '41000',
+          '-r',
+          '20',
+          '-m',
+          String(calls),
+          '-d',
+          '500',
+          '-s',
+          'bob',
+        ]);
+        clearInterval(poll);
+        const uasR = await uas;
+        expect(uasR.code, uasR.out).toBe(0);
+        expect(uac.code, uac.out).toBe(0);
+        expect(maxRules).toBeGreaterThan(0);
+        // Every BYE reached the worker holding its call: no hole is left behind.
+        for (let i = 0; i < 50 && fcpd.server.liveRules > 0; i++) await sleep(100);
+        expect(fcpd.server.liveRules).toBe(0);
+        proxy.kill('SIGTERM');
+        const code = await new Promise((r) => proxy.once('exit', r));
+        expect(code).toBe(0);
+      },
+      60_000,
+    );
   },
 );
