@@ -356,11 +356,11 @@ function inconsistent(what: string, raw: string): SipError {
 }
 
 /**
- * A top Via accepted by `scanTopVia`: `branch` and `raw` are read from the bytes; every other
- * field comes from the full parser, on first access.
+ * A top Via accepted by `scanTopVia`: `branch` and `raw` are substrings of the message head
+ * (`text`, offsets into it); every other field comes from the full parser, on first access.
  */
 export class FastVia implements Via {
-  readonly #buf: Buffer;
+  readonly #text: string;
   readonly #s: number;
   readonly #e: number;
   readonly #bs: number;
@@ -369,8 +369,8 @@ export class FastVia implements Via {
   #branch: string | undefined;
   #full: Via | undefined;
 
-  constructor(buf: Buffer, s: number, e: number, bs: number, be: number) {
-    this.#buf = buf;
+  constructor(text: string, s: number, e: number, bs: number, be: number) {
+    this.#text = text;
     this.#s = s;
     this.#e = e;
     this.#bs = bs;
@@ -378,12 +378,13 @@ export class FastVia implements Via {
   }
 
   get raw(): string {
-    return (this.#raw ??= ascii(this.#buf, this.#s, this.#e));
+    return (this.#raw ??= this.#text.slice(this.#s, this.#e));
   }
 
   get branch(): string | undefined {
-    if (this.#branch === undefined && this.#bs >= 0)
-      this.#branch = ascii(this.#buf, this.#bs, this.#be);
+    if (this.#branch === undefined && this.#bs >= 0) {
+      this.#branch = this.#text.slice(this.#bs, this.#be);
+    }
     return this.#branch;
   }
 
@@ -429,11 +430,11 @@ export class FastVia implements Via {
 }
 
 /**
- * A From/To value accepted by `scanNameAddr`: `tag` and `raw` are read from the bytes; the rest
- * comes from the full (lazy-URI) parser on first access.
+ * A From/To value accepted by `scanNameAddr`: `tag` and `raw` are substrings of the message head
+ * (`text`, offsets into it); the rest comes from the full (lazy-URI) parser on first access.
  */
 export class FastNameAddr implements NameAddr {
-  readonly #buf: Buffer;
+  readonly #text: string;
   readonly #s: number;
   readonly #e: number;
   readonly #ts: number;
@@ -442,8 +443,8 @@ export class FastNameAddr implements NameAddr {
   #tag: string | undefined;
   #full: NameAddr | undefined;
 
-  constructor(buf: Buffer, s: number, e: number, ts: number, te: number) {
-    this.#buf = buf;
+  constructor(text: string, s: number, e: number, ts: number, te: number) {
+    this.#text = text;
     this.#s = s;
     this.#e = e;
     this.#ts = ts;
@@ -451,12 +452,12 @@ export class FastNameAddr implements NameAddr {
   }
 
   get raw(): string {
-    return (this.#raw ??= ascii(this.#buf, this.#s, this.#e));
+    return (this.#raw ??= this.#text.slice(this.#s, this.#e));
   }
 
   get tag(): string | undefined {
     if (this.#tag === undefined && this.#ts >= 0) {
-      this.#tag = this.#te > this.#ts ? ascii(this.#buf, this.#ts, this.#te) : '';
+      this.#tag = this.#te > this.#ts ? this.#text.slice(this.#ts, this.#te) : '';
     }
     return this.#tag;
   }

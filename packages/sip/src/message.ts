@@ -174,8 +174,9 @@ export class Message implements SipMessage {
   #edited = false;
   #startLineEdited = false;
   #newBody: Uint8Array | undefined;
-  /** The head as one string when it is ASCII (null: not ASCII; undefined: not checked yet). */
-  #headText: string | null | undefined = undefined;
+  /** The head decoded as Latin-1 (`#latin1Head`), and whether all of it is ASCII. */
+  #latin1: string | undefined = undefined;
+  #headAscii: boolean | undefined = undefined;
 
   // caches (reset on every edit)
   #via: Lazy<readonly Via[]> = UNPARSED;
@@ -261,24 +262,30 @@ export class Message implements SipMessage {
   }
 
   /**
-   * Decodes bytes of the head. An all-ASCII head (the common case, checked once) is decoded once
-   * as a whole and values are substrings of it; otherwise each value is decoded as UTF-8.
+   * The head decoded as Latin-1, once (one call into the runtime, about the cost of decoding a
+   * single short value). Byte offsets are string indices, and ASCII bytes decode the same in
+   * Latin-1 and UTF-8, so every ASCII value is a substring of it.
    */
+  #latin1Head(): string {
+    return (this.#latin1 ??= decodeLatin1(this.#buf, this.#start, this.#sepStart));
+  }
+
+  /** Decodes bytes of the head: a substring of the Latin-1 head when ASCII, else UTF-8. */
   #decode(start: number, end: number): string {
-    if (this.#headText === undefined && end - start <= 96) {
-      // A short value read before anything else (Call-ID on a proxy's read path): decode just
-      // its bytes instead of the whole head. ASCII bytes decode the same in Latin-1 and UTF-8.
-      const buf = this.#buf;
-      let i = start;
-      while (i < end && (buf[i] as number) < 0x80) i++;
-      return i === end ? decodeLatin1(buf, start, end) : decodeUtf8(buf, start, end);
+    if (end <= this.#sepStart) {
+      let ascii = this.#headAscii;
+      if (ascii === undefined && end - start > 64) {
+        ascii = this.#headAscii = isAscii(this.#buf.subarray(this.#start, this.#sepStart));
+      }
+      if (ascii !== true) {
+        const buf = this.#buf;
+        let i = start;
+        while (i < end && (buf[i] as number) < 0x80) i++;
+        ascii = i === end;
+      }
+      if (ascii) return this.#latin1Head().slice(start - this.#start, end - this.#start);
     }
-    if (this.#headText === undefined) {
-      const head = this.#buf.subarray(this.#start, this.#sepStart);
-      this.#headText = isAscii(head) ? decodeLatin1(this.#buf, this.#start, this.#sepStart) : null;
-    }
-    if (this.#headText === null || end > this.#sepStart) return decodeUtf8(this.#buf, start, end);
-    return this.#headText.slice(start - this.#start, end - this.#start);
+    return decodeUtf8(this.#buf, start, end);
   }
 
   #value(h: HeaderLine): string {
@@ -390,7 +397,17 @@ export class Message implements SipMessage {
     if (h.lineStart >= 0 && !h.folded) {
       // The fast byte path (fast.ts); -1 means "ask the full parser".
       const end = scanTopVia(this.#buf, h.valueStart, h.valueEnd);
-      if (end >= 0) return new FastVia(this.#buf, h.valueStart, end, found.start, found.end);
+      if (end >= 0) {
+        // The scanner accepts ASCII bytes only: its strings are substrings of the Latin-1 head.
+        const b = this.#start;
+        return new FastVia(
+          this.#latin1Head(),
+          h.valueStart - b,
+          end - b,
+          found.start < 0 ? -1 : found.start - b,
+          found.end - b,
+        );
+      }
     }
     const v = parseVia(firstListElement(this.#value(h)));
     return isSipError(v) ? undefined : v;
@@ -400,7 +417,14 @@ export class Message implements SipMessage {
     const h = this.#first(id);
     if (h === undefined) return undefined;
     if (h.lineStart >= 0 && !h.folded && scanNameAddr(this.#buf, h.valueStart, h.valueEnd)) {
-      return new FastNameAddr(this.#buf, h.valueStart, h.valueEnd, found.start, found.end);
+      const b = this.#start;
+      return new FastNameAddr(
+        this.#latin1Head(),
+        h.valueStart - b,
+        h.valueEnd - b,
+        found.start < 0 ? -1 : found.start - b,
+        found.end - b,
+      );
     }
     const v = parseNameAddrLazy(this.#value(h));
     return isSipError(v) ? undefined : v;
