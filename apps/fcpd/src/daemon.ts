@@ -82,7 +82,7 @@ class InstrumentedBackend implements FirewallBackend {
     try {
       p = fn();
     } catch (e) {
-      p = Promise.reject(e as Error);
+      p = Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     const h = this.#latency[op];
     p.then(

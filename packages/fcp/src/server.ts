@@ -807,7 +807,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       p = fn();
     } catch (e) {
       this.#unlock(key);
-      return Promise.reject(e as Error);
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     const unlock = (): void => this.#unlock(key);
     p.then(unlock, unlock);
