@@ -22,6 +22,8 @@ class FakeFcp implements FcpPort {
   readonly sets: FcpPmeInput[] = [];
   readonly releases: FcpPmeInput[] = [];
   answer: Answer = 'ok';
+  /** SETs for these destination ports are refused whatever `answer` says. */
+  readonly refusePorts = new Set<number>();
   readonly #stuck: (() => void)[] = [];
   set(pme: FcpPmeInput) {
     this.sets.push(pme);
@@ -30,9 +32,10 @@ class FakeFcp implements FcpPort {
         this.#stuck.push(() => r({ ok: false, outcomes: [] })),
       );
     }
+    const ok = this.answer === 'ok' && !this.refusePorts.has(pme.dstPort ?? 0);
     return Promise.resolve({
-      ok: this.answer === 'ok',
-      outcomes: [{ server: 'fake', kind: this.answer === 'ok' ? 'installed' : 'refused' }],
+      ok,
+      outcomes: [{ server: 'fake', kind: ok ? 'installed' : 'refused' }],
     });
   }
   /** Answers the requests left hanging (so that the controller can close). */
@@ -182,6 +185,73 @@ describe('firewall module on the transaction layer', () => {
     await tick();
     expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 183, 486]);
     expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
+  });
+
+  it('fail-closed after another fork answered: only the failing fork is ACKed and hung up', async () => {
+    const h = setup('closed', 'ok');
+    h.fcp.refusePorts.add(40100);
+    for (const c of ['198.19.0.8', '198.19.0.9']) {
+      h.receive(
+        [
+          'REGISTER sip:198.18.0.1 SIP/2.0',
+          `Via: SIP/2.0/UDP ${c}:5060;branch=z9hG4bKreg${c}`,
+          'Max-Forwards: 70',
+          'From: <sip:bob@198.18.0.1>;tag=r',
+          'To: <sip:bob@198.18.0.1>',
+          `Call-ID: reg-${c}`,
+          'CSeq: 1 REGISTER',
+          `Contact: <sip:bob@${c}:5060>`,
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n'),
+        { transport: 'udp', address: c, port: 5060 },
+      );
+    }
+    h.receive(invite([], 'z9hG4bKfork', 70, sdp('198.18.0.2', 41000)));
+    await tick();
+    const branches = h.sent.filter((s) => s.msg.isRequest && s.msg.method === 'INVITE');
+    expect(branches).toHaveLength(2);
+    const [one, two] = branches as [(typeof branches)[0], (typeof branches)[0]];
+    const ok1 = answer(
+      one.msg,
+      200,
+      'OK',
+      ['Contact: <sip:bob@198.19.0.8:5060>'],
+      sdp('198.19.0.8', 40000),
+      'f1',
+    );
+    const ok2 = answer(
+      two.msg,
+      200,
+      'OK',
+      ['Contact: <sip:bob@198.19.0.9:5060>'],
+      sdp('198.19.0.9', 40100),
+      'f2',
+    );
+    h.receive(ok1, one.to);
+    await tick();
+    h.receive(ok2, two.to);
+    await tick();
+    const up = () =>
+      h.sent.filter((s) => isCaller(s.to)).map((s) => `${s.msg.status} ${s.msg.to()?.tag}`);
+    expect(up()).toEqual(['100 undefined', '200 f1']);
+    const toTwo = () =>
+      h.sent
+        .filter((s) => s.to.address === '198.19.0.9' && s.msg.isRequest)
+        .map((s) => s.msg.method);
+    expect(toTwo()).toEqual(['INVITE', 'ACK', 'BYE']);
+    // The good fork's 2xx retransmission still reaches the caller; nothing is sent to hang it up.
+    h.receive(ok1, one.to);
+    h.receive(ok2, two.to);
+    await tick();
+    expect(up()).toEqual(['100 undefined', '200 f1', '200 f1']);
+    expect(toTwo()).toEqual(['INVITE', 'ACK', 'BYE', 'ACK']);
+    expect(
+      h.sent
+        .filter((s) => s.to.address === '198.19.0.8' && s.msg.isRequest)
+        .map((s) => s.msg.method),
+    ).toEqual(['INVITE']);
   });
 
   it('writes host addresses without a prefix and keeps source prefixes', () => {

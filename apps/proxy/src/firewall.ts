@@ -124,8 +124,9 @@ export class Firewall implements MediaGate {
     if (m === undefined) return undefined;
     const server = e.transaction as ServerTransaction | undefined;
     const branch = e.branch as ClientTransaction | undefined;
-    if (server !== undefined && hooks.isFailed(server)) {
-      // The call was failed: nothing more of it goes upstream (a 2xx is ACKed and hung up).
+    if (server !== undefined && hooks.isFailed(server, m)) {
+      // The call (or this fork's dialog) was failed: nothing more of it goes upstream (a 2xx is
+      // ACKed, and hung up once).
       return Promise.resolve(hooks.failCall(server, m, branch));
     }
     const source = transportAddress(hooks.peerOf(e.source));
@@ -153,7 +154,9 @@ export class Firewall implements MediaGate {
       ? this.#control.hold(exec, { context: { callId: m.callId(), status: m.status } })
       : undefined;
     const decided = Promise.all([prev, verdict]).then(([, v]): HoldDecision | undefined => {
-      if (server !== undefined && hooks.isFailed(server)) return hooks.failCall(server, m, branch);
+      if (server !== undefined && hooks.isFailed(server, m)) {
+        return hooks.failCall(server, m, branch);
+      }
       if (v === undefined || v.action === 'relay') return undefined;
       if (server === undefined) return { action: 'drop' };
       return hooks.failCall(server, m, branch);

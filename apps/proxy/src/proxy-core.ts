@@ -100,8 +100,11 @@ export interface ProxyHooks {
     response: SipMessage,
     branch: ClientTransaction | undefined,
   ): HoldDecision;
-  /** True once `failCall` was called for this server transaction. */
-  isFailed(server: ServerTransaction): boolean;
+  /**
+   * True once the call of this server transaction was failed; with a response, also when that
+   * response's dialog (a fork answered after another fork's 2xx went through) was failed.
+   */
+  isFailed(server: ServerTransaction, response?: SipMessage): boolean;
   /** The transport address as the core's peers name it. */
   peerOf(address: Address | undefined): Peer | undefined;
 }
@@ -139,8 +142,12 @@ function transportName(t: string): TransportName {
   return t.toUpperCase() === 'TCP' ? 'tcp' : 'udp';
 }
 
-/** A failed call: when it failed, and which callee answers were already hung up. */
+/**
+ * A failed call (`whole`: the caller got a 503) or, after another fork's 2xx went through, only
+ * some of its forks; `hungUp`: To tags of the callee answers already ACKed and hung up.
+ */
 interface FailedCall {
+  whole: boolean;
   readonly hungUp: Set<string>;
 }
 
@@ -892,7 +899,13 @@ export class ProxyCore {
   #hooks(): ProxyHooks {
     return {
       failCall: (server, response, branch) => this.#failCall(server, response, branch),
-      isFailed: (server) => this.#failed.has(server),
+      isFailed: (server, response) => {
+        const f = this.#failed.get(server);
+        if (f === undefined) return false;
+        if (f.whole) return true;
+        const tag = response?.to()?.tag;
+        return tag !== undefined && f.hungUp.has(tag);
+      },
       peerOf: (a) => this.#peerOf(a),
     };
   }
@@ -904,9 +917,13 @@ export class ProxyCore {
   ): HoldDecision {
     let failed = this.#failed.get(server);
     if (failed === undefined) {
-      failed = { hungUp: new Set() };
+      failed = { whole: false, hungUp: new Set() };
       this.#failed.set(server, failed);
       setTimeout(() => this.#failed.delete(server), FAILED_MEMORY_MS).unref();
+    }
+    if (!failed.whole && server.pending) {
+      // The caller has no final answer yet: the whole call fails.
+      failed.whole = true;
       this.#log.warn(
         { callId: response.callId(), status: response.status },
         'pinholes not confirmed: failing the call (fail-mode closed)',
@@ -914,6 +931,7 @@ export class ProxyCore {
       // §16.10-style: every pending branch is cancelled; no new branch is created.
       this.layer.contextOf(server)?.cancel();
     }
+    // Otherwise another fork's 2xx already went through: only this fork's dialog fails.
     const status = response.status;
     if (status >= 200 && status < 300 && branch !== undefined && !response.isRequest) {
       // The callee answered: acknowledge its 2xx (each retransmission) and hang up once.
