@@ -121,12 +121,8 @@ export class HeaderLine {
   }
 }
 
-/** Offsets of a scanned message head, as produced by the scanner. */
+/** Offsets of a scanned message head, as produced by the scanner (its head object is one). */
 export interface MessageLayout {
-  /** The buffer holding the message (possibly with other data before/after). */
-  readonly buf: Buffer;
-  /** First byte of the start line. */
-  readonly start: number;
   /** End of the start line's content (before CR LF). */
   readonly startLineEnd: number;
   /** First byte after the start line's terminator. */
@@ -135,8 +131,6 @@ export interface MessageLayout {
   /** Start of the empty line ending the head (== bodyStart when it is missing). */
   readonly sepStart: number;
   readonly bodyStart: number;
-  /** One past the last byte of the message (end of body). */
-  readonly end: number;
 }
 
 export interface StartLine {
@@ -186,10 +180,22 @@ export class Message implements SipMessage {
   #cseq: Lazy<CSeq | undefined> = UNPARSED;
   #ruri: Lazy<SipUri | undefined> = UNPARSED;
 
-  constructor(layout: MessageLayout, startLine: StartLine, uriStart = -1, uriEnd = -1) {
-    this.#buf = layout.buf;
-    this.#start = layout.start;
-    this.#end = layout.end;
+  /**
+   * `buf[start..end)` is the message (the buffer may hold other data before and after it);
+   * `layout` gives the head's offsets in `buf`.
+   */
+  constructor(
+    buf: Buffer,
+    start: number,
+    end: number,
+    layout: MessageLayout,
+    startLine: StartLine,
+    uriStart = -1,
+    uriEnd = -1,
+  ) {
+    this.#buf = buf;
+    this.#start = start;
+    this.#end = end;
     this.#startLineEnd = layout.startLineEnd;
     this.#startLineNext = layout.startLineNext;
     this.#sepStart = layout.sepStart;
@@ -720,16 +726,13 @@ export class Message implements SipMessage {
 
   clone(): Message {
     const layout: MessageLayout = {
-      buf: this.#buf,
-      start: this.#start,
       startLineEnd: this.#startLineEnd,
       startLineNext: this.#startLineNext,
       lines: this.#lines.map((h) => h.copy()),
       sepStart: this.#sepStart,
       bodyStart: this.#bodyStart,
-      end: this.#end,
     };
-    const m = new Message(layout, {
+    const m = new Message(this.#buf, this.#start, this.#end, layout, {
       isRequest: this.isRequest,
       method: this.#method,
       requestUri: this.requestUri,

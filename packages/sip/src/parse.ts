@@ -268,11 +268,16 @@ export function fastStartLine(
   while (i < end && TOKEN[buf[i] as number] === 1) i++;
   if (i === start || i >= end || buf[i] !== SP) return undefined;
   const sp1 = i;
-  i++;
-  while (i < end && buf[i] !== SP && buf[i] !== HT) i++;
-  if (i === sp1 + 1 || i >= end || buf[i] !== SP || end - i !== 8 || !isSip20(buf, i + 1)) {
-    return undefined;
+  // The line must end in SP "SIP/2.0"; that SP must be the first SP or HT after the method's.
+  const sp2 = end - 8;
+  if (sp2 <= sp1 + 1 || buf[sp2] !== SP || !isSip20(buf, sp2 + 1)) return undefined;
+  i = sp1 + 1;
+  for (;;) {
+    const c = buf[i] as number; // the SP at sp2 ends this loop
+    if (c === SP || c === HT) break;
+    i++;
   }
+  if (i !== sp2) return undefined;
   if (lazyUri) {
     // The caller decodes the Request-URI when it is first asked for.
     uriRange.start = sp1 + 1;
@@ -415,21 +420,7 @@ export function buildMessage(
     fastStartLine(buf, start, head.startLineEnd, true) ??
     parseStartLineText(buf, start, head.startLineEnd);
   if ('code' in sl) return fail(sl, partialFrom(buf, start, head));
-  const message: SipMessage = new Message(
-    {
-      buf,
-      start,
-      startLineEnd: head.startLineEnd,
-      startLineNext: head.startLineNext,
-      lines: head.lines,
-      sepStart: head.sepStart,
-      bodyStart: head.bodyStart,
-      end,
-    },
-    sl,
-    uriRange.start,
-    uriRange.end,
-  );
+  const message: SipMessage = new Message(buf, start, end, head, sl, uriRange.start, uriRange.end);
   return { ok: true, message };
 }
 
