@@ -115,6 +115,9 @@ describe('parseCli', () => {
     }),
     '/bad.json': '{ nope',
     '/badfield.json': JSON.stringify({ nft: { mode: 1 } }),
+    '/c.pem': '-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----\n',
+    '/k.pem': '-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n',
+    '/ca.pem': '-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n',
   };
   const read = (p: string): string => {
     const t = files[p];
@@ -149,6 +152,33 @@ describe('parseCli', () => {
     expect(config.nft).toEqual({ mode: 'mark', table: 'fw', hooks: ['input'] });
   });
 
+  it('builds tls: listeners from --tls-cert/--tls-key (and --tls-ca for client certificates)', () => {
+    const withCa = parseCli(
+      [
+        ...['--listen', 'tls:0.0.0.0:12346', '--listen', 'tcp:127.0.0.1:12345'],
+        ...['--tls-cert', '/c.pem', '--tls-key', '/k.pem', '--tls-ca', '/ca.pem'],
+      ],
+      read,
+    ).config;
+    expect(withCa.listen?.[0]).toEqual({
+      transport: 'tls',
+      host: '0.0.0.0',
+      port: 12346,
+      tls: { cert: files['/c.pem'], key: files['/k.pem'], ca: files['/ca.pem'] },
+    });
+    expect(withCa.listen?.[1]).toEqual({ transport: 'tcp', host: '127.0.0.1', port: 12345 });
+    const noCa = parseCli(
+      ['--listen', 'tls:[::1]:0', '--tls-cert', '/c.pem', '--tls-key', '/k.pem'],
+      read,
+    ).config;
+    expect(noCa.listen?.[0]?.tls).toEqual({
+      cert: files['/c.pem'],
+      key: files['/k.pem'],
+      requestCert: false,
+      rejectUnauthorized: false,
+    });
+  });
+
   it('lets flags override the config file, field by field', () => {
     const { config } = parseCli(['--config', '/cfg.json', '--nft-mode', 'standalone'], read);
     expect(config.protected).toEqual(['10.0.0.0/8']);
@@ -164,6 +194,17 @@ describe('parseCli', () => {
     [['--nft-mode', 'x'], '--nft-mode'],
     [['--metrics', 'tcp:nohost:1'], '--metrics'],
     [['--unknown'], '(flags)'],
+    [['--listen', 'tls:127.0.0.1:1'], '--tls-cert'],
+    [['--listen', 'tls:127.0.0.1:1', '--tls-cert', '/c.pem'], '--tls-key'],
+    [
+      ['--listen', 'tls:127.0.0.1:1', '--tls-cert', '/c.pem', '--tls-key', '/nope.pem'],
+      '--tls-key',
+    ],
+    [
+      ['--listen', 'tls:127.0.0.1:1', '--tls-cert', '/cfg.json', '--tls-key', '/k.pem'],
+      '--tls-cert',
+    ],
+    [['--tls-cert', '/c.pem', '--tls-key', '/k.pem'], '--tls-cert'],
   ])('reports %j against %s', (argv, field) => {
     expect(fieldOf(() => parseCli(argv, read))).toBe(field);
   });

@@ -158,9 +158,30 @@ function strList(v: unknown, field: string): string[] {
   return v.map((x, i) => checkCidr(x, `${field}[${i}]`));
 }
 
-function listener(v: unknown, field: string): ListenerConfig {
+/** PEM material for `tls:` listeners given as strings (from --tls-cert/--tls-key/--tls-ca). */
+export interface TlsMaterial {
+  readonly cert: string;
+  readonly key: string;
+  /** CA of the client certificates; without it, TLS without client certificates. */
+  readonly ca?: string | undefined;
+}
+
+function listener(v: unknown, field: string, tls?: TlsMaterial): ListenerConfig {
   if (typeof v === 'string') {
-    const e = parseEndpoint(v, field);
+    const e = parseEndpoint(v, field, tls ? ['tcp', 'udp', 'tls'] : ['tcp', 'udp']);
+    if (e.transport === 'tls' && tls) {
+      return {
+        transport: 'tls',
+        host: e.host,
+        port: e.port,
+        tls:
+          tls.ca !== undefined
+            ? // Client certificates are requested and must chain to this CA.
+              { cert: tls.cert, key: tls.key, ca: tls.ca }
+            : // Encryption and server authentication only; the address ACL decides.
+              { cert: tls.cert, key: tls.key, requestCert: false, rejectUnauthorized: false },
+      };
+    }
     return { transport: e.transport as 'tcp' | 'udp', host: e.host, port: e.port };
   }
   if (isObj(v)) return v as unknown as ListenerConfig; // checked by validateServerConfig
@@ -316,7 +337,11 @@ function nftConfig(v: unknown, field: string): NftConfig {
 export const USAGE = `Usage: pinhole-fcpd [options]
 
   --config FILE             JSON config file (flags override it)
-  --listen tcp|udp:ADDR:PORT  FCP listener (repeatable; default tcp:127.0.0.1:12345)
+  --listen tcp|udp|tls:ADDR:PORT  FCP listener (repeatable; default tcp:127.0.0.1:12345)
+  --tls-cert FILE           PEM certificate (chain) of tls: listeners
+  --tls-key FILE            PEM private key of tls: listeners
+  --tls-ca FILE             PEM CA of FCP client certificates; with it, clients must present a
+                            certificate it signed (owner cert:<CN>), without it none is asked
   --backend nftables|memory firewall backend (default nftables; memory enforces nothing)
   --protected CIDR          network holes may lead into (repeatable; required)
   --allow-client CIDR       FCP client ACL (repeatable; default loopback only)
@@ -351,6 +376,9 @@ export function parseCli(
       options: {
         config: { type: 'string' },
         listen: { type: 'string', multiple: true },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
         backend: { type: 'string' },
         protected: { type: 'string', multiple: true },
         'allow-client': { type: 'string', multiple: true },
@@ -389,7 +417,32 @@ export function parseCli(
     file = validateFcpdConfig(json) as Record<string, unknown>;
   }
   const flags: Record<string, unknown> = {};
-  if (v.listen) flags.listen = v.listen.map((l) => listener(l, '--listen'));
+  const pem = (flag: string, path: string | undefined): string | undefined => {
+    if (path === undefined) return undefined;
+    let text: string;
+    try {
+      text = readFile(path, 'utf8');
+    } catch (e) {
+      throw new FcpdConfigError(flag, `cannot read ${path}: ${(e as Error).message}`);
+    }
+    if (!text.includes('-----BEGIN ')) throw new FcpdConfigError(flag, `${path} is not PEM`);
+    return text;
+  };
+  const cert = pem('--tls-cert', v['tls-cert']);
+  const key = pem('--tls-key', v['tls-key']);
+  const ca = pem('--tls-ca', v['tls-ca']);
+  const wantsTls = (v.listen ?? []).some((l) => l.startsWith('tls:'));
+  if (wantsTls && (cert === undefined || key === undefined)) {
+    throw new FcpdConfigError(
+      cert === undefined ? '--tls-cert' : '--tls-key',
+      'a tls: listener needs --tls-cert and --tls-key',
+    );
+  }
+  if (!wantsTls && (cert ?? key ?? ca) !== undefined) {
+    throw new FcpdConfigError('--tls-cert', 'TLS files given but no --listen tls:ADDR:PORT');
+  }
+  const tls = cert !== undefined && key !== undefined ? { cert, key, ca } : undefined;
+  if (v.listen) flags.listen = v.listen.map((l) => listener(l, '--listen', tls));
   if (v.backend !== undefined) {
     if (v.backend !== 'nftables' && v.backend !== 'memory') {
       throw new FcpdConfigError('--backend', 'must be nftables or memory');

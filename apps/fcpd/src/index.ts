@@ -9,7 +9,14 @@ export {
   parsePortRange,
   validateFcpdConfig,
 } from './config.js';
-export type { BackendName, CliOptions, FcpdConfig, MetricsConfig, NftConfig } from './config.js';
+export type {
+  BackendName,
+  CliOptions,
+  FcpdConfig,
+  MetricsConfig,
+  NftConfig,
+  TlsMaterial,
+} from './config.js';
 export { NftablesBackend, DEFAULT_MARK } from './nftables-backend.js';
 export type { BackendLogger, NftablesBackendOptions } from './nftables-backend.js';
 export { NftChannel, NftError } from './nft-channel.js';
