@@ -268,6 +268,9 @@ async function step(topo, target, rate, dir) {
     `${SECONDS + 40}s`,
     '-buff_size',
     '4194304',
+    ...(process.env.BENCH_TRACE
+      ? ['-trace_msg', '-message_file', join(tmpdir(), 'pinhole-bench-uas.msg')]
+      : []),
   ]);
   let uasOut = '';
   uas.stdout.on('data', (d) => (uasOut = (uasOut + d).slice(-20000)));
