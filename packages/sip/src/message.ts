@@ -783,6 +783,15 @@ export class Message implements SipMessage {
     // `size` is an upper bound (3 bytes per UTF-16 unit of new text): no byteLength pass.
     const base = reserve(size);
     const out = target;
+    // The original message is staged at the end of the reservation with one copy, and its
+    // unchanged runs are moved from there with copyWithin (a memmove inside one buffer: no
+    // source view to allocate per run). Output never overtakes unread staged bytes: it is at
+    // most the original bytes read so far plus the new text, which `size` bounds.
+    const len = this.#end - this.#start;
+    const stage = base + size - len;
+    if (this.#start === 0 && this.#end === buf.length) out.set(buf, stage);
+    else out.set(new Uint8Array(buf.buffer, buf.byteOffset + this.#start, len), stage);
+    const shift = stage - this.#start;
     let at = base;
     // pending original range [ps, pe), flushed before any text
     let ps = 0;
@@ -792,7 +801,7 @@ export class Message implements SipMessage {
       ps = this.#start;
       pe = this.#startLineNext;
       if (this.#startLineNext === this.#startLineEnd) {
-        at += copyBytes(buf, out, at, ps, pe);
+        at += moveBytes(buf, out, at, shift, ps, pe);
         ps = pe = 0;
         out[at++] = CR;
         out[at++] = LF;
@@ -803,20 +812,20 @@ export class Message implements SipMessage {
       if (h.lineStart >= 0) {
         if (pe === h.lineStart && pe > ps) pe = h.lineEnd;
         else {
-          if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+          if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
           ps = h.lineStart;
           pe = h.lineEnd;
         }
         if (h.lineEnd === noLf) {
-          at += copyBytes(buf, out, at, ps, pe);
+          at += moveBytes(buf, out, at, shift, ps, pe);
           ps = pe = 0;
           out[at++] = CR;
           out[at++] = LF;
         }
       } else {
-        if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+        if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
         ps = pe = 0;
-        if (h.rawName === undefined) at += copyBytes(buf, out, at, h.nameStart, h.nameEnd);
+        if (h.rawName === undefined) at += moveBytes(buf, out, at, shift, h.nameStart, h.nameEnd);
         else at += writeText(out, at, h.rawName);
         out[at++] = COLON;
         out[at++] = SP;
@@ -829,12 +838,12 @@ export class Message implements SipMessage {
     if (this.#sepStart < this.#bodyStart) {
       if (pe === this.#sepStart && pe > ps) pe = this.#bodyStart;
       else {
-        if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+        if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
         ps = this.#sepStart;
         pe = this.#bodyStart;
       }
     } else {
-      if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+      if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
       ps = pe = 0;
       out[at++] = CR;
       out[at++] = LF;
@@ -842,13 +851,13 @@ export class Message implements SipMessage {
     if (newBody === undefined) {
       if (pe === this.#bodyStart && pe > ps) pe = this.#end;
       else {
-        if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+        if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
         ps = this.#bodyStart;
         pe = this.#end;
       }
-      if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+      if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
     } else {
-      if (pe > ps) at += copyBytes(buf, out, at, ps, pe);
+      if (pe > ps) at += moveBytes(buf, out, at, shift, ps, pe);
       out.set(newBody, at);
       at += newBody.length;
     }
@@ -895,11 +904,11 @@ type WriteBuffer = Buffer & { utf8Write?(text: string, offset: number): number }
 
 /**
  * Writes `text` as UTF-8 at `at`; returns the byte count. Short ASCII text is stored by a loop
- * (cheaper than a call into the runtime up to about 16 characters), the rest by `utf8Write`.
+ * (cheaper than a call into the runtime up to about 32 characters), the rest by `utf8Write`.
  */
 function writeText(out: Buffer, at: number, text: string): number {
   const n = text.length;
-  if (n <= 16) {
+  if (n <= 32) {
     let i = 0;
     for (; i < n; i++) {
       const c = text.charCodeAt(i);
@@ -917,13 +926,23 @@ function utf8Write(out: Buffer, at: number, text: string): number {
   return b.utf8Write !== undefined ? b.utf8Write(text, at) : out.write(text, at, 'utf8');
 }
 
-/** Copies `src[s..e)` to `out` at `at`: short runs byte by byte, long ones with one set(). */
-function copyBytes(src: Buffer, out: Buffer, at: number, s: number, e: number): number {
+/**
+ * Puts the original bytes `src[s..e)` at `out[at..)`: short runs byte by byte from `src`, longer
+ * ones moved from their staged copy at `out[s + shift..)`.
+ */
+function moveBytes(
+  src: Buffer,
+  out: Buffer,
+  at: number,
+  shift: number,
+  s: number,
+  e: number,
+): number {
   const n = e - s;
   if (n <= 16) {
     for (let i = 0; i < n; i++) out[at + i] = src[s + i] as number;
   } else {
-    out.set(new Uint8Array(src.buffer, src.byteOffset + s, n), at);
+    out.copyWithin(at, s + shift, e + shift);
   }
   return n;
 }
