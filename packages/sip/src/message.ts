@@ -3,7 +3,7 @@
  * and cached; edits change the index in place (no reparse) and `serialize` reassembles the bytes.
  */
 import { isAscii } from 'node:buffer';
-import { COLON, CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes.js';
+import { COLON, COMMA, CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
 import { firstListElement, splitList, unfold } from './lex.js';
@@ -613,6 +613,15 @@ export class Message implements SipMessage {
     const at = this.#indexOfFirst(id);
     if (at === -1) return false;
     const h = this.#lines[at] as HeaderLine;
+    // A wire value without a comma byte is one element (or none): the line goes, no decoding.
+    if (h.lineStart >= 0 && h.value === undefined) {
+      const comma = this.#buf.indexOf(COMMA, h.valueStart);
+      if (comma === -1 || comma >= h.valueEnd) {
+        this.#lines.splice(at, 1);
+        this.#touch();
+        return true;
+      }
+    }
     const elements = splitList(this.#value(h));
     if (elements.length <= 1) this.#lines.splice(at, 1);
     else {
