@@ -65,6 +65,10 @@ export interface CoreTransport {
   send(bytes: Buffer | Uint8Array, peer: Peer, via?: Listener): boolean;
   readonly listeners: readonly Listener[];
   listenerFor(transport: TransportName, address: string): Listener | undefined;
+  /** Workers: this worker's own sockets (also this proxy, for Via checks). */
+  readonly privateListeners?: readonly Listener[];
+  /** Workers: the socket forwarded requests leave from, so their responses come back here. */
+  privateFor?(listener: Listener): Listener | undefined;
 }
 
 /** A request about to be forwarded (or an ACK relayed statelessly), as the media gate sees it. */
@@ -250,7 +254,7 @@ export class ProxyCore {
   /** Recomputes which addresses are this proxy (after listeners change). */
   refreshSelf(): void {
     const self = new Set<string>();
-    for (const l of this.#transport.listeners) {
+    for (const l of [...this.#transport.listeners, ...(this.#transport.privateListeners ?? [])]) {
       const addrs = [l.advertise, l.host];
       if (l.host === '0.0.0.0' || l.host === '::') {
         for (const list of Object.values(networkInterfaces())) {
@@ -309,10 +313,12 @@ export class ProxyCore {
   }
 
   #sentBy(transport: string, destination: Address): string {
-    const l = this.#transport.listenerFor(transportName(transport), ipOf(destination.host));
-    if (l === undefined) {
+    const pub = this.#transport.listenerFor(transportName(transport), ipOf(destination.host));
+    if (pub === undefined) {
       throw new ProxyError(ProxyErrorCode.TRANSPORT, `no ${transport} listener`);
     }
+    // Workers: the Via names this worker's own socket, so responses come straight back here.
+    const l = this.#transport.privateFor?.(pub) ?? pub;
     return `${hostText(l.advertise)}:${l.port}`;
   }
 
@@ -324,7 +330,10 @@ export class ProxyCore {
       throw new ProxyError(ProxyErrorCode.TRANSPORT, `not an IP address: ${peer.address}`);
     }
     const bytes = serialize(message);
-    if (!this.#transport.send(bytes, peer, this.#listenerTo(peer, destination.connectionId))) {
+    let via = this.#listenerTo(peer, destination.connectionId);
+    // Requests leave from the socket their Via names (a worker's own, see #sentBy).
+    if (message.isRequest && via !== undefined) via = this.#transport.privateFor?.(via) ?? via;
+    if (!this.#transport.send(bytes, peer, via)) {
       throw new ProxyError(ProxyErrorCode.TRANSPORT, `cannot send to ${peer.address}`);
     }
     if (message.isRequest) {

@@ -75,6 +75,33 @@ describe('transport', () => {
     expect(parsed?.ok && parsed.message.method).toBe('OPTIONS');
   });
 
+  it('workers: a shared UDP listener gets a private socket that sends and receives for this worker only', async () => {
+    const got: Inbound[] = [];
+    const t = new Transports({ onMessage: (m) => got.push(m) }, { shared: true });
+    opened.push(t);
+    const [l] = await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
+    const own = t.privateFor(l!);
+    expect(own).toBeDefined();
+    expect(own!.port).not.toBe(l!.port);
+    expect(own!.index).toBe(l!.index);
+    expect(t.privateListeners).toEqual([own]);
+    expect(t.listeners).toEqual([l]); // not announced as a listener
+    const peer = createSocket('udp4');
+    await new Promise<void>((r) => peer.bind(0, '127.0.0.1', r));
+    const from: number[] = [];
+    peer.on('message', (_m, rinfo) => from.push(rinfo.port));
+    const port = peer.address().port;
+    expect(
+      t.send(Buffer.from(OPTIONS), { transport: 'udp', address: '127.0.0.1', port }, own),
+    ).toBe(true);
+    await until(() => from.length === 1);
+    expect(from).toEqual([own!.port]);
+    peer.send(OPTIONS, own!.port, '127.0.0.1');
+    await until(() => got.length === 1);
+    expect(got[0]!.listener).toBe(own);
+    peer.close();
+  });
+
   it('reports a handler exception instead of throwing out of the socket', async () => {
     const errors: string[] = [];
     const t = new Transports({

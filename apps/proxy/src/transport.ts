@@ -109,6 +109,12 @@ export class Transports {
   readonly #events: TransportEvents;
   readonly #opts: TransportOptions;
   readonly #udp: UdpBinding[] = [];
+  /**
+   * Workers: one private UDP socket per UDP listener (same address, its own port), from which
+   * this worker sends the requests it forwards. Their Via names it, so the responses come
+   * straight back to this worker instead of to whichever worker reads the shared socket.
+   */
+  readonly #private: UdpBinding[] = [];
   readonly #tcp: TcpBinding[] = [];
   /** Open TCP connections by remote address and port (inbound and outbound). */
   readonly #conns = new Map<string, { socket: TcpSocket; listener: Listener }>();
@@ -123,6 +129,17 @@ export class Transports {
 
   get listeners(): Listener[] {
     return [...this.#udp.map((u) => u.listener), ...this.#tcp.map((t) => t.listener)];
+  }
+
+  /** Workers: the private sockets (see `privateFor`). Empty without `shared`. */
+  get privateListeners(): Listener[] {
+    return this.#private.map((u) => u.listener);
+  }
+
+  /** Workers: the private socket of a shared UDP listener, for forwarded requests. */
+  privateFor(listener: Listener): Listener | undefined {
+    if (listener.transport !== 'udp') return undefined;
+    return this.#private.find((u) => u.listener.index === listener.index)?.listener;
   }
 
   async listen(addrs: readonly ListenAddress[]): Promise<Listener[]> {
@@ -141,7 +158,7 @@ export class Transports {
     return defaultAdvertise(a.family);
   }
 
-  async #listenUdp(a: ListenAddress, index: number): Promise<Listener> {
+  async #bindUdp(a: ListenAddress, port: number, exclusive: boolean): Promise<UdpSocket> {
     const socket = createSocket({
       type: a.family === 6 ? 'udp6' : 'udp4',
       ipv6Only: a.family === 6,
@@ -151,16 +168,20 @@ export class Transports {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err) =>
         reject(
-          new ProxyError(ProxyErrorCode.LISTEN, `cannot listen on udp:${a.host}:${a.port}`, {
+          new ProxyError(ProxyErrorCode.LISTEN, `cannot listen on udp:${a.host}:${port}`, {
             cause: err,
           }),
         ),
       );
-      socket.bind({ address: a.host, port: a.port, exclusive: this.#opts.shared !== true }, () =>
-        resolve(),
-      );
+      socket.bind({ address: a.host, port, exclusive }, () => resolve());
     });
     socket.removeAllListeners('error');
+    socket.on('error', (err) => this.#events.onError?.({ message: `udp: ${err.message}` }));
+    return socket;
+  }
+
+  async #listenUdp(a: ListenAddress, index: number): Promise<Listener> {
+    const socket = await this.#bindUdp(a, a.port, this.#opts.shared !== true);
     let recv: number | undefined;
     try {
       recv = socket.getRecvBufferSize();
@@ -186,8 +207,19 @@ export class Transports {
       if (intercept?.(msg, index)) return;
       this.#deliver(msg);
     });
-    socket.on('error', (err) => this.#events.onError?.({ message: `udp: ${err.message}` }));
     this.#udp.push({ socket, listener });
+    if (this.#opts.shared === true) {
+      const own = await this.#bindUdp(a, 0, true);
+      const privateListener: Listener = { ...listener, port: own.address().port };
+      own.on('message', (bytes, rinfo) =>
+        this.#deliver({
+          bytes,
+          peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
+          listener: privateListener,
+        }),
+      );
+      this.#private.push({ socket: own, listener: privateListener });
+    }
     return listener;
   }
 
@@ -303,7 +335,9 @@ export class Transports {
     if (peer.transport === 'udp') {
       const fam = isIP(peer.address) === 6 ? 6 : 4;
       const b =
-        (via && this.#udp.find((u) => u.listener === via && u.listener.family === fam)) ??
+        (via &&
+          (this.#udp.find((u) => u.listener === via && u.listener.family === fam) ??
+            this.#private.find((u) => u.listener === via && u.listener.family === fam))) ??
         this.#udp.find((u) => u.listener.family === fam);
       if (!b) {
         this.#events.onError?.({ peer, message: `no udp${fam} listener to send from` });
@@ -346,10 +380,13 @@ export class Transports {
     this.#conns.clear();
     this.#remote.clear();
     await Promise.all([
-      ...this.#udp.map((u) => new Promise<void>((r) => u.socket.close(() => r()))),
+      ...[...this.#udp, ...this.#private].map(
+        (u) => new Promise<void>((r) => u.socket.close(() => r())),
+      ),
       ...this.#tcp.map((t) => new Promise<void>((r) => t.server.close(() => r()))),
     ]);
     this.#udp.length = 0;
+    this.#private.length = 0;
     this.#tcp.length = 0;
   }
 }
