@@ -604,7 +604,7 @@ export class Message implements SipMessage {
     checkHeaderValue('Via', value);
     const line = HeaderLine.synthetic(H.VIA, 'Via', 'via', value);
     const at = this.#indexOfFirst(H.VIA);
-    this.#lines.splice(at === -1 ? 0 : at, 0, line);
+    insertAt(this.#lines, at === -1 ? 0 : at, line);
     this.#touch();
   }
 
@@ -617,13 +617,13 @@ export class Message implements SipMessage {
     if (h.lineStart >= 0 && h.value === undefined) {
       const comma = this.#buf.indexOf(COMMA, h.valueStart);
       if (comma === -1 || comma >= h.valueEnd) {
-        this.#lines.splice(at, 1);
+        removeAt(this.#lines, at);
         this.#touch();
         return true;
       }
     }
     const elements = splitList(this.#value(h));
-    if (elements.length <= 1) this.#lines.splice(at, 1);
+    if (elements.length <= 1) removeAt(this.#lines, at);
     else {
       const rest = HeaderLine.synthetic(
         h.id,
@@ -652,7 +652,7 @@ export class Message implements SipMessage {
       for (let i = 0; i < lines.length; i++) if ((lines[i] as HeaderLine).id === H.VIA) lastVia = i;
       at = lastVia + 1;
     }
-    this.#lines.splice(at, 0, line);
+    insertAt(this.#lines, at, line);
     this.#touch();
   }
 
@@ -677,7 +677,7 @@ export class Message implements SipMessage {
       // proxy MUST add one with a field value, which SHOULD be 70."
       const line = this.#newLine('Max-Forwards', '70');
       const lastVia = this.#lines.reduce((acc, h, i) => (h.id === H.VIA ? i : acc), -1);
-      this.#lines.splice(lastVia + 1, 0, line);
+      insertAt(this.#lines, lastVia + 1, line);
       this.#touch();
       return 70;
     }
@@ -876,6 +876,21 @@ export class Message implements SipMessage {
   toString(): string {
     return this.toBytes().toString('utf8');
   }
+}
+
+/** `lines.splice(at, 0, line)` without the array splice allocates for its result. */
+function insertAt(lines: HeaderLine[], at: number, line: HeaderLine): void {
+  let i = lines.length;
+  lines.push(line);
+  for (; i > at; i--) lines[i] = lines[i - 1] as HeaderLine;
+  lines[at] = line;
+}
+
+/** `lines.splice(at, 1)`, likewise. */
+function removeAt(lines: HeaderLine[], at: number): void {
+  const n = lines.length - 1;
+  for (let i = at; i < n; i++) lines[i] = lines[i + 1] as HeaderLine;
+  lines.pop();
 }
 
 /**
