@@ -142,6 +142,10 @@ describe('firewall module on the transaction layer', () => {
       'ACK',
       'BYE',
     ]);
+    // The policy heard of the hang-up: the holes it asked for are released (in case the late
+    // SETs still go through).
+    await tick();
+    expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
   });
 
   it('fail-closed: an early-media 183 the firewall refuses fails the call and cancels the callee', async () => {
@@ -154,6 +158,8 @@ describe('firewall module on the transaction layer', () => {
       'INVITE',
       'CANCEL',
     ]);
+    // The policy saw the 503 the caller got: the early holes are released.
+    expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
     // A 200 that crosses the CANCEL is not relayed either: ACKed and hung up.
     h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
     await tick();

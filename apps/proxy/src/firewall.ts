@@ -154,12 +154,19 @@ export class Firewall implements MediaGate {
       ? this.#control.hold(exec, { context: { callId: m.callId(), status: m.status } })
       : undefined;
     const decided = Promise.all([prev, verdict]).then(([, v]): HoldDecision | undefined => {
-      if (server !== undefined && hooks.isFailed(server, m)) {
-        return hooks.failCall(server, m, branch);
+      let d: HoldDecision | undefined;
+      if (server !== undefined && hooks.isFailed(server, m)) d = hooks.failCall(server, m, branch);
+      else if (v === undefined || v.action === 'relay') return undefined;
+      else d = server === undefined ? { action: 'drop' } : hooks.failCall(server, m, branch);
+      if (d.action === 'replace') {
+        // The caller gets this instead: the policy must know the call failed (its holes close).
+        this.#control.handle({
+          type: 'sip',
+          message: d.message,
+          ...(destination ? { destination } : {}),
+        });
       }
-      if (v === undefined || v.action === 'relay') return undefined;
-      if (server === undefined) return { action: 'drop' };
-      return hooks.failCall(server, m, branch);
+      return d;
     });
     if (server !== undefined) {
       this.#chains.set(server, decided);

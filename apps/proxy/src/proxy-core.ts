@@ -994,6 +994,8 @@ export class ProxyCore {
     if (!bye) return;
     const r = parse(text('BYE', seq + 1, `${MAGIC_COOKIE}-phx${randomToken()}`));
     if (!r.ok) return;
+    // The policy sees the hang-up like any BYE: the dialog's holes close.
+    this.#gate.request({ message: r.message, destination: dest });
     // The BYE is a transaction of its own (retransmitted until answered).
     this.layer.sendRequest(r.message, {
       transport: dest.transport.toUpperCase(),
