@@ -52,7 +52,8 @@ function nameIs(buf: Uint8Array, s: number, e: number, name: string): boolean {
 }
 
 function tokenEndB(buf: Uint8Array, i: number, e: number): number {
-  while (i < e && TOKEN[buf[i] as number] === 1) i++;
+  const token = TOKEN; // a local: the imported binding is not reloaded per byte
+  while (i < e && token[buf[i] as number] === 1) i++;
   return i;
 }
 
@@ -93,6 +94,7 @@ function isIpv4B(buf: Uint8Array, s: number, e: number): boolean {
  * is not one the full parser would accept.
  */
 function hostEndB(buf: Uint8Array, i: number, e: number): number {
+  const hostChar = HOSTCHAR;
   let allNumeric = true;
   let labelLen = 0;
   let prev = 0x2e;
@@ -103,7 +105,7 @@ function hostEndB(buf: Uint8Array, i: number, e: number): number {
       if (labelLen === 0 || prev === 0x2d) return -1;
       labelLen = 0;
     } else {
-      if (HOSTCHAR[c] !== 1) break;
+      if (hostChar[c] !== 1) break;
       if (labelLen === 0 && c === 0x2d) return -1;
       if (++labelLen > 63) return -1;
       if (c < 0x30 || c > 0x39) allNumeric = false;
@@ -199,6 +201,7 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
  * (start -1: no tag; start == end: an empty tag).
  */
 export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
+  const token = TOKEN;
   let i = s;
   if (i >= e) return false;
   let c = buf[i] as number;
@@ -223,7 +226,7 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
       if (c === LAQUOT) break;
       if (c === SP) {
         if (prev === SP) return false;
-      } else if (TOKEN[c] !== 1) return false;
+      } else if (token[c] !== 1) return false;
       prev = c;
       i++;
     }

@@ -265,7 +265,8 @@ export function fastStartLine(
     };
   }
   let i = start;
-  while (i < end && TOKEN[buf[i] as number] === 1) i++;
+  const token = TOKEN;
+  while (i < end && token[buf[i] as number] === 1) i++;
   if (i === start || i >= end || buf[i] !== SP) return undefined;
   const sp1 = i;
   // The line must end in SP "SIP/2.0"; that SP must be the first SP or HT after the method's.
