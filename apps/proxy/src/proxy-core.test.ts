@@ -146,6 +146,20 @@ describe('proxy core (RFC 3261 §16)', () => {
     expect(up[0]!.msg.via()).toHaveLength(1);
   });
 
+  it('answers 487 when the CANCEL comes while the next hop is still being resolved', async () => {
+    const { sent, receive } = setup(['--route', 'domain:198.18.0.1=sip:localhost:5070']);
+    receive(invite());
+    receive(
+      invite().replace('INVITE sip', 'CANCEL sip').replace('CSeq: 1 INVITE', 'CSeq: 1 CANCEL'),
+    );
+    for (let i = 0; i < 50 && !sent.some((s) => s.msg.status === 487); i++) await tick(10);
+    const up = sent
+      .filter((s) => isCaller(s.to))
+      .map((s) => `${s.msg.status} ${s.msg.cseq()?.method}`);
+    expect(up).toEqual(['100 INVITE', '200 CANCEL', '487 INVITE']);
+    expect(sent.some((s) => s.msg.isRequest)).toBe(false);
+  });
+
   it('MUST collect WWW-Authenticate and Proxy-Authenticate values of every 401/407 branch (§16.7 step 7)', async () => {
     const { sent, receive } = setup();
     for (const c of ['198.19.0.8', '198.19.0.9']) {

@@ -724,7 +724,10 @@ export class ProxyCore {
     const done = (fail?: { status: number; reason: string }): void => {
       if (fail !== undefined && failure === undefined) failure = fail;
       if (--outstanding > 0 || ctx.branches.length > 0 || !server.pending) return;
-      const f = failure ?? { status: 503, reason: reasonPhrase(503) };
+      // A CANCEL that came while a next hop was being resolved: the request was terminated.
+      const f = ctx.cancelled
+        ? { status: 487, reason: reasonPhrase(487) }
+        : (failure ?? { status: 503, reason: reasonPhrase(503) });
       this.#respond(server, f.status, f.reason);
     };
     for (const t of targets) {
