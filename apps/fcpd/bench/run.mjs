@@ -12,13 +12,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FcpClient, MemoryBackend } from '@pinhole/fcp';
 import { cleanupNetns, createNetns, missingRequirements } from '@pinhole/testkit';
 import { pino } from 'pino';
-import { NftablesBackend, startFcpd } from '../dist/index.js';
+import { NftChannel, NftablesBackend, startFcpd } from '../dist/index.js';
 
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 20_000);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 256);
@@ -48,7 +48,7 @@ function dst(i) {
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
 /** The daemon as its own process (as deployed), so client and server do not share a CPU. */
-async function daemon(kind, ns) {
+async function daemon(kind, ns, nftExtra = {}) {
   const cfg = {
     listen: ['tcp:127.0.0.1:0'],
     backend: kind,
@@ -56,7 +56,7 @@ async function daemon(kind, ns) {
     limits: { ratePerSec: 0, maxRulesPerClient: 200_000, maxInflightPerConnection: 4096 },
     policy: { allowForever: true },
     logLevel: 'info',
-    ...(ns ? { nft: { command: ns.argv('nft') } } : {}),
+    ...(ns ? { nft: { command: ns.argv('nft'), ...nftExtra } } : {}),
   };
   const file = join(tmpdir(), `pinhole-bench-${process.pid}.json`);
   writeFileSync(file, JSON.stringify(cfg));
@@ -77,6 +77,7 @@ async function daemon(kind, ns) {
   rmSync(file, { force: true });
   return {
     addresses: [{ port }],
+    pid: child.pid,
     close: () =>
       new Promise((r) => {
         child.once('exit', () => r());
@@ -99,8 +100,14 @@ async function inProcess(backend) {
   );
 }
 
-async function pairs(kind, ns, n) {
-  const d = await daemon(kind, ns);
+/** CPU time (ms) a process used so far, from /proc (clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+async function pairs(kind, ns, n, nftExtra) {
+  const d = await daemon(kind, ns, nftExtra);
   const client = new FcpClient({
     servers: [{ host: '127.0.0.1', port: d.addresses[0].port }],
     keepAlive: false,
@@ -110,6 +117,8 @@ async function pairs(kind, ns, n) {
   const lat = [];
   let next = 0;
   let failures = 0;
+  const d0 = cpuMs(d.pid);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   async function worker() {
     for (;;) {
@@ -127,10 +136,14 @@ async function pairs(kind, ns, n) {
   }
   await Promise.all(Array.from({ length: WINDOW }, worker));
   const secs = (performance.now() - t0) / 1000;
+  // CPU per FCP request (2 per pair): robust to other load, unlike the rate.
+  const daemonUs = ((cpuMs(d.pid) - d0) * 1000) / (2 * n);
+  const cu = process.cpuUsage(c0);
+  const clientUs = (cu.user + cu.system) / (2 * n);
   client.close();
   await d.close();
   lat.sort((x, y) => x - y);
-  return { rate: n / secs, p50: pct(lat, 50), p99: pct(lat, 99), failures };
+  return { rate: n / secs, p50: pct(lat, 50), p99: pct(lat, 99), failures, daemonUs, clientUs };
 }
 
 /** The backend alone (no FCP): concurrent install+remove pairs, as the server would call it. */
@@ -176,6 +189,22 @@ async function idleBackend(backend, n) {
     await backend.remove(rule);
   }
   await backend.close();
+  lat.sort((x, y) => x - y);
+  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
+/** The nft CLI floor: an empty transaction (an empty include and the sentinel) when idle. */
+async function idleChannel(ns, n) {
+  const ch = new NftChannel({ argv: ns.argv('nft') });
+  await ch.run('');
+  const lat = [];
+  for (let i = 0; i < n; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    const s = performance.now();
+    await ch.run('');
+    lat.push(performance.now() - s);
+  }
+  await ch.close();
   lat.sort((x, y) => x - y);
   return { p50: pct(lat, 50), p99: pct(lat, 99) };
 }
@@ -278,6 +307,7 @@ async function heap100k() {
   return { live, mib: (after - before) / 1048576 };
 }
 
+const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const rows = [];
 const facts = {
   node: process.version,
@@ -300,10 +330,12 @@ const idleMem = await idleSets('memory', undefined, IDLE_SETS);
 
 const missing = missingRequirements(['root', 'nft', 'ip', 'netns']);
 let nftRow;
+let nftSplit;
 let ceiling;
 let idle;
 let nftAlone;
 let idleAlone;
+let idleNft;
 if (missing.length === 0) {
   const ns = await createNetns('b');
   try {
@@ -321,14 +353,18 @@ if (missing.length === 0) {
     ceiling = await median(async () => directNft(ns, PAIRS));
     console.error(`nftables backend: ${PAIRS} pairs...`);
     nftRow = await median(() => pairs('nftables', ns, PAIRS));
+    console.error(`nftables backend, splitBursts: ${PAIRS} pairs...`);
+    nftSplit = await median(() => pairs('nftables', ns, PAIRS, { splitBursts: true }));
     console.error(`nftables backend alone: ${PAIRS} pairs...`);
     nftAlone = await median(() => backendPairs(mk(), PAIRS));
     rows.push(['FcpClient → server → nftables backend', nftRow]);
+    rows.push(['FcpClient → server → nftables backend, `nft.splitBursts`', nftSplit]);
     rows.push(['NftablesBackend alone (install + remove calls)', nftAlone]);
     rows.push(['`nft -f` add + delete of the same elements (ceiling)', ceiling]);
     console.error(`idle single SET x${IDLE_SETS}...`);
     idle = await idleSets('nftables', ns, IDLE_SETS);
     idleAlone = await idleBackend(mk(), IDLE_SETS);
+    idleNft = await idleChannel(ns, IDLE_SETS);
   } finally {
     await cleanupNetns();
   }
@@ -341,16 +377,19 @@ const heap = await heap100k();
 console.log(
   `\n### pinhole-fcpd (${PAIRS} SET+RELEASE pairs, ${WINDOW} in flight, median of ${REPEAT} runs)\n`,
 );
-console.log('| path | pairs/s | p50 ms | p99 ms | failures |');
-console.log('|---|---:|---:|---:|---:|');
+console.log(
+  '| path | pairs/s | p50 ms | p99 ms | failures | daemon CPU µs/request | client CPU µs/request |',
+);
+console.log('|---|---:|---:|---:|---:|---:|---:|');
+const us = (x) => (x === undefined ? '–' : x.toFixed(1));
 for (const [name, r] of rows) {
   console.log(
-    `| ${name} | ${Math.round(r.rate)} | ${r.p50 === undefined ? '–' : ms(r.p50)} | ${r.p99 === undefined ? '–' : ms(r.p99)} | ${r.failures ?? '–'} |`,
+    `| ${name} | ${Math.round(r.rate)} | ${r.p50 === undefined ? '–' : ms(r.p50)} | ${r.p99 === undefined ? '–' : ms(r.p99)} | ${r.failures ?? '–'} | ${us(r.daemonUs)} | ${us(r.clientUs)} |`,
   );
 }
 if (nftRow && ceiling && nftAlone) {
   console.log(
-    `\nRatio to direct nft (goal ≥ 0.5): end to end ${(nftRow.rate / ceiling.rate).toFixed(2)}, backend alone ${(nftAlone.rate / ceiling.rate).toFixed(2)}`,
+    `\nRatio to direct nft (goal ≥ 0.5): end to end ${(nftRow.rate / ceiling.rate).toFixed(2)} (with splitBursts ${(nftSplit.rate / ceiling.rate).toFixed(2)}), backend alone ${(nftAlone.rate / ceiling.rate).toFixed(2)}`,
   );
 }
 console.log(`\nSingle SET when idle (${IDLE_SETS} samples, 5 ms apart; goal p99 ≤ 2 ms):\n`);
@@ -361,9 +400,15 @@ if (idle)
   console.log(`| FcpClient → server → nftables backend | ${ms(idle.p50)} | ${ms(idle.p99)} |`);
 if (idleAlone)
   console.log(`| NftablesBackend.install alone | ${ms(idleAlone.p50)} | ${ms(idleAlone.p99)} |`);
+if (idleNft)
+  console.log(
+    `| nft -i empty transaction (include + sentinel): the CLI floor | ${ms(idleNft.p50)} | ${ms(idleNft.p99)} |`,
+  );
 console.log(
   `\nHeap with ${heap.live} live rules (memory backend, server + client in one process): ${heap.mib.toFixed(1)} MiB`,
 );
 console.log('\nEnd-to-end rows run pinhole-fcpd as its own process; the client is this process.');
 const load = execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
-console.log(`\n${facts.node}, nproc ${facts.nproc}, ${facts.nft}, load average at the end ${load}`);
+console.log(
+  `\n${facts.node}, nproc ${facts.nproc}, ${facts.nft}, load average at the start ${loadAtStart}, at the end ${load}`,
+);

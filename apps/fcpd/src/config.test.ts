@@ -97,6 +97,7 @@ describe('validateFcpdConfig', () => {
     [{ nft: { hooks: ['output'] } }, 'nft.hooks'],
     [{ nft: { mark: 0 } }, 'nft.mark'],
     [{ nft: { colour: 1 } }, 'nft.colour'],
+    [{ nft: { splitBursts: 'yes' } }, 'nft.splitBursts'],
     [{ metrics: 'udp:127.0.0.1:1' }, 'metrics'],
     [{ logLevel: 'loud' }, 'logLevel'],
     [{ prtected: [] }, 'prtected'],

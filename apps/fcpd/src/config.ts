@@ -40,6 +40,12 @@ export interface NftConfig {
   readonly mark?: number | undefined;
   /** How to run nft (argv); default `['nft']`. */
   readonly command?: readonly string[] | undefined;
+  /**
+   * Split a burst of operations that arrives while nft is idle into two transactions that then
+   * alternate (nft applies one while the other's clients are answered). Default false: it pays
+   * only when nft and the daemon have a CPU each (see BENCHMARKS.md).
+   */
+  readonly splitBursts?: boolean | undefined;
 }
 
 export interface MetricsConfig {
@@ -95,7 +101,7 @@ const TOP_KEYS = new Set([
   'banner',
   'logLevel',
 ]);
-const NFT_KEYS = new Set(['mode', 'table', 'hooks', 'mark', 'command']);
+const NFT_KEYS = new Set(['mode', 'table', 'hooks', 'mark', 'command', 'splitBursts']);
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -321,6 +327,12 @@ function nftConfig(v: unknown, field: string): NftConfig {
     out.hooks = v.hooks;
   }
   if (v.mark !== undefined) out.mark = parseMark(v.mark, `${field}.mark`);
+  if (v.splitBursts !== undefined) {
+    if (typeof v.splitBursts !== 'boolean') {
+      throw new FcpdConfigError(`${field}.splitBursts`, 'must be true or false');
+    }
+    out.splitBursts = v.splitBursts;
+  }
   if (v.command !== undefined) {
     if (
       !Array.isArray(v.command) ||

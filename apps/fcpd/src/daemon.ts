@@ -156,6 +156,7 @@ function buildBackend(config: FcpdConfig, log: Logger, registry: Registry): Fire
         hooks: config.nft?.hooks,
         mark: config.nft?.mark,
         nftCommand: config.nft?.command,
+        splitBursts: config.nft?.splitBursts,
         protected: config.protected ?? [],
         mediaPorts: config.mediaPorts,
         logger: log.child({ component: 'nftables' }),

@@ -53,6 +53,13 @@ export interface NftablesBackendOptions {
   readonly nftCommand?: readonly string[] | undefined;
   /** Most operations in one transaction; default 4000. */
   readonly maxBatch?: number | undefined;
+  /**
+   * Split a burst (at least 64 operations queued while nft was idle) into two transactions
+   * that then alternate: nft applies one while the other's requests are answered and their
+   * successors come back. Default false: it helps when nft and the daemon each have a CPU, and
+   * costs transactions when they share one.
+   */
+  readonly splitBursts?: boolean | undefined;
   readonly logger?: BackendLogger | undefined;
   /** Called after every transaction with its size and duration (metrics). */
   readonly onTransaction?: ((ops: number, ms: number, ok: boolean) => void) | undefined;
@@ -62,15 +69,31 @@ export interface NftablesBackendOptions {
 
 export const DEFAULT_MARK = 0x00100000;
 
+/** `splitBursts`: a burst of at least twice this many operations is split in two. */
+const MIN_SPLIT = 32;
+
 interface Op {
   readonly kind: 'install' | 'remove';
   readonly rule: FirewallRule;
-  readonly meta: RuleMeta | undefined;
-  /** The short form assumes the kernel state we believe in; the safe form works in any state. */
+  /** The short form assumes the kernel state we believe in. */
   readonly fast: string;
-  readonly safe: string;
+  /** `inet <table> <set>` and the bare element keys: enough to build the safe form. */
+  readonly target: string;
+  readonly bare: string;
+  /** The `add element` with timeouts and comments (install only). */
+  readonly add: string | undefined;
   readonly resolve: () => void;
   readonly reject: (e: Error) => void;
+}
+
+/**
+ * The form that works in any kernel state, built only when a transaction failed: a refresh is
+ * add (no-op if present) + delete + add, a removal add + delete.
+ */
+function safeForm(op: Pick<Op, 'target' | 'bare' | 'add'>): string {
+  const addBare = `add element ${op.target} { ${op.bare} }`;
+  const del = `delete element ${op.target} { ${op.bare} }`;
+  return op.add === undefined ? `${addBare}\n${del}` : `${addBare}\n${del}\n${op.add}`;
 }
 
 export class NftablesBackend implements FirewallBackend {
@@ -182,14 +205,13 @@ export class NftablesBackend implements FirewallBackend {
     const t = `inet ${this.table} ${set}`;
     const add = `add element ${t} { ${keys.map((k) => elementText(k, meta.timerSec, comment)).join(', ')} }`;
     const bare = keys.join(', ');
-    // Refresh: add (no-op if present) + delete + add in one transaction restarts the kernel
-    // timer and rewrites the comment; nft 1.0.6 cannot update an element's timeout in place.
-    const safe = `add element ${t} { ${bare} }\ndelete element ${t} { ${bare} }\n${add}`;
     // A rule never seen is installed with a plain add; anything we may have installed before
-    // (even if the kernel may have expired it) takes the refresh form.
+    // (even if the kernel may have expired it) takes the refresh form, which really restarts the
+    // kernel timer and rewrites the comment (nft 1.0.6 cannot update a timeout in place).
     const known = this.#present.has(rule.key);
     this.#present.set(rule.key, expiresAt ?? Infinity);
-    return this.#enqueue('install', rule, meta, known ? safe : add, safe);
+    const op = { kind: 'install', rule, target: t, bare, add } as const;
+    return this.#enqueue(op, known ? safeForm(op) : add);
   }
 
   remove(rule: FirewallRule): Promise<void> {
@@ -197,27 +219,20 @@ export class NftablesBackend implements FirewallBackend {
     const { set, keys } = ruleElements(rule);
     const t = `inet ${this.table} ${set}`;
     const bare = keys.join(', ');
-    const del = `delete element ${t} { ${bare} }`;
-    const safe = `add element ${t} { ${bare} }\n${del}`;
     const exp = this.#present.get(rule.key);
     this.#present.delete(rule.key);
+    const op = { kind: 'remove', rule, target: t, bare, add: undefined } as const;
     // Close to its kernel expiry the element may already be gone: use the safe form.
     const sure = exp !== undefined && exp - this.#now() > 1000;
-    return this.#enqueue('remove', rule, undefined, sure ? del : safe, safe);
+    return this.#enqueue(op, sure ? `delete element ${t} { ${bare} }` : safeForm(op));
   }
 
-  #enqueue(
-    kind: Op['kind'],
-    rule: FirewallRule,
-    meta: RuleMeta | undefined,
-    fast: string,
-    safe: string,
-  ): Promise<void> {
+  #enqueue(op: Pick<Op, 'kind' | 'rule' | 'target' | 'bare' | 'add'>, fast: string): Promise<void> {
     if (!this.#opened || this.#closed) {
       return Promise.reject(new NftError(this.#closed ? 'backend closed' : 'backend not opened'));
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ kind, rule, meta, fast, safe, resolve, reject });
+      this.#queue.push({ ...op, fast, resolve, reject });
       if (!this.#flushing) {
         // Start after the current synchronous run: every call made in this turn (all requests
         // of one TCP segment reach the backend in the same turn) goes into the same transaction.
@@ -227,14 +242,59 @@ export class NftablesBackend implements FirewallBackend {
     });
   }
 
+  #take(): Op[] {
+    const max = this.#o.maxBatch ?? 4000;
+    if (this.#queue.length <= max) {
+      const all = this.#queue;
+      this.#queue = [];
+      return all;
+    }
+    const batch = this.#queue.slice(0, max);
+    this.#queue = this.#queue.slice(max);
+    return batch;
+  }
+
+  #send(batch: Op[], safe: boolean): { batch: Op[]; p: Promise<string>; t0: number } {
+    let script = '';
+    for (const op of batch) script += (safe ? safeForm(op) : op.fast) + '\n';
+    return { batch, p: this.#channel.run(script), t0: performance.now() };
+  }
+
+  /**
+   * One transaction at a time, with no gap: when one succeeds, the operations queued meanwhile
+   * are sent as the next one BEFORE the finished ones are settled, so nft works on the next
+   * batch while the daemon answers this one's requests (they are on different keys: the server
+   * holds a rule's lock until its operation settled).
+   */
   async #flush(): Promise<void> {
     this.#flushing = true;
     try {
-      while (this.#queue.length > 0) {
-        const max = this.#o.maxBatch ?? 4000;
-        const batch = this.#queue.slice(0, max);
-        this.#queue = this.#queue.slice(max);
-        await this.#runBatch(batch);
+      const burst = this.#queue.length;
+      const first =
+        this.#o.splitBursts === true && burst >= 2 * MIN_SPLIT
+          ? this.#queue.splice(0, Math.ceil(burst / 2))
+          : this.#take();
+      let tx = first.length > 0 ? this.#send(first, false) : undefined;
+      while (tx !== undefined) {
+        const cur = tx;
+        tx = undefined;
+        let err: string;
+        try {
+          err = await cur.p;
+        } catch (e) {
+          this.#o.onTransaction?.(cur.batch.length, performance.now() - cur.t0, false);
+          for (const op of cur.batch) op.reject(e as Error);
+          if (this.#queue.length > 0) tx = this.#send(this.#take(), false);
+          continue;
+        }
+        this.#o.onTransaction?.(cur.batch.length, performance.now() - cur.t0, err === '');
+        if (err === '') {
+          if (this.#queue.length > 0) tx = this.#send(this.#take(), false);
+          for (const op of cur.batch) op.resolve();
+          continue;
+        }
+        await this.#retry(cur.batch);
+        if (this.#queue.length > 0) tx = this.#send(this.#take(), false);
       }
     } finally {
       this.#flushing = false;
@@ -243,17 +303,15 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   /**
-   * Runs operations as one transaction. If nft refuses it (an element expired behind our back,
-   * or one rule is bad), the operations are retried in their always-valid form, split in halves
-   * until the refused ones stand alone: k bad operations among n cost O(k log n) transactions.
+   * A refused transaction (an element expired behind our back, or one rule is bad): the
+   * operations are retried in their always-valid form, split in halves until the refused ones
+   * stand alone: k bad operations among n cost O(k log n) transactions.
    */
-  async #runBatch(batch: Op[], safe = false): Promise<void> {
-    const t0 = performance.now();
+  async #retry(batch: Op[]): Promise<void> {
+    const { p, t0 } = this.#send(batch, true);
     let err: string;
     try {
-      err = await this.#channel.run(
-        batch.map((op) => (safe ? op.safe : op.fast)).join('\n') + '\n',
-      );
+      err = await p;
     } catch (e) {
       this.#o.onTransaction?.(batch.length, performance.now() - t0, false);
       for (const op of batch) op.reject(e as Error);
@@ -264,7 +322,6 @@ export class NftablesBackend implements FirewallBackend {
       for (const op of batch) op.resolve();
       return;
     }
-    if (!safe) return this.#runBatch(batch, true);
     if (batch.length === 1) {
       const op = batch[0] as Op;
       if (op.kind === 'install') this.#present.delete(op.rule.key);
@@ -272,8 +329,8 @@ export class NftablesBackend implements FirewallBackend {
       return;
     }
     const half = Math.ceil(batch.length / 2);
-    await this.#runBatch(batch.slice(0, half), true);
-    await this.#runBatch(batch.slice(half), true);
+    await this.#retry(batch.slice(0, half));
+    await this.#retry(batch.slice(half));
   }
 
   /** Waits for queued operations, then ends the nft process. Rules stay in the kernel. */

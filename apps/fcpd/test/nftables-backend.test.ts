@@ -103,6 +103,25 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     await b.close();
   });
 
+  it('with splitBursts, a burst from idle goes as two alternating transactions', async () => {
+    const tx: number[] = [];
+    const b = backend({ splitBursts: true, onTransaction: (ops: number) => tx.push(ops) });
+    await b.open();
+    const rules = Array.from({ length: 100 }, (_, i) => hole('198.19.1.60', 21000 + i));
+    await Promise.all(rules.map((r) => b.install(r, { owner: 'a', timerSec: 30 })));
+    expect(tx).toEqual([50, 50]);
+    tx.length = 0;
+    await Promise.all(rules.map((r) => b.remove(r)));
+    expect(tx).toEqual([50, 50]);
+    // Small bursts stay whole.
+    tx.length = 0;
+    const few = rules.slice(0, 10);
+    await Promise.all(few.map((r) => b.install(r, { owner: 'a', timerSec: 30 })));
+    await Promise.all(few.map((r) => b.remove(r)));
+    expect(tx).toEqual([10, 10]);
+    await b.close();
+  });
+
   it('adopts rules with their remaining lifetime after a restart', async () => {
     const b1 = backend();
     await b1.open();
