@@ -110,7 +110,7 @@ describe('firewall module on the transaction layer', () => {
     await tick();
     expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 200]);
     expect(h.metrics.pinholes.get({ outcome: 'opened' })).toBe(2);
-    expect(h.metrics.pinholeWait.count).toBe(1);
+    expect(h.metrics.pinholeWait.count()).toBe(1);
     h.receive(
       [
         'BYE sip:bob@198.19.0.2:5060 SIP/2.0',

@@ -26,7 +26,16 @@ export type {
 export { ProxyError, ConfigError, ProxyErrorCode } from './errors.js';
 export { Firewall, toFcpPme } from './firewall.js';
 export type { FcpPort, FcpPmeInput, FirewallOptions } from './firewall.js';
-export { ProxyMetrics, Counter, Gauge, Histogram, Summary, serveMetrics } from './metrics.js';
+export {
+  ProxyMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  Summary,
+  serveMetrics,
+} from './metrics.js';
+export type { MetricsEndpoint } from './metrics.js';
 export { ProxyCore, NO_GATE } from './proxy-core.js';
 export type {
   CoreTransport,

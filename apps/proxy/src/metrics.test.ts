@@ -30,10 +30,9 @@ describe('metrics', () => {
     m.requests.inc({ method: 'INVITE' });
     m.responses.inc({ code: 200 });
     m.pinholes.inc({ outcome: 'opened' });
-    const server = await serveMetrics(() => m.render(), '127.0.0.1', 0);
+    const server = await serveMetrics(m.registry, '127.0.0.1', 0);
     try {
-      const addr = server.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      const port = server.port;
       const res = await fetch(`http://127.0.0.1:${port}/metrics`);
       const body = await res.text();
       expect(res.headers.get('content-type')).toMatch(/text\/plain/);
@@ -43,8 +42,9 @@ describe('metrics', () => {
       expect(body).toContain('pinhole_proxy_registrations 7');
       expect(body).toContain('pinhole_proxy_pinholes_total{outcome="opened"} 1');
       expect(body).toContain('pinhole_proxy_fcp_request_seconds_count 0');
+      expect(body).toContain('# TYPE process_cpu_seconds_total counter');
     } finally {
-      await new Promise((r) => server.close(r));
+      await server.close();
     }
   });
 });

@@ -3,9 +3,8 @@
  * given) the firewall module. `startProxy` returns a handle with where it listens, `reload` for
  * SIGHUP and `stop` for SIGTERM.
  */
-import type { Server } from 'node:http';
 import { sameListeners, type ProxyConfig } from './config.js';
-import { ProxyMetrics, serveMetrics } from './metrics.js';
+import { ProxyMetrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import { NO_GATE, ProxyCore, type Logger, type MediaGate } from './proxy-core.js';
 import { WorkerDispatch } from './dispatch.js';
 import type { RegisterRequest } from './registrar.js';
@@ -83,16 +82,11 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     ...(opts.worker ? { onRegister: opts.worker.onRegister } : {}),
   });
   holder.core = core;
-  let metricsServer: Server | undefined;
+  let metricsServer: MetricsEndpoint | undefined;
   let metricsPort: number | undefined;
   if (config.metrics) {
-    metricsServer = await serveMetrics(
-      () => metrics.render(),
-      config.metrics.host,
-      config.metrics.port,
-    );
-    const a = metricsServer.address();
-    metricsPort = typeof a === 'object' && a ? a.port : undefined;
+    metricsServer = await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port);
+    metricsPort = metricsServer.port;
   }
   const running: RunningProxy = {
     get listeners() {
@@ -117,7 +111,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
       holder.dispatch?.close();
       core.close();
       await transports.close();
-      if (metricsServer) await new Promise((r) => metricsServer?.close(r));
+      if (metricsServer) await metricsServer.close();
     },
   };
   return running;
