@@ -3,9 +3,10 @@
 //
 //   npm run build -w @pinhole/sip && npm run bench -w @pinhole/sip
 //
-// BENCH_SECONDS (default 0.5) is the CPU time per measurement (process.cpuUsage, so other load on
-// the machine does not count); 3 interleaved rounds, best kept.
-// Bounded: total run time is about 3 rounds x 28 measurements x BENCH_SECONDS (plus warm-ups).
+// BENCH_SECONDS (default 0.2) is the CPU time per measurement (process.cpuUsage, so time the
+// process is not running does not count); BENCH_ROUNDS (default 7) interleaved rounds, best kept
+// per library: on a shared machine, short rounds give every library the same chance of a quiet
+// moment. Bounded: total run time is about rounds x 28 measurements x 1.4 BENCH_SECONDS.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
@@ -15,8 +16,8 @@ const require = createRequire(import.meta.url);
 const sip = require('sip');
 const drachtio = require('drachtio-sip');
 
-const SECONDS = Math.min(Math.max(Number(process.env.BENCH_SECONDS ?? '0.5'), 0.05), 5);
-const ROUNDS = 3;
+const SECONDS = Math.min(Math.max(Number(process.env.BENCH_SECONDS ?? '0.2'), 0.05), 5);
+const ROUNDS = Math.min(Math.max(Math.trunc(Number(process.env.BENCH_ROUNDS ?? '7')), 1), 20);
 const fixtures = {
   INVITE: readFileSync(new URL('./fixtures/invite.sip', import.meta.url)),
   '200 OK': readFileSync(new URL('./fixtures/ok200.sip', import.meta.url)),
