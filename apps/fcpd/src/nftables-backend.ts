@@ -210,8 +210,14 @@ export class NftablesBackend implements FirewallBackend {
     // kernel timer and rewrites the comment (nft 1.0.6 cannot update a timeout in place).
     const known = this.#present.has(rule.key);
     this.#present.set(rule.key, expiresAt ?? Infinity);
-    const op = { kind: 'install', rule, target: t, bare, add } as const;
-    return this.#enqueue(op, known ? safeForm(op) : add);
+    return this.#enqueue(
+      'install',
+      rule,
+      t,
+      bare,
+      add,
+      known ? safeForm({ target: t, bare, add }) : add,
+    );
   }
 
   remove(rule: FirewallRule): Promise<void> {
@@ -221,18 +227,28 @@ export class NftablesBackend implements FirewallBackend {
     const bare = keys.join(', ');
     const exp = this.#present.get(rule.key);
     this.#present.delete(rule.key);
-    const op = { kind: 'remove', rule, target: t, bare, add: undefined } as const;
     // Close to its kernel expiry the element may already be gone: use the safe form.
     const sure = exp !== undefined && exp - this.#now() > 1000;
-    return this.#enqueue(op, sure ? `delete element ${t} { ${bare} }` : safeForm(op));
+    const fast = sure
+      ? `delete element ${t} { ${bare} }`
+      : safeForm({ target: t, bare, add: undefined });
+    return this.#enqueue('remove', rule, t, bare, undefined, fast);
   }
 
-  #enqueue(op: Pick<Op, 'kind' | 'rule' | 'target' | 'bare' | 'add'>, fast: string): Promise<void> {
+  #enqueue(
+    kind: Op['kind'],
+    rule: FirewallRule,
+    target: string,
+    bare: string,
+    add: string | undefined,
+    fast: string,
+  ): Promise<void> {
     if (!this.#opened || this.#closed) {
       return Promise.reject(new NftError(this.#closed ? 'backend closed' : 'backend not opened'));
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ...op, fast, resolve, reject });
+      // A literal of one shape (no spread): this runs for every operation.
+      this.#queue.push({ kind, rule, fast, target, bare, add, resolve, reject });
       if (!this.#flushing) {
         // Start after the current synchronous run: every call made in this turn (all requests
         // of one TCP segment reach the backend in the same turn) goes into the same transaction.

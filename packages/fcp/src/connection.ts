@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { FcpError, FcpErrorCode } from './errors.js';
 import type { TimerApi } from './expiry-queue.js';
-import { encodeRequest, type FcpRequest } from './request.js';
+import { encodeRequestWithSeq, type FcpRequest } from './request.js';
 import { ResponseDecoder, type DecodedResponse, type ResponseBodyKind } from './response.js';
 
 /** A request before its SEQ is assigned. */
@@ -138,7 +138,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
     }
     this.#seq = this.#seq >= MAX_SEQ ? 1 : this.#seq + 1;
     const seq = this.#seq;
-    const wire = encodeRequest({ ...req, seq });
+    const wire = encodeRequestWithSeq(req, seq);
     return new Promise<DecodedResponse>((resolve, reject) => {
       const p: Pending = {
         seq,

@@ -178,7 +178,8 @@ export function parsePrefix(text: string): ParsedPrefix | string {
   const addrText = slash === -1 ? text : text.slice(0, slash);
   const ip = parseAddress(addrText);
   if (!ip) return `invalid IP address "${addrText}"`;
-  if (slash === -1) return { ...ip, prefix: maxPrefix(ip.family) };
+  // A literal of one shape (no spread): this runs for every address of every request.
+  if (slash === -1) return { family: ip.family, bytes: ip.bytes, prefix: maxPrefix(ip.family) };
   const maskText = text.slice(slash + 1);
   let len: number | undefined;
   if (/^\d{1,3}$/.test(maskText)) {

@@ -634,7 +634,20 @@ function fmtRange(r: PortRange): string {
 }
 
 export function encodeRequest(req: FcpRequest): string {
-  let out = `${req.method} FCP=1.0 SEQ=${req.seq}${CRLF}`;
+  return encodeRequestWithSeq(req, req.seq);
+}
+
+/** A request without its SEQ (the client assigns it when it sends). */
+export type RequestWithoutSeq =
+  | Omit<SetRequest, 'seq'>
+  | Omit<ReleaseRequest, 'seq'>
+  | Omit<QueryRequest, 'seq'>
+  | Omit<QueryNatRequest, 'seq'>
+  | Omit<ReleaseNatRequest, 'seq'>;
+
+/** `encodeRequest` with the SEQ given apart (the client assigns it; no copy of the request). */
+export function encodeRequestWithSeq(req: RequestWithoutSeq, seq: number): string {
+  let out = `${req.method} FCP=1.0 SEQ=${seq}${CRLF}`;
   switch (req.method) {
     case 'SET':
     case 'RELEASE':

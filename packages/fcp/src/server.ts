@@ -193,9 +193,16 @@ function sameOptions(a: SetOptions, b: SetOptions): boolean {
   );
 }
 
+/** The options without TIMER: the members present, in one shape (no object rest/spread). */
 function withoutTimer(o: SetOptions): SetOptions {
-  const { timer: _timer, ...rest } = o;
-  return rest;
+  const r: { -readonly [K in keyof SetOptions]: SetOptions[K] } = {};
+  if (o.action !== undefined) r.action = o.action;
+  if (o.reflexive !== undefined) r.reflexive = o.reflexive;
+  if (o.priorityClass !== undefined) r.priorityClass = o.priorityClass;
+  if (o.log !== undefined) r.log = o.log;
+  if (o.tosModifier !== undefined) r.tosModifier = o.tosModifier;
+  if (o.icmpMessage !== undefined) r.icmpMessage = o.icmpMessage;
+  return r;
 }
 
 export class FcpServer extends EventEmitter<FcpServerEvents> {

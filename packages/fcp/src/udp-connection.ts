@@ -10,7 +10,7 @@ import type { ConnectionEvents, ServerEndpoint, UnsequencedRequest } from './con
 import { FcpError, FcpErrorCode } from './errors.js';
 import type { TimerApi } from './expiry-queue.js';
 import { parseAddress } from './ip.js';
-import { encodeRequest, type FcpRequest } from './request.js';
+import { encodeRequestWithSeq, type FcpRequest } from './request.js';
 import { ResponseDecoder, type DecodedResponse, type ResponseBodyKind } from './response.js';
 
 export interface UdpConnectionOptions {
@@ -81,7 +81,7 @@ export class FcpUdpConnection extends EventEmitter<ConnectionEvents> {
     }
     this.#seq = this.#seq >= MAX_SEQ ? 1 : this.#seq + 1;
     const seq = this.#seq;
-    const wire = Buffer.from(encodeRequest({ ...req, seq }), 'latin1');
+    const wire = Buffer.from(encodeRequestWithSeq(req, seq), 'latin1');
     return new Promise<DecodedResponse>((resolve, reject) => {
       const p: Pending = {
         seq,
