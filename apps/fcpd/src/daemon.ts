@@ -215,7 +215,11 @@ export async function startFcpd(
     'Failed backend calls, by operation',
     ['op'],
   );
-  const ruleEvents = registry.counter('fcpd_rule_events_total', 'Rule life-cycle events, by event');
+  const ruleEvents = registry.counter(
+    'fcpd_rule_events_total',
+    'Rule life-cycle events, by event',
+    ['event'],
+  );
   const refusals = registry.counter(
     'fcpd_refusals_total',
     'Requests refused for safety, by reason',
@@ -267,12 +271,14 @@ export async function startFcpd(
     'rule-expired',
     'rule-adopted',
   ] as const) {
+    const event = ev.slice(5);
+    const counted = ruleEvents.labels({ event });
     server.on(ev, (info) => {
-      ruleEvents.inc({ event: ev.slice(5) });
-      rlog.debug(
-        { event: ev.slice(5), key: info.key, owner: info.owner, timer: info.timerSec },
-        ev,
-      );
+      counted.inc();
+      // No log object is built per rule event unless debug logging is on.
+      if (rlog.isLevelEnabled('debug')) {
+        rlog.debug({ event, key: info.key, owner: info.owner, timer: info.timerSec }, ev);
+      }
     });
   }
   // The server core logs policy refusals and backend failures itself.
