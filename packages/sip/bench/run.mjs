@@ -26,9 +26,19 @@ const NEW_VIA = 'SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bKbench.1';
 
 let sink = 0;
 const size = (v) => (typeof v === 'string' ? v.length : Number(v) || 0);
-// Fixed arity (no rest array per call): the harness costs every library the same few ns.
+// Fixed arity (no rest array per call): the harness costs every library the same few ns. The
+// values of the last call are kept, so the check below can compare what each library read.
+const last = [];
 function consume(a, b, c, d, e, f, g, h) {
   sink += size(a) + size(b) + size(c) + size(d) + size(e) + size(f) + size(g) + size(h);
+  last[0] = a;
+  last[1] = b;
+  last[2] = c;
+  last[3] = d;
+  last[4] = e;
+  last[5] = f;
+  last[6] = g;
+  last[7] = h;
 }
 
 // ---- "read what a proxy needs": top Via branch, CSeq, Call-ID, From/To tags, Max-Forwards,
@@ -93,6 +103,20 @@ const read = {
     );
   },
 };
+
+// Same work check: every library reads the same values from each fixture.
+for (const [msgName, buf] of Object.entries(fixtures)) {
+  const seen = {};
+  for (const [implName, fn] of Object.entries(read)) {
+    fn(buf);
+    // an absent Max-Forwards (the 200 OK) is undefined here and NaN from `+undefined` there
+    const norm = last.map((v) => (v === undefined || Number.isNaN(v) ? null : String(v)));
+    seen[implName] = JSON.stringify(norm);
+  }
+  if (new Set(Object.values(seen)).size !== 1) {
+    throw new Error(`read ${msgName}: libraries disagree: ${JSON.stringify(seen, null, 1)}`);
+  }
+}
 
 // ---- parse only: framing and header index (for the competitors, their full parse).
 const parseOnly = {
