@@ -28,7 +28,14 @@ export {
   fromFirewallRule,
 } from './pme.js';
 export type { Pme, PmeInput, SetOptions, FcpAction, FcpInterface, IcmpType } from './pme.js';
-export { parseRequest, encodeRequest, tokenize, parseRuleLine, FCP_METHODS } from './request.js';
+export {
+  parseRequest,
+  encodeRequest,
+  encodeRequestWithSeq,
+  tokenize,
+  parseRuleLine,
+  FCP_METHODS,
+} from './request.js';
 export type {
   FcpRequest,
   FcpMethod,
@@ -40,6 +47,7 @@ export type {
   NatSpec,
   RequestError,
   RequestParseResult,
+  RequestWithoutSeq,
   QueryRuleView,
 } from './request.js';
 export { RequestFramer, DEFAULT_MAX_REQUEST_BYTES } from './request-framer.js';
