@@ -35,7 +35,7 @@ export class ProxyMetrics {
   readonly registrations: Gauge;
   readonly pinholes: Counter = this.registry.counter(
     'pinhole_proxy_pinholes_total',
-    'Pinhole operations, by outcome: opened, refreshed, closed, refused, failed',
+    'Pinhole operations, by outcome: opened, refreshed, closed, expired (already gone at the firewall), refused, failed',
   );
   readonly pinholeWait: Histogram = this.registry.histogram(
     'pinhole_proxy_pinhole_wait_seconds',

@@ -23,7 +23,7 @@ import { observedHop } from './observed-hop.js';
 import type { PinholeControl } from './seam.js';
 
 export interface EngineControlMetrics {
-  /** labels: outcome (opened|refreshed|closed|refused|failed). */
+  /** labels: outcome (opened|refreshed|closed|expired|refused|failed). */
   readonly pinholes: Counter;
   /** Calls the policy tracks (updated on every sweep, once a second by default). */
   readonly callsTracked: Gauge;
@@ -38,7 +38,7 @@ export function createEngineControlMetrics(registry: MetricsRegistry): EngineCon
   return {
     pinholes: registry.counter(
       'pinhole_sidecar_pinholes_total',
-      'Pinhole operations by outcome (opened, refreshed, closed, refused by policy, failed at the firewall).',
+      'Pinhole operations by outcome (opened, refreshed, closed, expired: already gone at the firewall, refused by policy, failed at the firewall).',
       ['outcome'],
     ),
     callsTracked: registry.gauge('pinhole_sidecar_calls_tracked', 'Calls the policy tracks.'),

@@ -145,6 +145,118 @@ describe('PinholeController.handle', () => {
     expect(latencies).toEqual(['set', 'set', 'release', 'release']);
   });
 
+  describe('a RELEASE the firewall answers', () => {
+    const cases: readonly {
+      readonly name: string;
+      readonly answer: FcpPortResult | Error;
+      readonly ok: boolean;
+      readonly outcome: string;
+      readonly level: string;
+      readonly msg: string;
+    }[] = [
+      {
+        name: 'released: closed',
+        answer: { ok: true, outcomes: [{ server: 'a', kind: 'released', status: 200 }] },
+        ok: true,
+        outcome: 'closed',
+        level: 'debug',
+        msg: 'pinhole closed',
+      },
+      {
+        name: "gone (the FCP client's 400 no matching rule): expired, not failed",
+        answer: {
+          ok: true,
+          outcomes: [
+            {
+              server: 'a',
+              kind: 'gone',
+              status: 400,
+              reason: 'Bad Request: no matching rule found to release',
+            },
+          ],
+        },
+        ok: true,
+        outcome: 'expired',
+        level: 'debug',
+        msg: 'pinhole already expired at the firewall',
+      },
+      {
+        name: 'a port reporting 400 no matching rule as a refusal: expired',
+        answer: {
+          ok: false,
+          outcomes: [
+            { server: 'a', kind: 'released', status: 200 },
+            {
+              server: 'b',
+              kind: 'refused',
+              status: 400,
+              reason: 'Bad Request: no matching rule found to release',
+            },
+          ],
+        },
+        ok: true,
+        outcome: 'expired',
+        level: 'debug',
+        msg: 'pinhole already expired at the firewall',
+      },
+      {
+        name: 'gone on one server, timed out on another: failed',
+        answer: {
+          ok: false,
+          outcomes: [
+            { server: 'a', kind: 'gone', status: 400, reason: 'no matching rule' },
+            { server: 'b', kind: 'failed' },
+          ],
+        },
+        ok: false,
+        outcome: 'failed',
+        level: 'warn',
+        msg: 'pinhole RELEASE failed',
+      },
+      {
+        name: 'another 4xx/5xx refusal: failed',
+        answer: {
+          ok: false,
+          outcomes: [{ server: 'a', kind: 'refused', status: 500, reason: 'Internal Error' }],
+        },
+        ok: false,
+        outcome: 'failed',
+        level: 'warn',
+        msg: 'pinhole RELEASE failed',
+      },
+      {
+        name: 'the port throws: failed',
+        answer: new Error('connection reset'),
+        ok: false,
+        outcome: 'failed',
+        level: 'warn',
+        msg: 'pinhole RELEASE failed',
+      },
+    ];
+    for (const t of cases) {
+      it(`counts ${t.name}`, async () => {
+        const { logger, logs } = recorder();
+        const outcomes: string[] = [];
+        const { c, port } = make({ logger, metrics: { pinhole: (o) => outcomes.push(o) } });
+        c.handle({ type: 'sip', message: invite('x1', sdp(ALICE, 4000)) });
+        c.handle({ type: 'sip', message: answer('x1', sdp(BOB, 5000)) });
+        port.auto = undefined;
+        const exec = c.handle({ type: 'sip', message: bye('x1') });
+        for (const call of port.calls.filter((x) => x.method === 'release')) {
+          if (t.answer instanceof Error) call.reject(t.answer);
+          else call.resolve(t.answer);
+        }
+        expect(await Promise.all(exec.releases)).toEqual([t.ok, t.ok]);
+        expect(outcomes).toEqual(['opened', 'opened', t.outcome, t.outcome]);
+        const released = logs.filter((l) => l.msg !== 'pinhole opened');
+        expect(released.map((l) => [l.level, l.msg])).toEqual([
+          [t.level, t.msg],
+          [t.level, t.msg],
+        ]);
+      });
+    }
+  });
+
   it('counts a policy refusal and logs its code', () => {
     const { logger, logs } = recorder();
     const outcomes: string[] = [];

@@ -51,8 +51,12 @@ export interface ControlLogger {
   error(obj: object, msg?: string): void;
 }
 
-/** `opened`/`refreshed`/`closed`: the firewall acknowledged; `refused`: by the policy; `failed`: at the firewall. */
-export type PinholeOutcome = 'opened' | 'refreshed' | 'closed' | 'refused' | 'failed';
+/**
+ * `opened`/`refreshed`/`closed`: the firewall acknowledged; `expired`: a RELEASE found no rule
+ * left (the firewall had already expired it by its TIMER, or lost it): closed all the same;
+ * `refused`: by the policy; `failed`: at the firewall.
+ */
+export type PinholeOutcome = 'opened' | 'refreshed' | 'closed' | 'expired' | 'refused' | 'failed';
 export type FcpMethod = 'set' | 'release';
 /** `open`: a message whose pinholes are not confirmed is relayed anyway; `closed`: the call fails. */
 export type FailMode = 'open' | 'closed';
@@ -372,30 +376,63 @@ export class PinholeController {
 
   async #release(intent: CloseIntent): Promise<boolean> {
     const started = performance.now();
-    let ok = false;
+    let outcome: ReleaseOutcome = 'failed';
     let detail: unknown;
     try {
       const r = await this.#fcp.release(toFcpPme(intent.pme));
-      ok = r.ok;
-      if (!ok) detail = outcomeText(r);
+      outcome = releaseOutcome(r);
+      if (outcome === 'failed') detail = outcomeText(r);
     } catch (err) {
       detail = (err as Error).message;
     }
     this.#metrics.fcpLatency?.('release', (performance.now() - started) / 1000);
-    this.#metrics.pinhole?.(ok ? 'closed' : 'failed');
-    if (ok) {
-      this.#log.debug(
-        { key: intent.key, reason: intent.reason, callId: intent.dialog.callId },
-        'pinhole closed',
-      );
-    } else {
-      this.#log.warn(
-        { key: intent.key, reason: intent.reason, callId: intent.dialog.callId, detail },
-        'pinhole RELEASE failed',
-      );
+    this.#metrics.pinhole?.(outcome);
+    switch (outcome) {
+      case 'closed':
+        this.#log.debug(
+          { key: intent.key, reason: intent.reason, callId: intent.dialog.callId },
+          'pinhole closed',
+        );
+        return true;
+      case 'expired':
+        // The goal of the RELEASE (no such rule at the firewall) is met: a hole nobody refreshed
+        // ran out its TIMER at the firewall before the policy's sweep released it.
+        this.#log.debug(
+          { key: intent.key, reason: intent.reason, callId: intent.dialog.callId },
+          'pinhole already expired at the firewall',
+        );
+        return true;
+      case 'failed':
+        this.#log.warn(
+          { key: intent.key, reason: intent.reason, callId: intent.dialog.callId, detail },
+          'pinhole RELEASE failed',
+        );
+        return false;
     }
-    return ok;
   }
+}
+
+type ReleaseOutcome = 'closed' | 'expired' | 'failed';
+
+/** FCP's answer to a RELEASE of a rule the server does not hold (fcp spec, status 400). */
+const NO_MATCHING_RULE = /no matching rule/i;
+
+/**
+ * `expired` when some server no longer had the rule (the FCP client's `gone`, or a 400 "no
+ * matching rule" from a port that reports it as a refusal) and every other server released it;
+ * `failed` when any server failed otherwise (timeout, connection, another refusal).
+ */
+function releaseOutcome(r: FcpPortResult): ReleaseOutcome {
+  let gone = false;
+  for (const o of r.outcomes) {
+    if (o.kind === 'gone' || (o.status === 400 && NO_MATCHING_RULE.test(o.reason ?? ''))) {
+      gone = true;
+    } else if (o.kind === 'refused' || o.kind === 'failed') {
+      return 'failed';
+    }
+  }
+  if (gone) return 'expired';
+  return r.ok ? 'closed' : 'failed';
 }
 
 function outcomeText(r: FcpPortResult): string[] {

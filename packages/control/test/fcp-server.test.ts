@@ -47,6 +47,17 @@ async function setup(
   return { server, client, control };
 }
 
+async function secondClient(server: FcpServer): Promise<FcpClient> {
+  const client = new FcpClient({
+    servers: [{ host: '127.0.0.1', port: server.addresses()[0]?.port ?? 0 }],
+    keepAlive: false,
+    requestTimeoutMs: 1000,
+  });
+  cleanups.push(() => client.close());
+  await client.ready(5000);
+  return client;
+}
+
 describe('PinholeController with FcpClient and FcpServer (MemoryBackend, loopback TCP)', () => {
   it('opens the holes an answer needs before the hold releases it, with the policy TIMER', async () => {
     const { server, control } = await setup();
@@ -70,6 +81,30 @@ describe('PinholeController with FcpClient and FcpServer (MemoryBackend, loopbac
     const exec = control.handle({ type: 'sip', message: bye('e2') });
     expect(await Promise.all(exec.releases)).toEqual([true, true]);
     expect(server.liveRules).toBe(0);
+  });
+
+  it('counts a RELEASE of holes the firewall no longer has as expired, not failed', async () => {
+    const { server, client } = await setup();
+    const outcomes: string[] = [];
+    const counting = new PinholeController({
+      policy: new Policy({ protectedNetworks: [PROTECTED] }),
+      fcp: client,
+      sweepMs: 0,
+      metrics: { pinhole: (o) => outcomes.push(o) },
+    });
+    cleanups.push(() => counting.close());
+    counting.handle({ type: 'sip', message: invite('e5', sdp(ALICE, 4000)) });
+    await counting.settled(counting.handle({ type: 'sip', message: answer('e5', sdp(BOB, 5000)) }));
+    expect(server.liveRules).toBe(2);
+    // The rules vanish at the firewall first (as when their TIMER runs out there): another
+    // client releases them.
+    const other = await secondClient(server);
+    for (const r of server.rules()) expect((await other.release(r.pme)).ok).toBe(true);
+    expect(server.liveRules).toBe(0);
+    // The server answers the controller's RELEASEs 400 "no matching rule found to release".
+    const exec = counting.handle({ type: 'sip', message: bye('e5') });
+    expect(await Promise.all(exec.releases)).toEqual([true, true]);
+    expect(outcomes).toEqual(['opened', 'opened', 'expired', 'expired']);
   });
 
   it('fails the held answer when the firewall refuses a hole (fail mode closed)', async () => {
