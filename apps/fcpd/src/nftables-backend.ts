@@ -107,6 +107,8 @@ export class NftablesBackend implements FirewallBackend {
   readonly #now: () => number;
   /** Rules we believe the kernel holds, with their expiry (ms, Infinity = never). */
   readonly #present = new Map<string, number>();
+  /** `<set> <element key>` → the rule key whose hole it is (exact hash elements only). */
+  readonly #elements = new Map<string, string>();
   #queue: Op[] = [];
   #flushing = false;
   #opened = false;
@@ -126,7 +128,35 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   unsupported(rule: FirewallRule): string | undefined {
-    return unsupportedReason(rule);
+    return unsupportedReason(rule) ?? this.#overlap(rule);
+  }
+
+  /**
+   * Two rules whose holes expand to the same kernel element (e.g. DSTPORT=40000-40001 and
+   * DSTPORT=40001 toward the same address) would share it: removing one would close the
+   * other's hole, and a restart would give the element to one of them only. Such a second rule
+   * is refused (the server answers 501 with this reason) while the first one lives.
+   */
+  #overlap(rule: FirewallRule): string | undefined {
+    const { set, keys } = ruleElements(rule);
+    for (const k of keys) {
+      const owner = this.#elements.get(`${set} ${k}`);
+      if (owner !== undefined && owner !== rule.key) {
+        return `overlaps the live rule "${owner}" (they would share the kernel element ${k})`;
+      }
+    }
+    return undefined;
+  }
+
+  #own(rule: FirewallRule, set: string, keys: readonly string[]): void {
+    for (const k of keys) this.#elements.set(`${set} ${k}`, rule.key);
+  }
+
+  #disown(rule: FirewallRule, set: string, keys: readonly string[]): void {
+    for (const k of keys) {
+      const e = `${set} ${k}`;
+      if (this.#elements.get(e) === rule.key) this.#elements.delete(e);
+    }
   }
 
   /** `nft -j -n list table` once, as a separate short-lived process (start-up only). `-n` skips
@@ -171,6 +201,8 @@ export class NftablesBackend implements FirewallBackend {
     await this.#channel.exec(setupScript(ruleset, listing.chains));
     for (const r of rules) {
       this.#present.set(r.rule.key, r.remainingMs === undefined ? Infinity : now + r.remainingMs);
+      const { set, keys } = ruleElements(r.rule);
+      this.#own(r.rule, set, keys);
     }
     this.#opened = true;
     this.#o.logger?.info(
@@ -187,7 +219,7 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   install(rule: FirewallRule, meta: RuleMeta): Promise<void> {
-    const why = unsupportedReason(rule);
+    const why = unsupportedReason(rule) ?? this.#overlap(rule);
     if (why !== undefined) return Promise.reject(new NftError(why));
     const { set, keys } = ruleElements(rule);
     const now = this.#now();
@@ -210,6 +242,7 @@ export class NftablesBackend implements FirewallBackend {
     // kernel timer and rewrites the comment (nft 1.0.6 cannot update a timeout in place).
     const known = this.#present.has(rule.key);
     this.#present.set(rule.key, expiresAt ?? Infinity);
+    this.#own(rule, set, keys);
     return this.#enqueue(
       'install',
       rule,
@@ -227,6 +260,7 @@ export class NftablesBackend implements FirewallBackend {
     const bare = keys.join(', ');
     const exp = this.#present.get(rule.key);
     this.#present.delete(rule.key);
+    this.#disown(rule, set, keys);
     // Close to its kernel expiry the element may already be gone: use the safe form.
     const sure = exp !== undefined && exp - this.#now() > 1000;
     const fast = sure
@@ -340,7 +374,11 @@ export class NftablesBackend implements FirewallBackend {
     }
     if (batch.length === 1) {
       const op = batch[0] as Op;
-      if (op.kind === 'install') this.#present.delete(op.rule.key);
+      if (op.kind === 'install') {
+        this.#present.delete(op.rule.key);
+        const { set, keys } = ruleElements(op.rule);
+        this.#disown(op.rule, set, keys);
+      }
       op.reject(new NftError(`nft refused ${op.kind} of ${op.rule.key}: ${err.trim()}`));
       return;
     }

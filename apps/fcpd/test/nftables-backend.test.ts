@@ -122,6 +122,25 @@ describe.runIf(ok)('NftablesBackend in a network namespace', () => {
     await b.close();
   });
 
+  it('refuses a second rule that would share a kernel element with a live one', async () => {
+    const b = backend();
+    await b.open();
+    const a = hole('198.19.1.70', 40000, { dstPorts: [40000, 40001] });
+    const inner = hole('198.19.1.70', 40001);
+    await b.install(a, { owner: 'a', timerSec: 30 });
+    // Removing `a` would close `inner`'s hole too: refused up front (the server answers 501).
+    expect(b.unsupported(inner)).toMatch(/overlaps the live rule .*198\.19\.1\.70 \. 17 \. 40001/);
+    await expect(b.install(inner, { owner: 'b', timerSec: 30 })).rejects.toThrow(/overlaps/);
+    // The rule itself (a refresh) is not an overlap.
+    expect(b.unsupported(a)).toBeUndefined();
+    await b.install(a, { owner: 'a', timerSec: 30 });
+    await b.remove(a);
+    expect(b.unsupported(inner)).toBeUndefined();
+    await b.install(inner, { owner: 'b', timerSec: 30 });
+    await b.remove(inner);
+    await b.close();
+  });
+
   it('adopts rules with their remaining lifetime after a restart', async () => {
     const b1 = backend();
     await b1.open();
