@@ -139,3 +139,48 @@ describe('editing without reparse (RFC 3261 §16.6 request forwarding)', () => {
     );
   });
 });
+
+describe('serialising an edited message that does not fill its buffer', () => {
+  const FWD =
+    'INVITE sip:bob@example.com SIP/2.0\r\n' +
+    'Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1\r\n' +
+    'Max-Forwards: 70\r\n' +
+    'Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 5\r\n\r\nhello';
+  const EXPECTED =
+    'INVITE sip:bob@example.com SIP/2.0\r\n' +
+    'Via: SIP/2.0/UDP p0.example.com;branch=z9hG4bK0\r\n' +
+    'Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1\r\n' +
+    // without a Record-Route in the message, the new one goes after the Via block
+    'Record-Route: <sip:p0.example.com;lr>\r\n' +
+    'Max-Forwards: 69\r\n' +
+    'Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 5\r\n\r\nhello';
+
+  function forward(bytes: Uint8Array): string {
+    const m = mustParse(bytes);
+    m.decrementMaxForwards();
+    m.prependRecordRoute('<sip:p0.example.com;lr>');
+    m.prependVia('SIP/2.0/UDP p0.example.com;branch=z9hG4bK0');
+    return serialize(m).toString('latin1');
+  }
+
+  it('writes the same bytes for a whole buffer, leading CRLFs, trailing octets and a view', () => {
+    expect(forward(Buffer.from(FWD))).toBe(EXPECTED);
+    // RFC 3261 §18.3: octets beyond Content-Length are not part of the message.
+    expect(forward(Buffer.from(`\r\n\r\n${FWD}TRAILING`))).toBe(EXPECTED);
+    const big = Buffer.from(`xxxxxxx${FWD}yyyy`);
+    expect(forward(big.subarray(7, 7 + FWD.length))).toBe(EXPECTED);
+    expect(forward(new Uint8Array(big.buffer, big.byteOffset + 7, FWD.length))).toBe(EXPECTED);
+  });
+
+  it('keeps earlier serialisations intact while later ones reuse the output slab', () => {
+    const outs: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const m = mustParse(Buffer.from(FWD));
+      m.decrementMaxForwards();
+      m.prependRecordRoute('<sip:p0.example.com;lr>');
+      m.prependVia('SIP/2.0/UDP p0.example.com;branch=z9hG4bK0');
+      outs.push(serialize(m));
+    }
+    for (const out of outs) expect(out.toString('latin1')).toBe(EXPECTED);
+  });
+});
