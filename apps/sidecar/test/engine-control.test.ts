@@ -263,6 +263,39 @@ describe('EnginePinholeControl with a real FCP server', () => {
     expect(metrics.pinholes.value({ outcome: 'failed' })).toBe(0);
   });
 
+  it('a 183 that arrives after its branch timed out here (Timer B, no 100 mirrored) opens holes that the revived branch closes at its own timeout', async () => {
+    const { server, metrics, control, fwd, push, advanceTimers } = await setup();
+    const id = 'ec-5b@198.18.0.10';
+    const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
+    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi5b', { body: sdp('198.18.0.10', 40010) }));
+    const handle = vi.spyOn(control.policy, 'handle');
+    const ended = (): number =>
+      handle.mock.calls.filter(([ev]) => ev.type === 'transaction-ended').length;
+    // §17.1.1.2 Timer B (64*T1) in Calling: the observer tells the policy the branch timed out.
+    await advanceTimers(CANCEL_WAIT_MS + 1000);
+    expect(ended()).toBe(1);
+    // The element's branch was alive all along: its 183 arrives late and opens the holes.
+    const [early183In, early183Out] = response(
+      id,
+      'SIP/2.0 183 Session Progress',
+      '1 INVITE',
+      'z9hG4bKi5b',
+      { toTag: 'tg', body: sdp('198.18.0.20', 30010) },
+    );
+    await push(early183In, CALLEE, SERVER);
+    await push(early183Out, SERVER, UA);
+    expect(server.rules().length).toBeGreaterThan(0);
+    expect(control.layer.stats.branchesRevived).toBe(1);
+    // The revived branch's Timer C and §9.1 wait end it: the holes close then, not at the
+    // policy's 300 s early-media sweep (none runs here: the control's clock stands still).
+    await advanceTimers(TIMER_C_MS - 1000);
+    expect(server.rules().length).toBeGreaterThan(0);
+    await advanceTimers(1000 + CANCEL_WAIT_MS + 1000);
+    expect(ended()).toBe(2);
+    expect(server.rules()).toHaveLength(0);
+    expect(metrics.pinholes.value({ outcome: 'failed' })).toBe(0);
+  });
+
   it('of two forked branches with early media, the one that times out closes only its own holes', async () => {
     const { server, push, advanceTimers } = await setup();
     const id = 'ec-6@198.18.0.10';

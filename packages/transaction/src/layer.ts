@@ -116,6 +116,15 @@ export interface LayerStats {
   rejectedFull: number;
   badMessages: number;
   duplicatesObserved: number;
+  /** Observer: INVITE branches ended by a timeout and brought back by a late response. */
+  branchesRevived: number;
+}
+
+/** Observer: an INVITE branch that ended by a timeout, kept so a late response can revive it. */
+interface TimedOutBranch {
+  readonly branch: InviteClientTransaction;
+  /** Clock time after which a response no longer revives it. */
+  readonly until: number;
 }
 
 interface HopContext {
@@ -140,9 +149,12 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     rejectedFull: 0,
     badMessages: 0,
     duplicatesObserved: 0,
+    branchesRevived: 0,
   };
   readonly #table = new Map<string, AnyTransaction>();
   readonly #accepted = new Map<string, InviteServerTransaction>();
+  /** Observer: INVITE branches ended by a timeout, by client key, oldest first. */
+  readonly #timedOut = new Map<string, TimedOutBranch>();
   readonly #listeners = new Map<TransactionEventName, ListenerEntry[]>();
   readonly #transport: Transport | undefined;
   readonly #max: number;
@@ -437,6 +449,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (server) return;
     if (outcome.kind === 'response' && outcome.status < 300) return;
     const branch = t as ClientTransaction;
+    if (this.observed && outcome.kind === 'timeout' && branch instanceof InviteClientTransaction) {
+      this.#rememberTimedOut(branch);
+    }
     void this.#emit({
       name: 'branchFailed',
       observed: this.observed,
@@ -1123,6 +1138,13 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       client.receiveResponse(response);
       return;
     }
+    if (client === undefined && hop.direction === 'received') {
+      const revived = this.#revive(cKey);
+      if (revived !== undefined) {
+        revived.receiveResponse(response);
+        return;
+      }
+    }
     if (server !== undefined) {
       this.#observeSent(server, response);
       return;
@@ -1149,6 +1171,54 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         destination: hop.destination,
       });
     }
+  }
+
+  /**
+   * §17.1.1.2: "If the client transaction is still in the "Calling" state when timer B fires,
+   * the client transaction SHOULD inform the TU that a timeout has occurred." An observer's
+   * timers only estimate the observed element's: its Timer B or C may be longer, and a mirrored
+   * 100 Trying may never have reached us (capture copies travel over UDP). A response that
+   * arrives from downstream after the branch timed out here proves the branch is alive at the
+   * element, so the observer tracks it again: the response reaches the TU on its branch (in
+   * Proceeding, Timer C restarted by a 101-199; §16.7 step 2), and the branch's own end (a
+   * final response, or Timer C and the §9.1 wait) fires `branchFailed` once more, so whatever a
+   * late 18x opened is closed with the branch. Remembered for Timer C after the timeout.
+   */
+  #rememberTimedOut(branch: InviteClientTransaction): void {
+    const now = this.clock.now();
+    this.#pruneTimedOut(now);
+    if (this.#timedOut.size >= this.#max) {
+      const oldest = this.#timedOut.keys().next();
+      if (oldest.done !== true) this.#timedOut.delete(oldest.value);
+    }
+    this.#timedOut.delete(branch.id);
+    this.#timedOut.set(branch.id, { branch, until: now + branch.timerValues.C });
+  }
+
+  #pruneTimedOut(now: number): void {
+    // Insertion order is expiry order (one Timer C value per transport schedule, at most two).
+    for (const [key, entry] of this.#timedOut) {
+      if (entry.until > now) break;
+      this.#timedOut.delete(key);
+    }
+  }
+
+  #revive(key: string): InviteClientTransaction | undefined {
+    if (this.#timedOut.size === 0) return undefined;
+    const entry = this.#timedOut.get(key);
+    if (entry === undefined) return undefined;
+    this.#timedOut.delete(key);
+    if (entry.until <= this.clock.now() || this.#table.size >= this.#max) return undefined;
+    const old = entry.branch;
+    const txn = this.#createClient(old.request, key, old.peer) as InviteClientTransaction;
+    const ctx = old.context;
+    if (ctx !== undefined && !ctx.server.terminated) {
+      txn.context = ctx;
+      ctx.addBranch(txn, false);
+    }
+    this.stats.branchesRevived++;
+    txn.start();
+    return txn;
   }
 
   #observeSent(server: ServerTransaction, response: SipMessage): void {
@@ -1200,6 +1270,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   /** Aborts every live transaction (their timers are cleared and `transactionDestroyed` fires). */
   close(): void {
     for (const t of [...this.#table.values()]) t.abort('layer closed');
+    this.#timedOut.clear();
   }
 }
 

@@ -116,6 +116,84 @@ describe('observer mode (the sidecar)', () => {
     expect(w.of('transactionDestroyed')).toHaveLength(3);
   });
 
+  describe('a response after its INVITE branch timed out (§17.1.1.2 Timer B)', () => {
+    /** The INVITE forwarded, no 100 Trying mirrored, and Timer B (64*T1) fired here. */
+    function timedOut() {
+      const w = watch();
+      w.feed(w.invite, 'received', UAC, PROXY);
+      w.feed(w.fwd, 'sent', PROXY, UAS1);
+      w.clock.advance(32_000);
+      const failed = w.of('branchFailed');
+      expect(failed.map((e) => e.outcome)).toEqual([{ kind: 'timeout', timer: 'B' }]);
+      return { ...w, first: failed[0]?.branch, server: w.of('requestReceived')[0]?.transaction };
+    }
+
+    it('revives the branch on a late 183: the response has its branch, and its Timer C still ends it with branchFailed', () => {
+      const w = timedOut();
+      w.clock.advance(8_000);
+      const r183 = response(w.fwd, 183, 'b1');
+      w.feed(r183, 'received', UAS1, PROXY);
+      w.feed(w.up(r183), 'sent', PROXY, UAC);
+      expect(w.layer.stats.branchesRevived).toBe(1);
+      expect(w.layer.stats.strayResponses).toBe(0);
+      const late = w.of('responseReceived')[0];
+      expect(late?.branch).toBeDefined();
+      expect(late?.branch).not.toBe(w.first);
+      expect(late?.branch?.request).toBe(w.first?.request);
+      expect(late?.branch?.state).toBe('proceeding');
+      expect(late?.transaction).toBe(w.server);
+      expect(w.of('provisionalRelayed')[0]?.transaction).toBe(w.server);
+      // The observed element's Timer C (> 3 min, §16.7 step 2) and the §9.1 wait after its
+      // CANCEL: the revived branch ends by timeout, so holes its 183 opened are closed with it.
+      w.clock.advance(181_000 + 32_000);
+      const failed = w.of('branchFailed');
+      expect(failed).toHaveLength(2);
+      expect(failed[1]?.branch).toBe(late?.branch);
+      expect(failed[1]?.outcome).toEqual({ kind: 'timeout', timer: 'cancel' });
+      w.clock.advance(10 * 60_000);
+      expect(w.layer.size).toBe(0);
+      expect(w.clock.pending()).toBe(0);
+    });
+
+    it('a late 200 revives the branch into Accepted: no second branchFailed', () => {
+      const w = timedOut();
+      const r200 = response(w.fwd, 200, 'b1');
+      w.feed(r200, 'received', UAS1, PROXY);
+      w.feed(r200, 'received', UAS1, PROXY); // its mirror: absorbed by the revived branch
+      w.feed(w.up(r200), 'sent', PROXY, UAC);
+      expect(w.layer.stats.branchesRevived).toBe(1);
+      const late = w.of('responseReceived');
+      expect(late.map((e) => e.retransmission)).toEqual([false, true]);
+      expect(late[0]?.branch?.state).toBe('accepted');
+      expect(w.of('finalRelayed')[0]?.dialog?.state).toBe('confirmed');
+      w.clock.advance(10 * 60_000);
+      expect(w.of('branchFailed')).toHaveLength(1);
+      expect(w.layer.size).toBe(0);
+    });
+
+    it('does not revive a branch once Timer C has passed since its timeout', () => {
+      const w = timedOut();
+      w.clock.advance(181_000);
+      w.feed(response(w.fwd, 183, 'b1'), 'received', UAS1, PROXY);
+      expect(w.layer.stats.branchesRevived).toBe(0);
+      expect(w.layer.stats.strayResponses).toBe(1);
+      expect(w.of('responseReceived')[0]?.branch).toBeUndefined();
+    });
+
+    it('does not revive a branch that ended with a final response (a late retransmission stays stray)', () => {
+      const w = watch();
+      w.feed(w.invite, 'received', UAC, PROXY);
+      w.feed(w.fwd, 'sent', PROXY, UAS1);
+      const r486 = response(w.fwd, 486, 'b1');
+      w.feed(r486, 'received', UAS1, PROXY);
+      w.clock.advance(32_000); // Timer D
+      w.feed(r486, 'received', UAS1, PROXY);
+      expect(w.layer.stats.branchesRevived).toBe(0);
+      expect(w.layer.stats.strayResponses).toBe(1);
+      expect(w.of('branchFailed')).toHaveLength(1);
+    });
+  });
+
   it('watches a UA: its INVITE sent is a client transaction, the responses received end it', () => {
     const w = watch();
     const inv = request({ branch: 'z9hG4bKua' });
