@@ -13,6 +13,10 @@ let hung = false;
 rl.on('line', (line) => {
   if (hung) return;
   const inc = /^include "(.*)"$/.exec(line);
+  if (inc && process.argv.includes('--no-files')) {
+    process.stderr.write('Error: File not found: ' + inc[1] + '\\n' + line + '\\n^^^\\n');
+    return;
+  }
   const text = inc ? fs.readFileSync(inc[1], 'utf8') : line;
   if (/^\\w+$/.test(line)) process.stderr.write('Error: syntax error, unexpected newline, expecting string\\n' + line + '\\n' + ' '.repeat(line.length) + '^\\n');
   else if (text.includes('FAIL')) process.stderr.write('Error: Could not process rule: No such file or directory\\n' + text.split('\\n')[0] + '\\n^^^^\\n');
@@ -125,6 +129,14 @@ describe('NftChannel', () => {
     const results = await Promise.all([c.run('add FAIL\n'), c.run('add ok\n'), c.run('add ok\n')]);
     expect(results[0]).toContain('No such file');
     expect(results.slice(1)).toEqual(['', '']);
+    await c.close();
+  });
+
+  it('types scripts inline when nft cannot see the include file (another mount namespace)', async () => {
+    const c = new NftChannel({ argv: [process.execPath, script, '--no-files'] });
+    expect(await c.run('add element ok\n')).toBe('');
+    expect(await c.run('add element FAIL\n')).toContain('No such file');
+    expect(await c.run('list WHO\n')).toContain(' inline');
     await c.close();
   });
 

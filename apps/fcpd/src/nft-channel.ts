@@ -52,7 +52,8 @@ const SENTINEL_PREFIX = 'phsync';
 
 export class NftChannel {
   readonly #argv: readonly string[];
-  readonly #inlineMax: number;
+  /** Scripts up to this length are typed inline; Infinity once includes proved not to work. */
+  #inlineMax: number;
   readonly #timeoutMs: number;
   readonly #scratchParent: string | undefined;
   /** Script file names: `<dir>/pinhole-nft-<pid>-<random>-<n>.nft`, resolved on first use. */
@@ -193,8 +194,14 @@ export class NftChannel {
       line = flat;
     } else {
       file = `${this.#prefix()}${this.#seq}.nft`;
-      // A fresh name (O_EXCL: never follows a planted link), readable by this user only.
-      writeFileSync(file, script, { mode: 0o600, flag: 'wx' });
+      try {
+        // A fresh name (O_EXCL: never follows a planted link), readable by this user only.
+        writeFileSync(file, script, { mode: 0o600, flag: 'wx' });
+      } catch {
+        // No writable scratch directory: type every script from now on (slower, still correct).
+        this.#inlineMax = Infinity;
+        return this.#runNow(script);
+      }
       line = `include "${file}"`;
     }
     const done = new Promise<string>((resolve, reject) => {
@@ -214,7 +221,22 @@ export class NftChannel {
     if (file === undefined) return done;
     // nft has read the file before it answers the sentinel.
     const f = file;
-    return done.finally(() => rmSync(f, { force: true }));
+    return done.then(
+      (err) => {
+        rmSync(f, { force: true });
+        // nft runs where our scratch directory does not exist (another mount namespace, e.g.
+        // a command entering a container): nothing was applied; type scripts from now on.
+        if (script !== undefined && err.includes(`File not found: ${f}`)) {
+          this.#inlineMax = Infinity;
+          return this.#runNow(script);
+        }
+        return err;
+      },
+      (e: unknown) => {
+        rmSync(f, { force: true });
+        throw e;
+      },
+    );
   }
 
   #prefix(): string {
