@@ -12,13 +12,17 @@ import {
   createRoutedTopology,
   liveNetns,
   run,
+  holeCount,
   sipp,
+  sleep,
   systemTestGate,
+  type JsonLogProcess,
+  type LogLine,
   UdpAgent,
   udpReaches,
   type RoutedTopology,
 } from '@pinhole/testkit';
-import { holeCount, ProxyProcess, sleep, stream, uac, uas, type LogLine } from './harness.js';
+import { startProxyProcess, stream, uac, uas } from './harness.js';
 
 const CALLER = '198.18.1.2';
 const CALLEE = '198.19.1.2';
@@ -31,7 +35,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
   'pinhole-proxy: real calls through a real firewall',
   () => {
     let topo: RoutedTopology | undefined;
-    let proxy: ProxyProcess | undefined;
+    let proxy: JsonLogProcess | undefined;
     let caller: UdpAgent;
     let callee: UdpAgent;
 
@@ -59,7 +63,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
 
     beforeAll(async () => {
       topo = await createRoutedTopology();
-      proxy = new ProxyProcess(topo.router, [
+      proxy = startProxyProcess(topo.router, [
         '--listen',
         `udp:${PROXY}`,
         '--route',
@@ -164,43 +168,47 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
       expect(await holeCount(topo!.router)).toBe(0);
     }, 60_000);
 
-    it('closes the early-media hole after CANCEL and its 487', async () => {
-      const uasP = uas(topo!.inside, CALLEE, 'uas-ring.xml', ['-key', 'mport', String(MEDIA)]);
-      await sleep(300);
-      const uacP = uac(topo!.outside, CALLER, PROXY, 'uac-cancel.xml', [
-        '-key',
-        'mport',
-        '41000',
-        '-d',
-        '3000',
-      ]);
-      const during = await passesWithin(MEDIA, 2800);
-      const [uacR, uasR] = await Promise.all([uacP, uasP]);
-      expect(uacR.code, uacR.output).toBe(0);
-      expect(uasR.code, uasR.output).toBe(0);
-      expect(during).toBeDefined();
-      expect(await reaches(MEDIA)).toBe(false);
-      expect(await holeCount(topo!.router)).toBe(0);
-    }, 60_000);
-
-    it('closes the early-media hole after 486 Busy Here', async () => {
-      const uasP = uas(topo!.inside, CALLEE, 'uas-486.xml', [
-        '-key',
-        'mport',
-        String(MEDIA),
-        '-d',
-        '3000',
-      ]);
-      await sleep(300);
-      const uacP = uac(topo!.outside, CALLER, PROXY, 'uac-486.xml', ['-key', 'mport', '41000']);
-      const during = await passesWithin(MEDIA, 2800);
-      const [uacR, uasR] = await Promise.all([uacP, uasP]);
-      expect(uacR.code, uacR.output).toBe(0);
-      expect(uasR.code, uasR.output).toBe(0);
-      expect(during).toBeDefined();
-      expect(await reaches(MEDIA)).toBe(false);
-      expect(await holeCount(topo!.router)).toBe(0);
-    }, 60_000);
+    it.each([
+      {
+        end: 'CANCEL and its 487',
+        uasScenario: 'uas-ring.xml',
+        uasExtra: [],
+        uacScenario: 'uac-cancel.xml',
+        uacExtra: ['-d', '3000'],
+      },
+      {
+        end: '486 Busy Here',
+        uasScenario: 'uas-486.xml',
+        uasExtra: ['-d', '3000'],
+        uacScenario: 'uac-486.xml',
+        uacExtra: [],
+      },
+    ])(
+      'closes the early-media hole after $end',
+      async ({ uasScenario, uasExtra, uacScenario, uacExtra }) => {
+        const uasP = uas(topo!.inside, CALLEE, uasScenario, [
+          '-key',
+          'mport',
+          String(MEDIA),
+          ...uasExtra,
+        ]);
+        await sleep(300);
+        const uacP = uac(topo!.outside, CALLER, PROXY, uacScenario, [
+          '-key',
+          'mport',
+          '41000',
+          ...uacExtra,
+        ]);
+        const during = await passesWithin(MEDIA, 2800);
+        const [uacR, uasR] = await Promise.all([uacP, uasP]);
+        expect(uacR.code, uacR.output).toBe(0);
+        expect(uasR.code, uasR.output).toBe(0);
+        expect(during).toBeDefined();
+        expect(await reaches(MEDIA)).toBe(false);
+        expect(await holeCount(topo!.router)).toBe(0);
+      },
+      60_000,
+    );
 
     it('answers 408 when nobody answers (Timer C), cancels the callee and closes the hole', async () => {
       const uasP = uas(topo!.inside, CALLEE, 'uas-ring.xml', ['-key', 'mport', String(MEDIA)]);

@@ -57,6 +57,51 @@ function sipp(
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A sipp UAS on 127.0.0.1:`port` playing `scenario`, with a free media port. */
+async function uasSipp(
+  scenario: string,
+  port: number,
+  transport: 'udp' | 'tcp',
+  extra: readonly string[],
+): Promise<{ code: number | null; out: string }> {
+  return sipp([
+    ...(transport === 'tcp' ? ['-t', 't1'] : []),
+    '-sf',
+    `${SCENARIOS}${scenario}`,
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-mp',
+    String(await freePort('udp')),
+    ...extra,
+  ]);
+}
+
+/** A sipp UAC on free ports calling bob through the proxy at 127.0.0.1:`proxyPort`. */
+async function uacSipp(
+  proxyPort: number,
+  scenario: string,
+  transport: 'udp' | 'tcp',
+  extra: readonly string[],
+): Promise<{ code: number | null; out: string }> {
+  return sipp([
+    `127.0.0.1:${proxyPort}`,
+    ...(transport === 'tcp' ? ['-t', 't1'] : []),
+    '-sf',
+    `${SCENARIOS}${scenario}`,
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(await freePort(transport)),
+    '-mp',
+    String(await freePort('udp')),
+    '-s',
+    'bob',
+    ...extra,
+  ]);
+}
+
 describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
   'sipp calls through the proxy on loopback',
   () => {
@@ -94,32 +139,9 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         '198.19.0.0/16',
       ]);
       const port = a.proxy.listeners[0]!.port;
-      const uas = sipp([
-        '-sf',
-        `${SCENARIOS}uas-basic.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(uasPort),
-        '-mp',
-        String(await freePort('udp')),
-        '-m',
-        '1',
-        '-key',
-        'mport',
-        '40000',
-      ]);
+      const uas = uasSipp('uas-basic.xml', uasPort, 'udp', ['-m', '1', '-key', 'mport', '40000']);
       await sleep(300);
-      const uac = await sipp([
-        `127.0.0.1:${port}`,
-        '-sf',
-        `${SCENARIOS}uac-basic.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(await freePort('udp')),
-        '-mp',
-        String(await freePort('udp')),
+      const uac = await uacSipp(port, 'uac-basic.xml', 'udp', [
         '-m',
         '1',
         '-key',
@@ -127,8 +149,6 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         '40010',
         '-d',
         '100',
-        '-s',
-        'bob',
       ]);
       expect(uac.code, uac.out).toBe(0);
       expect((await uas).code).toBe(0);
@@ -149,36 +169,9 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         '198.19.0.0/16',
       ]);
       const port = a.proxy.listeners[0]!.port;
-      const uas = sipp([
-        '-t',
-        't1',
-        '-sf',
-        `${SCENARIOS}uas-basic.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(uasPort),
-        '-mp',
-        String(await freePort('udp')),
-        '-m',
-        '1',
-        '-key',
-        'mport',
-        '40000',
-      ]);
+      const uas = uasSipp('uas-basic.xml', uasPort, 'tcp', ['-m', '1', '-key', 'mport', '40000']);
       await sleep(300);
-      const uac = await sipp([
-        `127.0.0.1:${port}`,
-        '-t',
-        't1',
-        '-sf',
-        `${SCENARIOS}uac-basic.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(await freePort('tcp')),
-        '-mp',
-        String(await freePort('udp')),
+      const uac = await uacSipp(port, 'uac-basic.xml', 'tcp', [
         '-m',
         '1',
         '-key',
@@ -186,8 +179,6 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         '40010',
         '-d',
         '100',
-        '-s',
-        'bob',
       ]);
       expect(uac.code, uac.out).toBe(0);
       expect((await uas).code).toBe(0);
@@ -226,30 +217,8 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
       expect(ok.match(/\r\nContact: /g)).toHaveLength(2);
       expect(a.proxy.core.registrar.size).toBe(2);
 
-      const answering = sipp([
-        '-sf',
-        `${SCENARIOS}uas-basic.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(p1),
-        '-mp',
-        String(await freePort('udp')),
-        '-m',
-        '1',
-        '-key',
-        'mport',
-        '40000',
-      ]);
-      const ringing = sipp([
-        '-sf',
-        `${SCENARIOS}uas-fork-loser.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(p2),
-        '-mp',
-        String(await freePort('udp')),
+      const answering = uasSipp('uas-basic.xml', p1, 'udp', ['-m', '1', '-key', 'mport', '40000']);
+      const ringing = uasSipp('uas-fork-loser.xml', p2, 'udp', [
         '-m',
         '1',
         '-key',
@@ -257,16 +226,7 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         '40002',
       ]);
       await sleep(300);
-      const uac = await sipp([
-        `127.0.0.1:${port}`,
-        '-sf',
-        `${SCENARIOS}uac-fork.xml`,
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(await freePort('udp')),
-        '-mp',
-        String(await freePort('udp')),
+      const uac = await uacSipp(port, 'uac-fork.xml', 'udp', [
         '-m',
         '1',
         '-key',
@@ -274,8 +234,6 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         '40010',
         '-d',
         '300',
-        '-s',
-        'bob',
       ]);
       expect(uac.code, uac.out).toBe(0);
       expect((await answering).code).toBe(0);
@@ -334,16 +292,7 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
           csv,
           `SEQUENTIAL\n${[...Array(calls).keys()].map((i) => `${30000 + 2 * i};198.19.1.2;`).join('\n')}\n`,
         );
-        const uas = sipp([
-          ...(tcp ? ['-t', 't1'] : []),
-          '-sf',
-          `${SCENARIOS}uas-bench.xml`,
-          '-i',
-          '127.0.0.1',
-          '-p',
-          String(uasPort),
-          '-mp',
-          String(await freePort('udp')),
+        const uas = uasSipp('uas-bench.xml', uasPort, transport, [
           '-inf',
           csv,
           '-m',
@@ -354,17 +303,7 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
         const poll = setInterval(() => (maxRules = Math.max(maxRules, fcpd.server.liveRules)), 20);
         // Over TCP every call shares the UAC's one connection, held by one worker: the calls the
         // other worker owns are passed to it and its answers come back to the holder.
-        const uac = await sipp([
-          `127.0.0.1:${port}`,
-          ...(tcp ? ['-t', 't1'] : []),
-          '-sf',
-          `${SCENARIOS}uac-bench.xml`,
-          '-i',
-          '127.0.0.1',
-          '-p',
-          String(await freePort(transport)),
-          '-mp',
-          String(await freePort('udp')),
+        const uac = await uacSipp(port, 'uac-bench.xml', transport, [
           '-key',
           'mport',
           '41000',
@@ -374,8 +313,6 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
           String(calls),
           '-d',
           '500',
-          '-s',
-          'bob',
         ]);
         clearInterval(poll);
         const uasR = await uas;

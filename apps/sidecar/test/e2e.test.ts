@@ -15,10 +15,12 @@ import {
   cleanupNetns,
   createRoutedTopology,
   eventually,
+  holeCount,
   JsonLogProcess,
   liveNetns,
   run,
   sipp,
+  sleep,
   systemTestGate,
   UdpAgent,
   udpReaches,
@@ -26,14 +28,7 @@ import {
   type SippResult,
 } from '@pinhole/testkit';
 import { KAMAILIO_CFG } from './support/kamailio.js';
-import {
-  FCPD_CLI,
-  holeCount,
-  OWN_SCENARIOS,
-  SCENARIOS,
-  SIDECAR_CLI,
-  sleep,
-} from './support/netns-e2e.js';
+import { FCPD_CLI, OWN_SCENARIOS, SCENARIOS, SIDECAR_CLI } from './support/netns-e2e.js';
 
 const CALLER = '198.18.1.2';
 const CALLEE = '198.19.1.2';
@@ -194,6 +189,35 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       };
     }
 
+    /**
+     * One call through Kamailio (UAS `uasScenario`, UAC `uacScenario`): media toward the callee
+     * must pass within `windowMs` while the call is up, both sipps must succeed, and the hole
+     * must be gone afterwards with the sidecar logging a close and no failure. Returns what the
+     * sidecar logged during the call.
+     */
+    async function callAndClose(
+      uasScenario: string,
+      uasExtra: readonly string[],
+      uacScenario: string,
+      uacExtra: readonly string[],
+      windowMs: number,
+    ): Promise<ReturnType<typeof sidecarSaw>> {
+      const mark = sidecar!.lines.length;
+      const uasP = (await uas(uasScenario, uasExtra)).done;
+      const uacP = uac(uacScenario, uacExtra);
+      const passed = await passesWithin(MEDIA, windowMs);
+      const [uacR, uasR] = await Promise.all([uacP, uasP]);
+      expect(uacR.code, uacR.output).toBe(0);
+      expect(uasR.code, uasR.output).toBe(0);
+      expect(passed, diagnostics()).toBeDefined();
+      expect(await closedAgain(), diagnostics()).toBe(true);
+      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
+      const saw = sidecarSaw(mark);
+      expect(saw.closed).toBeGreaterThan(0);
+      expect(saw.failed).toBe(0);
+      return saw;
+    }
+
     const diagnostics = (): string =>
       [
         '--- sidecar',
@@ -292,61 +316,30 @@ describe.runIf(systemTestGate('sidecar e2e', ['root', 'nft', 'netns', 'sipp', 'k
       // The caller is outside the protected network: media toward it is not gated at all.
       expect(await udpReaches(callee!, caller!, CALLER, MEDIA, { attempts: 3 })).toBe(true);
 
-      const mark = sidecar!.lines.length;
-      const uasP = (await uas('uas-basic.xml')).done;
-      const uacP = uac('uac-basic.xml', ['-d', '3000']);
-      // The call is up for 3 s after the ACK; the hole opens shortly after the 200's copy.
-      const open = await passesWithin(MEDIA, 3000);
-      const [uacR, uasR] = await Promise.all([uacP, uasP]);
-      expect(uacR.code, uacR.output).toBe(0);
-      expect(uasR.code, uasR.output).toBe(0);
-      expect(open, diagnostics()).toBeDefined();
-      expect(await closedAgain(), diagnostics()).toBe(true);
-      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
-      const saw = sidecarSaw(mark);
+      const saw = await callAndClose('uas-basic.xml', [], 'uac-basic.xml', ['-d', '3000'], 3000);
       // The 200's copy opened the hole (Kamailio's 100 and 180 carry no SDP); the BYE closed it.
       expect(saw.answers).toContain(200);
       expect(saw.opened).toBeGreaterThan(0);
-      expect(saw.closed).toBeGreaterThan(0);
-      expect(saw.failed).toBe(0);
     }, 60_000);
 
     it('passes early media after a 183 with SDP, before the 200 OK', async () => {
-      const mark = sidecar!.lines.length;
-      const uasP = (await uas('uas-early-media.xml', ['-d', '3000'])).done;
-      const uacP = uac('uac-basic.xml', ['-d', '500']);
       // The callee pauses 3 s between its 183 and its 200, and the 183 leaves after polling
       // starts: a pass within 2.5 s of now came through the early-media hole.
-      const early = await passesWithin(MEDIA, 2500);
-      const [uacR, uasR] = await Promise.all([uacP, uasP]);
-      expect(uacR.code, uacR.output).toBe(0);
-      expect(uasR.code, uasR.output).toBe(0);
-      expect(early, diagnostics()).toBeDefined();
-      expect(await closedAgain(), diagnostics()).toBe(true);
-      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
-      const saw = sidecarSaw(mark);
+      const saw = await callAndClose(
+        'uas-early-media.xml',
+        ['-d', '3000'],
+        'uac-basic.xml',
+        ['-d', '500'],
+        2500,
+      );
       expect(saw.answers).toContain(183);
       expect(saw.opened).toBeGreaterThan(0);
-      expect(saw.closed).toBeGreaterThan(0);
-      expect(saw.failed).toBe(0);
     }, 60_000);
 
     it('closes the early-media hole after CANCEL and its 487', async () => {
-      const mark = sidecar!.lines.length;
-      const uasP = (await uas('uas-ring.xml')).done;
-      const uacP = uac('uac-cancel.xml', ['-d', '3000']);
-      const during = await passesWithin(MEDIA, 2800);
-      const [uacR, uasR] = await Promise.all([uacP, uasP]);
-      expect(uacR.code, uacR.output).toBe(0);
-      expect(uasR.code, uasR.output).toBe(0);
-      expect(during, diagnostics()).toBeDefined();
-      expect(await closedAgain(), diagnostics()).toBe(true);
-      await eventually(() => sidecarSaw(mark).closed > 0, 50, 100);
-      const saw = sidecarSaw(mark);
+      const saw = await callAndClose('uas-ring.xml', [], 'uac-cancel.xml', ['-d', '3000'], 2800);
       expect(saw.answers).toContain(183);
       expect(saw.answers).not.toContain(200);
-      expect(saw.closed).toBeGreaterThan(0);
-      expect(saw.failed).toBe(0);
     }, 60_000);
 
     it('keeps media passing past the first session TIMER with re-INVITE and UPDATE refreshes, and lets the hole expire without them', async () => {

@@ -167,40 +167,27 @@ describe('EnginePinholeControl with a real FCP server', () => {
     expect(metrics.answerToAck.count()).toBeGreaterThan(0);
   });
 
-  it('CANCEL closes the early holes', async () => {
+  it.each([
+    { end: 'CANCEL', n: 2, cancel: true, final: 'SIP/2.0 487 Request Terminated' },
+    { end: 'a 486', n: 3, cancel: false, final: 'SIP/2.0 486 Busy Here' },
+  ])('$end closes the early holes', async ({ n, cancel, final }) => {
     const { server, fwd, back } = await setup();
-    const id = 'ec-2@198.18.0.10';
+    const id = `ec-${n}@198.18.0.10`;
+    const branch = `z9hG4bKi${n}`;
+    const toTag = `t${n}`;
     const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
-    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi2', { body: sdp('198.18.0.10', 40002) }));
+    await fwd(request(id, inv, '1 INVITE', branch, { body: sdp('198.18.0.10', 40000 + 2 * n) }));
     await back(
-      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', 'z9hG4bKi2', {
-        toTag: 'tc',
-        body: sdp('198.18.0.20', 30002),
+      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', branch, {
+        toTag,
+        body: sdp('198.18.0.20', 30000 + 2 * n),
       }),
     );
     expect(server.rules().length).toBeGreaterThan(0);
-    await fwd(request(id, 'CANCEL sip:bob@198.18.0.20 SIP/2.0', '1 CANCEL', 'z9hG4bKi2'));
-    await back(
-      response(id, 'SIP/2.0 487 Request Terminated', '1 INVITE', 'z9hG4bKi2', {
-        toTag: 'tc',
-      }),
-    );
-    expect(server.rules()).toHaveLength(0);
-  });
-
-  it('a 486 closes the early holes', async () => {
-    const { server, fwd, back } = await setup();
-    const id = 'ec-3@198.18.0.10';
-    const inv = 'INVITE sip:bob@198.18.0.20 SIP/2.0';
-    await fwd(request(id, inv, '1 INVITE', 'z9hG4bKi3', { body: sdp('198.18.0.10', 40004) }));
-    await back(
-      response(id, 'SIP/2.0 183 Session Progress', '1 INVITE', 'z9hG4bKi3', {
-        toTag: 'td',
-        body: sdp('198.18.0.20', 30004),
-      }),
-    );
-    expect(server.rules().length).toBeGreaterThan(0);
-    await back(response(id, 'SIP/2.0 486 Busy Here', '1 INVITE', 'z9hG4bKi3', { toTag: 'td' }));
+    if (cancel) {
+      await fwd(request(id, 'CANCEL sip:bob@198.18.0.20 SIP/2.0', '1 CANCEL', branch));
+    }
+    await back(response(id, final, '1 INVITE', branch, { toTag }));
     expect(server.rules()).toHaveLength(0);
   });
 

@@ -19,3 +19,4 @@ export { JsonLogProcess } from './json-log-process.js';
 export type { JsonLogProcessOptions, LogLine } from './json-log-process.js';
 export { sipp } from './sipp.js';
 export type { SippResult } from './sipp.js';
+export { holeCount, countHoles, sleep } from './nft.js';
