@@ -1,7 +1,7 @@
 /** The INVITE server transaction (RFC 3261 §17.2.1, with the RFC 6026 Accepted state). */
 import type { SipMessage } from '@pinhole/sip';
-import type { Address } from './address.js';
-import { Transaction, type Outcome, type TimerName, type TransactionInit } from './transaction.js';
+import { ServerTransactionMachine } from './server-transaction.js';
+import type { TimerName, TransactionInit } from './transaction.js';
 import { nextInterval } from './timers.js';
 
 export const InviteServerState = {
@@ -31,14 +31,8 @@ const KEEPS: Readonly<Record<InviteServerState, readonly TimerName[]>> = {
   terminated: [],
 };
 
-export class InviteServerTransaction extends Transaction<InviteServerState> {
+export class InviteServerTransaction extends ServerTransactionMachine<InviteServerState> {
   readonly kind = 'ist' as const;
-  /** Where responses go (RFC 3261 §18.2.2). */
-  readonly replyTo: Address;
-  /** The most recent provisional sent; `undefined` before any. */
-  lastProvisional: SipMessage | undefined;
-  /** The final response sent (the first 2xx in Accepted). */
-  finalResponse: SipMessage | undefined;
   #intervalG = 0;
   #guardMs = 0;
   #interval2xx = 0;
@@ -46,7 +40,6 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
 
   constructor(init: TransactionInit) {
     super(init, 'proceeding');
-    this.replyTo = init.replyTo ?? init.peer;
   }
 
   protected edges(): Readonly<Record<InviteServerState, readonly InviteServerState[]>> {
@@ -112,14 +105,9 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
           // transport layer for transmission. It is not retransmitted by the server
           // transaction; retransmissions of 2xx responses are handled by the TU. The server
           // transaction MUST then transition to the "Accepted" state."
-          this.transition('accepted');
-          this.finalResponse = response;
-          this.outcome = { kind: 'response', status, local };
-          this.send(response, this.replyTo);
-          if (this.terminated) return true;
-          this.host.notify(this, { kind: 'completed', outcome: this.outcome });
+          if (!this.sendFinal('accepted', response, local)) return true;
           // RFC 6026 §8.7: Timer L "MUST be set to fire in 64*T1"
-          if (!this.terminated) this.startTimer('L', this.timerValues.L);
+          this.startTimer('L', this.timerValues.L);
           // §13.3.1.4 (UAS core): "The 2xx response is passed to the transport with an interval
           // that starts at T1 seconds and doubles for each retransmission until it reaches T2
           // seconds." Only over unreliable transports, and only when the TU asks for it.
@@ -134,13 +122,7 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
           // transport layer for transmission, and the state machine MUST enter the "Completed"
           // state. For unreliable transports, timer G is set to fire in T1 seconds, and is not
           // set to fire for reliable transports."
-          this.transition('completed');
-          this.finalResponse = response;
-          this.outcome = { kind: 'response', status, local };
-          this.send(response, this.replyTo);
-          if (this.terminated) return true;
-          this.host.notify(this, { kind: 'completed', outcome: this.outcome });
-          if (this.terminated) return true;
+          if (!this.sendFinal('completed', response, local)) return true;
           const t = this.timerValues;
           if (t.G !== undefined) {
             this.#intervalG = t.G;
@@ -231,13 +213,6 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
       case 'terminated':
         return;
     }
-  }
-
-  protected override fail(outcome: Outcome): void {
-    // A failure after the final response keeps the final response as the outcome.
-    if (this.outcome === undefined) this.outcome = outcome;
-    this.host.notify(this, { kind: 'failed', outcome });
-    if (!this.terminated) this.transition('terminated');
   }
 
   protected onTimer(name: TimerName): void {

@@ -530,12 +530,30 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (this.observed) {
       throw new TransactionError('TXN_ERR_BAD_USAGE', 'an observer layer is fed with observe()');
     }
-    this.#hop = { direction: 'received', source, destination: undefined };
+    this.#dispatch(message, { direction: 'received', source, destination: undefined }, source);
+  }
+
+  /**
+   * One message in, in either mode: the hop is known to every callback it causes, and a failure
+   * is reported, never thrown into the caller's socket handler.
+   */
+  #dispatch(message: SipMessage, hop: HopContext, source: Address): void {
+    this.#hop = hop;
     try {
-      if (message.isRequest) this.#receiveRequest(message, source);
-      else this.#receiveResponse(message, source);
+      if (!this.observed) {
+        if (message.isRequest) this.#receiveRequest(message, source);
+        else this.#receiveResponse(message, source);
+      } else {
+        const seen = hop as ObservedHop;
+        if (message.isRequest) this.#observeRequest(message, seen);
+        else this.#observeResponse(message, seen);
+      }
     } catch (err) {
-      this.#report('TXN_ERR_BAD_MESSAGE', 'message handling failed', err);
+      this.#report(
+        'TXN_ERR_BAD_MESSAGE',
+        this.observed ? 'observed message handling failed' : 'message handling failed',
+        err,
+      );
     } finally {
       this.#hop = undefined;
     }
@@ -977,15 +995,11 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (!this.observed) {
       throw new TransactionError('TXN_ERR_BAD_USAGE', 'an active layer is fed with receive()');
     }
-    this.#hop = { direction: hop.direction, source: hop.source, destination: hop.destination };
-    try {
-      if (message.isRequest) this.#observeRequest(message, hop);
-      else this.#observeResponse(message, hop);
-    } catch (err) {
-      this.#report('TXN_ERR_BAD_MESSAGE', 'observed message handling failed', err);
-    } finally {
-      this.#hop = undefined;
-    }
+    this.#dispatch(
+      message,
+      { direction: hop.direction, source: hop.source, destination: hop.destination },
+      hop.source,
+    );
   }
 
   #observeRequest(request: SipMessage, hop: ObservedHop): void {

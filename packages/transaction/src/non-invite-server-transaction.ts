@@ -1,7 +1,7 @@
 /** The non-INVITE server transaction (RFC 3261 §17.2.2). */
 import type { SipMessage } from '@pinhole/sip';
-import type { Address } from './address.js';
-import { Transaction, type Outcome, type TimerName, type TransactionInit } from './transaction.js';
+import { ServerTransactionMachine } from './server-transaction.js';
+import type { TimerName, TransactionInit } from './transaction.js';
 
 export const NonInviteServerState = {
   Trying: 'trying',
@@ -27,17 +27,13 @@ const KEEPS: Readonly<Record<NonInviteServerState, readonly TimerName[]>> = {
   terminated: [],
 };
 
-export class NonInviteServerTransaction extends Transaction<NonInviteServerState> {
+export class NonInviteServerTransaction extends ServerTransactionMachine<NonInviteServerState> {
   readonly kind = 'nist' as const;
-  readonly replyTo: Address;
-  lastProvisional: SipMessage | undefined;
-  finalResponse: SipMessage | undefined;
 
   constructor(init: TransactionInit) {
     // §17.2.2: "The state machine is initialized in the "Trying" state and is passed a request
     // other than INVITE or ACK when initialized."
     super(init, 'trying');
-    this.replyTo = init.replyTo ?? init.peer;
   }
 
   protected edges(): Readonly<Record<NonInviteServerState, readonly NonInviteServerState[]>> {
@@ -76,16 +72,11 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerState
           // the "Proceeding" state, the transaction MUST enter the "Completed" state, and the
           // response MUST be passed to the transport layer for transmission." (the same from
           // "Trying")
-          this.transition('completed');
-          this.finalResponse = response;
-          this.outcome = { kind: 'response', status, local };
-          this.send(response, this.replyTo);
-          if (this.terminated) return true;
-          this.host.notify(this, { kind: 'completed', outcome: this.outcome });
+          if (!this.sendFinal('completed', response, local)) return true;
           // "When the server transaction enters the "Completed" state, it MUST set Timer J to
           // fire in 64*T1 seconds for unreliable transports, and zero seconds for reliable
           // transports."
-          if (!this.terminated) this.startTimer('J', this.timerValues.J);
+          this.startTimer('J', this.timerValues.J);
         }
         return true;
       case 'completed':
@@ -130,13 +121,6 @@ export class NonInviteServerTransaction extends Transaction<NonInviteServerState
       case 'terminated':
         return;
     }
-  }
-
-  protected override fail(outcome: Outcome): void {
-    // A failure after the final response keeps the final response as the outcome.
-    if (this.outcome === undefined) this.outcome = outcome;
-    this.host.notify(this, { kind: 'failed', outcome });
-    if (!this.terminated) this.transition('terminated');
   }
 
   protected onTimer(name: TimerName): void {
