@@ -673,28 +673,42 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     }
     // The ACK of a 2xx: RFC 6026 passes it to the TU through the Accepted transaction when one
     // matches (by dialog, since its branch is new); otherwise the core gets it directly.
-    const aKey = acceptedKey(ack);
-    const accepted =
-      txn instanceof InviteServerTransaction
-        ? txn
-        : aKey === undefined
-          ? undefined
-          : this.#accepted.get(aKey);
+    const accepted = this.#endToEndAck(ack, txn, this.#hop);
+    this.#user.ack?.(ack, source, accepted);
+  }
+
+  /**
+   * The ACK of a 2xx (a new branch): RFC 6026 passes it to the TU through the Accepted INVITE
+   * server transaction it matches (`matched`, or by dialog); with none, `ackReceived` fires
+   * without a transaction. Returns the transaction that took it.
+   */
+  #endToEndAck(
+    ack: SipMessage,
+    matched: AnyTransaction | undefined,
+    hop: HopContext | undefined,
+  ): InviteServerTransaction | undefined {
+    let accepted: InviteServerTransaction | undefined;
+    if (matched instanceof InviteServerTransaction) accepted = matched;
+    else {
+      const aKey = acceptedKey(ack);
+      accepted = aKey === undefined ? undefined : this.#accepted.get(aKey);
+    }
     if (accepted !== undefined) {
       accepted.receiveRequest(ack);
-    } else {
-      this.stats.strayAcks++;
-      void this.#emit({
-        name: 'ackReceived',
-        observed: this.observed,
-        time: this.clock.now(),
-        message: ack,
-        direction: 'received',
-        source,
-        endToEnd: true,
-      });
+      return accepted;
     }
-    this.#user.ack?.(ack, source, accepted);
+    this.stats.strayAcks++;
+    void this.#emit({
+      name: 'ackReceived',
+      observed: this.observed,
+      time: this.clock.now(),
+      message: ack,
+      direction: hop?.direction ?? 'received',
+      source: hop?.source,
+      destination: hop?.destination,
+      endToEnd: true,
+    });
+    return undefined;
   }
 
   // ---------------------------------------------------------------- responding
@@ -1021,28 +1035,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         this.stats.duplicatesObserved++;
         return; // the ACK a client transaction sent for a non-2xx, or its mirror
       }
-      const aKey = acceptedKey(request);
-      const accepted =
-        server instanceof InviteServerTransaction
-          ? server
-          : aKey === undefined
-            ? undefined
-            : this.#accepted.get(aKey);
-      if (accepted !== undefined) {
-        accepted.receiveRequest(request);
-        return;
-      }
-      this.stats.strayAcks++;
-      void this.#emit({
-        name: 'ackReceived',
-        observed: this.observed,
-        time: this.clock.now(),
-        message: request,
-        direction: hop.direction,
-        source: hop.source,
-        destination: hop.destination,
-        endToEnd: true,
-      });
+      this.#endToEndAck(request, server, hop);
       return;
     }
     if (server !== undefined) {
