@@ -274,6 +274,88 @@ describe('fast paths agree with the full parsers', () => {
     expect(checked).toBeGreaterThan(30);
   });
 
+  it('on generated hosts, ports, URI outlines and CSeq numbers, byte by byte', () => {
+    // Byte-level pieces for the per-byte classes of the scanners (host classes, label ends,
+    // the 63-byte label and 255-byte host bounds, port and CSeq digit counts, URI outline bytes).
+    const hostByte = fc.constantFrom(...'aZ09-_..'.split(''), 'x', '7', '-', '.', '@', 'é');
+    const label = fc.oneof(
+      { arbitrary: fc.array(hostByte, { maxLength: 8 }).map((a) => a.join('')), weight: 8 },
+      { arbitrary: fc.integer({ min: 61, max: 66 }).map((n) => 'a'.repeat(n)), weight: 1 },
+      { arbitrary: fc.constantFrom('255', '256', '0', '00', '1234'), weight: 2 },
+    );
+    const host = fc.array(label, { minLength: 1, maxLength: 5 }).map((a) => a.join('.'));
+    const digits = fc
+      .array(fc.constantFrom(...'0123456789'.split('')), { maxLength: 12 })
+      .map((a) => a.join(''));
+    const uriByte = fc.constantFrom(
+      's',
+      'i',
+      'p',
+      ':',
+      '@',
+      '.',
+      '>',
+      ' ',
+      '\t',
+      '\x7f',
+      'é',
+      '"',
+      ';',
+    );
+    const uri = fc.array(uriByte, { maxLength: 12 }).map((a) => a.join(''));
+    let fastVia = 0;
+    let fastAddr = 0;
+    let cseqs = 0;
+    fc.assert(
+      fc.property(
+        host,
+        fc.option(digits),
+        fc.constantFrom('', ';branch=z9hG4bK1', ';rport=', ';received=1.2.3.4;branch=x'),
+        fc.constantFrom('sip:', 'sip:a@', 'x', ''),
+        uri,
+        digits,
+        fc.constantFrom(' INVITE', '\tACK', ' X', 'INVITE', ' '),
+        (h, port, ps, u0, u1, n, m) => {
+          const via = `SIP/2.0/UDP ${h}${port === null ? '' : ':' + port}${ps}`;
+          const addr = `Bob <${u0}${u1}>;tag=1`;
+          const r = parse(messageWith(via, addr, addr, `${n}${m}`, '70'));
+          if (!r.ok) return;
+          expectAgreement(r.message);
+          if (r.message.topVia() instanceof FastVia) fastVia++;
+          if (r.message.from() instanceof FastNameAddr) fastAddr++;
+          if (r.message.cseq() !== undefined) cseqs++;
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    expect(fastVia).toBeGreaterThan(50);
+    expect(fastAddr).toBeGreaterThan(50);
+    expect(cseqs).toBeGreaterThan(50);
+  }, 120_000);
+
+  it('reads Content-Length from the scan only until an edit', () => {
+    const r = parse(readFileSync(new URL('invite.sip', fixtures)));
+    if (!r.ok) throw new Error(r.error.reason);
+    const m = r.message;
+    expect(m.contentLength()).toBe(225);
+    m.setHeader('Content-Length', '12');
+    expect(m.contentLength()).toBe(12);
+    m.removeHeader('Content-Length');
+    expect(m.contentLength()).toBeUndefined();
+    const r2 = parse(readFileSync(new URL('invite.sip', fixtures)));
+    if (!r2.ok) throw new Error(r2.error.reason);
+    r2.message.addHeader('X-Other', '1');
+    expect(r2.message.contentLength()).toBe(225);
+    r2.message.setBody('v=0\r\n');
+    expect(r2.message.contentLength()).toBe(5);
+    const r3 = parse(
+      'OPTIONS sip:b@example.com SIP/2.0\r\nl: 0\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n',
+    );
+    if (!r3.ok) throw new Error(r3.error.reason);
+    expect(r3.message.contentLength()).toBe(0);
+    expect(r3.message.clone().contentLength()).toBe(0);
+  });
+
   it('reads the bench INVITE through the fast paths', () => {
     const r = parse(readFileSync(new URL('invite.sip', fixtures)));
     if (!r.ok) throw new Error(r.error.reason);

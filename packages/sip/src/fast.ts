@@ -38,15 +38,14 @@ function ascii(buf: Buffer, start: number, end: number): string {
     : buf.toString('latin1', start, end);
 }
 
-function lower(c: number): number {
-  return c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
-}
-
-/** Case-insensitive comparison of `buf[s..e)` with a lower-case ASCII name. */
+/**
+ * Case-insensitive comparison of `buf[s..e)` with a lower-case name of letters only: `| 0x20`
+ * maps exactly "A".."Z" and "a".."z" onto "a".."z" (no other byte lands there).
+ */
 function nameIs(buf: Uint8Array, s: number, e: number, name: string): boolean {
   if (e - s !== name.length) return false;
   for (let i = 0; i < name.length; i++) {
-    if (lower(buf[s + i] as number) !== name.charCodeAt(i)) return false;
+    if (((buf[s + i] as number) | 0x20) !== name.charCodeAt(i)) return false;
   }
   return true;
 }
@@ -90,31 +89,43 @@ function isIpv4B(buf: Uint8Array, s: number, e: number): boolean {
 }
 
 /**
+ * Host bytes by class, one table read a byte: 0 not a host character, 1 digit, 2 letter or "_",
+ * 3 "-", 4 ".".
+ */
+const HOST_CLASS: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0; c < 256; c++) {
+    if (HOSTCHAR[c] !== 1) continue;
+    t[c] = c >= 0x30 && c <= 0x39 ? 1 : c === 0x2d ? 3 : c === 0x2e ? 4 : 2;
+  }
+  return t;
+})();
+
+/**
  * host.ts scanHostName on bytes (host name or IPv4 address): the end of the host, or -1 when it
- * is not one the full parser would accept.
+ * is not one the full parser would accept. Each label is checked when it ends (non-empty, at
+ * most 63 bytes, no "-" first or last), so the per-byte work is one table read.
  */
 function hostEndB(buf: Uint8Array, i: number, e: number): number {
-  const hostChar = HOSTCHAR;
-  let allNumeric = true;
-  let labelLen = 0;
-  let prev = 0x2e;
+  const cls = HOST_CLASS;
+  let nonDigit = 0;
+  let label = i;
   let j = i;
   for (; j < e; j++) {
-    const c = buf[j] as number;
-    if (c === 0x2e) {
-      if (labelLen === 0 || prev === 0x2d) return -1;
-      labelLen = 0;
-    } else {
-      if (hostChar[c] !== 1) break;
-      if (labelLen === 0 && c === 0x2d) return -1;
-      if (++labelLen > 63) return -1;
-      if (c < 0x30 || c > 0x39) allNumeric = false;
-    }
-    prev = c;
+    const k = cls[buf[j] as number] as number;
+    if (k === 0) break;
+    if (k === 4) {
+      const n = j - label;
+      if (n === 0 || n > 63 || buf[label] === 0x2d || buf[j - 1] === 0x2d) return -1;
+      label = j + 1;
+    } else nonDigit |= k >>> 1;
   }
   const n = j - i;
-  if (n === 0 || n > 255 || prev === 0x2d || (prev === 0x2e && n === 1)) return -1;
-  if (allNumeric && !isIpv4B(buf, i, j)) return -1;
+  if (n === 0 || n > 255) return -1;
+  const last = buf[j - 1] as number;
+  if (last === 0x2d || (last === 0x2e && n === 1)) return -1;
+  if (j - label > 63 || (j > label && buf[label] === 0x2d)) return -1;
+  if (nonDigit === 0 && !isIpv4B(buf, i, j)) return -1;
   return j;
 }
 
@@ -146,11 +157,14 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   i = hostEndB(buf, i, e);
   if (i < 0) return -1;
   if (i < e && buf[i] === COLON) {
-    const p0 = i + 1;
-    i = p0;
-    while (i < e && (buf[i] as number) >= 0x30 && (buf[i] as number) <= 0x39) i++;
-    const port = smallNumber(buf, p0, i, 5);
-    if (port < 0 || port > 65535) return -1;
+    const p0 = ++i;
+    let port = 0;
+    for (; i < e; i++) {
+      const c = buf[i] as number;
+      if (c < 0x30 || c > 0x39) break;
+      port = port * 10 + (c - 0x30);
+    }
+    if (i === p0 || i - p0 > 5 || port > 65535) return -1;
   }
   let bs = -1;
   let be = -1;
@@ -194,6 +208,13 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   return i;
 }
 
+/** Bytes inside `<...>` by class: 0 whitespace, control or non-ASCII, 1 other, 2 ":", 3 ">". */
+const URI_OUTLINE: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (let c = SP + 1; c < 0x7f; c++) t[c] = c === COLON ? 2 : c === RAQUOT ? 3 : 1;
+  return t;
+})();
+
 /**
  * A From/To value `buf[s..e)` (trimmed, not folded) in the common form
  * `[display-name] <uri>*(;<token>[=<token>])`, the display name a plain token list or a quoted
@@ -233,14 +254,17 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
   }
   // at "<": the URI outline (a scheme letter, a colon, no whitespace or controls) up to ">"
   const u0 = i + 1;
+  const outline = URI_OUTLINE;
   let colon = false;
   i = u0;
   for (;;) {
     if (i >= e) return false;
-    c = buf[i] as number;
-    if (c === RAQUOT) break;
-    if (c <= SP || c >= 0x7f) return false;
-    if (c === COLON) colon = true;
+    const k = outline[buf[i] as number] as number;
+    if (k !== 1) {
+      if (k === 3) break;
+      if (k === 0) return false;
+      colon = true;
+    }
     i++;
   }
   const first = buf[u0] as number;
@@ -274,7 +298,7 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
       te = v1;
     } else if (
       (len === 7 && nameIs(buf, n0, n1, 'expires')) ||
-      (len === 1 && lower(buf[n0] as number) === 0x71)
+      (len === 1 && ((buf[n0] as number) | 0x20) === 0x71)
     ) {
       return false;
     }
@@ -340,9 +364,13 @@ export function knownMethod(buf: Uint8Array, s: number, e: number): string | und
  */
 export function scanCSeq(buf: Buffer, s: number, e: number): CSeq | undefined {
   let i = s;
-  while (i < e && (buf[i] as number) >= 0x30 && (buf[i] as number) <= 0x39) i++;
-  const seq = smallNumber(buf, s, i, 10);
-  if (seq < 0 || seq > UINT32_MAX) return undefined;
+  let seq = 0;
+  for (; i < e; i++) {
+    const c = buf[i] as number;
+    if (c < 0x30 || c > 0x39) break;
+    seq = seq * 10 + (c - 0x30);
+  }
+  if (i === s || i - s > 10 || seq > UINT32_MAX) return undefined;
   const ws = i;
   while (i < e && (buf[i] === SP || buf[i] === HT)) i++;
   if (i === ws) return undefined;

@@ -131,6 +131,11 @@ export interface MessageLayout {
   /** Start of the empty line ending the head (== bodyStart when it is missing). */
   readonly sepStart: number;
   readonly bodyStart: number;
+  /**
+   * The Content-Length value the scanner read and framed the message with (every Content-Length
+   * line has it), -1 when there is none; absent when not known (a clone).
+   */
+  readonly contentLength?: number;
 }
 
 export interface StartLine {
@@ -164,6 +169,8 @@ export class Message implements SipMessage {
   readonly #startLineNext: number;
   readonly #sepStart: number;
   readonly #bodyStart: number;
+  /** The scanner's Content-Length (-1: none or not known); used until the first edit. */
+  readonly #scannedLength: number;
   #lines: HeaderLine[];
   #edited = false;
   #startLineEdited = false;
@@ -200,6 +207,7 @@ export class Message implements SipMessage {
     this.#startLineNext = layout.startLineNext;
     this.#sepStart = layout.sepStart;
     this.#bodyStart = layout.bodyStart;
+    this.#scannedLength = layout.contentLength ?? -1;
     this.#lines = layout.lines;
     this.isRequest = startLine.isRequest;
     this.#method = startLine.method;
@@ -284,10 +292,11 @@ export class Message implements SipMessage {
         ascii = this.#headAscii = isAscii(this.#buf.subarray(this.#start, this.#sepStart));
       }
       if (ascii !== true) {
+        // OR of the bytes: no branch per byte (a short value is usually ASCII throughout)
         const buf = this.#buf;
-        let i = start;
-        while (i < end && (buf[i] as number) < 0x80) i++;
-        ascii = i === end;
+        let acc = 0;
+        for (let i = start; i < end; i++) acc |= buf[i] as number;
+        ascii = acc < 0x80;
       }
       if (ascii) return this.#latin1Head().slice(start - this.#start, end - this.#start);
     }
@@ -509,6 +518,9 @@ export class Message implements SipMessage {
 
   contentLength(): number | undefined {
     if (this.#newBody !== undefined) return this.#newBody.length;
+    // The scanner already read and checked it (the same digits rule, the same 32-bit bound):
+    // no second search of the lines until an edit may have changed them.
+    if (!this.#edited && this.#scannedLength >= 0) return this.#scannedLength;
     const h = this.#first(H.CONTENT_LENGTH);
     if (h === undefined) return undefined;
     const n = this.#digits(h, UINT32_MAX);
