@@ -39,7 +39,10 @@ export interface FirewallOptions {
 function transportAddress(
   p: Peer | undefined,
 ): { address: string; port: number; transport: string } | undefined {
-  return p ? { address: p.address, port: p.port, transport: p.transport.toUpperCase() } : undefined;
+  if (p === undefined) return undefined;
+  // The policy's transport names are upper case (a constant, not a string built per message).
+  const t = p.transport === 'udp' ? 'UDP' : 'TCP';
+  return { address: p.address, port: p.port, transport: t };
 }
 
 /** The Via branch of the request a client transaction sent (what the policy keys forks by). */
@@ -78,8 +81,10 @@ export class Firewall implements MediaGate {
     const exec = this.#control.handle({
       type: 'sip',
       message: ev.message,
-      ...(source ? { source } : {}),
-      ...(destination ? { destination } : {}),
+      source,
+      destination,
+      branch: undefined,
+      now: this.#control.now(),
     });
     return { actions: exec.result.actions };
   }
@@ -92,7 +97,14 @@ export class Firewall implements MediaGate {
       layer.on('cancelReceived', (e) => {
         if (e.transaction === undefined || e.message === undefined) return;
         const source = transportAddress(hooks.peerOf(e.source));
-        this.#control.handle({ type: 'sip', message: e.message, ...(source ? { source } : {}) });
+        this.#control.handle({
+          type: 'sip',
+          message: e.message,
+          source,
+          destination: undefined,
+          branch: undefined,
+          now: this.#control.now(),
+        });
       }),
       layer.on('branchFailed', (e) => this.#branchFailed(e)),
       layer.on('transactionDestroyed', (e) => {
@@ -135,9 +147,10 @@ export class Firewall implements MediaGate {
     const exec = this.#control.handle({
       type: 'sip',
       message: m,
-      ...(source ? { source } : {}),
-      ...(destination ? { destination } : {}),
-      ...(id !== undefined ? { branch: id } : {}),
+      source,
+      destination,
+      branch: id,
+      now: this.#control.now(),
     });
     for (const a of exec.result.actions) {
       if (a.kind === 'set-header') m.setHeader(a.name, a.value);
@@ -202,8 +215,10 @@ export class Firewall implements MediaGate {
       type: 'sip',
       message: m,
       disposition: 'absorbed',
-      ...(source ? { source } : {}),
-      ...(id !== undefined ? { branch: id } : {}),
+      source,
+      destination: undefined,
+      branch: id,
+      now: this.#control.now(),
     });
   }
 
@@ -234,7 +249,8 @@ export class Firewall implements MediaGate {
       type: 'transaction-ended',
       request,
       outcome,
-      ...(branch !== undefined ? { branch } : {}),
+      branch,
+      now: this.#control.now(),
     });
   }
 }

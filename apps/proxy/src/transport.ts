@@ -4,6 +4,7 @@
  * connection a request arrived on when there is one (§18.2.2) or a new one.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { createServer, connect, isIP, type Server, type Socket as TcpSocket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { ListenAddress, TransportName } from './config.js';
@@ -105,6 +106,21 @@ interface TcpBinding {
   readonly listener: Listener;
 }
 
+/**
+ * The UDP sockets' name lookup: an address literal (every send of the proxy: peers are
+ * addresses) answers at once, where `dns.lookup` defers each send by a tick (a `nextTick` and a
+ * lookup per datagram). Names still go to `dns.lookup`.
+ */
+function literalFirstLookup(
+  hostname: string,
+  options: LookupOneOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else dnsLookup(hostname, options, callback);
+}
+
 export class Transports {
   readonly #events: TransportEvents;
   readonly #opts: TransportOptions;
@@ -164,6 +180,7 @@ export class Transports {
       ipv6Only: a.family === 6,
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
+      lookup: literalFirstLookup,
     });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err) =>
