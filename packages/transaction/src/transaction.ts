@@ -109,6 +109,9 @@ export abstract class Transaction<S extends string = string> {
   holdChain: Promise<void> | undefined;
   protected readonly host: MachineHost;
   #timers: TimerSlots | undefined;
+  /** Running timers: a slot is set to undefined when its timer stops (no `delete`, which turns
+   * the object into a slow dictionary), and transitions skip the scan when none runs. */
+  #live = 0;
   #state: S;
 
   protected constructor(init: TransactionInit, initial: S) {
@@ -159,10 +162,11 @@ export abstract class Transaction<S extends string = string> {
     }
     this.#state = to;
     const timers = this.#timers;
-    if (timers !== undefined) {
+    if (timers !== undefined && this.#live > 0) {
       const keep = this.keeps()[to];
-      for (const name of Object.keys(timers) as TimerName[]) {
-        if (!keep.includes(name)) this.stopTimer(name);
+      for (const key in timers) {
+        const name = key as TimerName;
+        if (timers[name] !== undefined && !keep.includes(name)) this.stopTimer(name);
       }
     }
     if (to === ('terminated' as S)) this.host.notify(this, { kind: 'terminated' });
@@ -180,9 +184,11 @@ export abstract class Transaction<S extends string = string> {
     }
     const slots = (this.#timers ??= {});
     slots[name] = this.host.clock.setTimer(ms, () => {
-      if (this.#timers !== undefined) delete this.#timers[name];
+      slots[name] = undefined;
+      this.#live--;
       this.onTimer(name);
     });
+    this.#live++;
   }
 
   protected stopTimer(name: TimerName): void {
@@ -190,13 +196,16 @@ export abstract class Transaction<S extends string = string> {
     const handle = slots?.[name];
     if (slots !== undefined && handle !== undefined) {
       this.host.clock.clearTimer(handle);
-      delete slots[name];
+      slots[name] = undefined;
+      this.#live--;
     }
   }
 
   /** Names of the running timers (for tests and diagnostics). */
   runningTimers(): TimerName[] {
-    return this.#timers === undefined ? [] : (Object.keys(this.#timers) as TimerName[]);
+    const slots = this.#timers;
+    if (slots === undefined || this.#live === 0) return [];
+    return (Object.keys(slots) as TimerName[]).filter((n) => slots[n] !== undefined);
   }
 
   /** Ends the machine now, whatever its state (every state has an edge to Terminated). */
