@@ -16,6 +16,12 @@ import { parse, serialize, type NameAddr, type SipMessage, type Via } from './in
 import { fastStartLine, parseStartLineText } from './parse.js';
 import { parseVia } from './via.js';
 
+/**
+ * Property tests run a fixed number of cases (`numRuns`), never fewer; this explicit bound only
+ * keeps a slow, loaded machine (several test suites on two CPUs) from failing them on time.
+ */
+const PROPERTY_TIMEOUT_MS = 120_000;
+
 const corpora = new URL('../../../../shared/corpora/', import.meta.url);
 const fixtures = new URL('../bench/fixtures/', import.meta.url);
 
@@ -205,60 +211,70 @@ function messageWith(via: string, from: string, to: string, cseq: string, mf: st
 }
 
 describe('fast paths agree with the full parsers', () => {
-  it('on generated Via, From/To, CSeq and Max-Forwards values', () => {
-    let fastVia = 0;
-    let fastAddr = 0;
-    let fullVia = 0;
-    fc.assert(
-      fc.property(
-        viaValue,
-        nameAddrValue,
-        nameAddrValue,
-        cseqValue,
-        fc.constantFrom('70', '0', '255', '256', '00070', '', 'x', '7 0'),
-        (via, from, to, cseq, mf) => {
-          const r = parse(messageWith(via, from, to, cseq, mf));
-          if (!r.ok) return;
-          expectAgreement(r.message);
-          const v = r.message.topVia();
-          if (v instanceof FastVia) fastVia++;
-          else if (v !== undefined) fullVia++;
-          if (r.message.from() instanceof FastNameAddr) fastAddr++;
-        },
-      ),
-      { numRuns: 3000 },
-    );
-    // Both sides of the boundary were exercised, not only the fallback.
-    expect(fastVia).toBeGreaterThan(20);
-    expect(fullVia).toBeGreaterThan(20);
-    expect(fastAddr).toBeGreaterThan(20);
-  });
+  it(
+    'on generated Via, From/To, CSeq and Max-Forwards values',
+    () => {
+      let fastVia = 0;
+      let fastAddr = 0;
+      let fullVia = 0;
+      fc.assert(
+        fc.property(
+          viaValue,
+          nameAddrValue,
+          nameAddrValue,
+          cseqValue,
+          fc.constantFrom('70', '0', '255', '256', '00070', '', 'x', '7 0'),
+          (via, from, to, cseq, mf) => {
+            const r = parse(messageWith(via, from, to, cseq, mf));
+            if (!r.ok) return;
+            expectAgreement(r.message);
+            const v = r.message.topVia();
+            if (v instanceof FastVia) fastVia++;
+            else if (v !== undefined) fullVia++;
+            if (r.message.from() instanceof FastNameAddr) fastAddr++;
+          },
+        ),
+        { numRuns: 3000 },
+      );
+      // Both sides of the boundary were exercised, not only the fallback.
+      expect(fastVia).toBeGreaterThan(20);
+      expect(fullVia).toBeGreaterThan(20);
+      expect(fastAddr).toBeGreaterThan(20);
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
-  it('on the bench messages with random byte mutations', () => {
-    const seeds = [
-      readFileSync(new URL('invite.sip', fixtures)),
-      readFileSync(new URL('ok200.sip', fixtures)),
-    ];
-    const alphabet = fc.constantFrom(
-      ...[0x20, 0x09, 0x22, 0x3b, 0x3d, 0x2c, 0x3c, 0x3e, 0x3a, 0x5b, 0x41, 0x2e, 0x2d, 0xc3, 0x30],
-    );
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 0, max: seeds.length - 1 }),
-        fc.array(fc.tuple(fc.nat(), alphabet), { minLength: 1, maxLength: 4 }),
-        (which, edits) => {
-          const seed = seeds[which] as Buffer;
-          const b = Buffer.from(seed);
-          const headEnd = b.indexOf('\r\n\r\n');
-          for (const [at, byte] of edits) b[at % headEnd] = byte;
-          const r = parse(b);
-          if (!r.ok) return;
-          expectAgreement(r.message);
-        },
-      ),
-      { numRuns: 2000 },
-    );
-  });
+  it(
+    'on the bench messages with random byte mutations',
+    () => {
+      const seeds = [
+        readFileSync(new URL('invite.sip', fixtures)),
+        readFileSync(new URL('ok200.sip', fixtures)),
+      ];
+      const alphabet = fc.constantFrom(
+        ...[
+          0x20, 0x09, 0x22, 0x3b, 0x3d, 0x2c, 0x3c, 0x3e, 0x3a, 0x5b, 0x41, 0x2e, 0x2d, 0xc3, 0x30,
+        ],
+      );
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 0, max: seeds.length - 1 }),
+          fc.array(fc.tuple(fc.nat(), alphabet), { minLength: 1, maxLength: 4 }),
+          (which, edits) => {
+            const seed = seeds[which] as Buffer;
+            const b = Buffer.from(seed);
+            const headEnd = b.indexOf('\r\n\r\n');
+            for (const [at, byte] of edits) b[at % headEnd] = byte;
+            const r = parse(b);
+            if (!r.ok) return;
+            expectAgreement(r.message);
+          },
+        ),
+        { numRuns: 2000 },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
   it('on every message of the corpora', () => {
     let checked = 0;
@@ -274,64 +290,68 @@ describe('fast paths agree with the full parsers', () => {
     expect(checked).toBeGreaterThan(30);
   });
 
-  it('on generated hosts, ports, URI outlines and CSeq numbers, byte by byte', () => {
-    // Byte-level pieces for the per-byte classes of the scanners (host classes, label ends,
-    // the 63-byte label and 255-byte host bounds, port and CSeq digit counts, URI outline bytes).
-    const hostByte = fc.constantFrom(...'aZ09-_..'.split(''), 'x', '7', '-', '.', '@', 'é');
-    const label = fc.oneof(
-      { arbitrary: fc.array(hostByte, { maxLength: 8 }).map((a) => a.join('')), weight: 8 },
-      { arbitrary: fc.integer({ min: 61, max: 66 }).map((n) => 'a'.repeat(n)), weight: 1 },
-      { arbitrary: fc.constantFrom('255', '256', '0', '00', '1234'), weight: 2 },
-    );
-    const host = fc.array(label, { minLength: 1, maxLength: 5 }).map((a) => a.join('.'));
-    const digits = fc
-      .array(fc.constantFrom(...'0123456789'.split('')), { maxLength: 12 })
-      .map((a) => a.join(''));
-    const uriByte = fc.constantFrom(
-      's',
-      'i',
-      'p',
-      ':',
-      '@',
-      '.',
-      '>',
-      ' ',
-      '\t',
-      '\x7f',
-      'é',
-      '"',
-      ';',
-    );
-    const uri = fc.array(uriByte, { maxLength: 12 }).map((a) => a.join(''));
-    let fastVia = 0;
-    let fastAddr = 0;
-    let cseqs = 0;
-    fc.assert(
-      fc.property(
-        host,
-        fc.option(digits),
-        fc.constantFrom('', ';branch=z9hG4bK1', ';rport=', ';received=1.2.3.4;branch=x'),
-        fc.constantFrom('sip:', 'sip:a@', 'x', ''),
-        uri,
-        digits,
-        fc.constantFrom(' INVITE', '\tACK', ' X', 'INVITE', ' '),
-        (h, port, ps, u0, u1, n, m) => {
-          const via = `SIP/2.0/UDP ${h}${port === null ? '' : ':' + port}${ps}`;
-          const addr = `Bob <${u0}${u1}>;tag=1`;
-          const r = parse(messageWith(via, addr, addr, `${n}${m}`, '70'));
-          if (!r.ok) return;
-          expectAgreement(r.message);
-          if (r.message.topVia() instanceof FastVia) fastVia++;
-          if (r.message.from() instanceof FastNameAddr) fastAddr++;
-          if (r.message.cseq() !== undefined) cseqs++;
-        },
-      ),
-      { numRuns: 3000 },
-    );
-    expect(fastVia).toBeGreaterThan(50);
-    expect(fastAddr).toBeGreaterThan(50);
-    expect(cseqs).toBeGreaterThan(50);
-  }, 120_000);
+  it(
+    'on generated hosts, ports, URI outlines and CSeq numbers, byte by byte',
+    () => {
+      // Byte-level pieces for the per-byte classes of the scanners (host classes, label ends,
+      // the 63-byte label and 255-byte host bounds, port and CSeq digit counts, URI outline bytes).
+      const hostByte = fc.constantFrom(...'aZ09-_..'.split(''), 'x', '7', '-', '.', '@', 'é');
+      const label = fc.oneof(
+        { arbitrary: fc.array(hostByte, { maxLength: 8 }).map((a) => a.join('')), weight: 8 },
+        { arbitrary: fc.integer({ min: 61, max: 66 }).map((n) => 'a'.repeat(n)), weight: 1 },
+        { arbitrary: fc.constantFrom('255', '256', '0', '00', '1234'), weight: 2 },
+      );
+      const host = fc.array(label, { minLength: 1, maxLength: 5 }).map((a) => a.join('.'));
+      const digits = fc
+        .array(fc.constantFrom(...'0123456789'.split('')), { maxLength: 12 })
+        .map((a) => a.join(''));
+      const uriByte = fc.constantFrom(
+        's',
+        'i',
+        'p',
+        ':',
+        '@',
+        '.',
+        '>',
+        ' ',
+        '\t',
+        '\x7f',
+        'é',
+        '"',
+        ';',
+      );
+      const uri = fc.array(uriByte, { maxLength: 12 }).map((a) => a.join(''));
+      let fastVia = 0;
+      let fastAddr = 0;
+      let cseqs = 0;
+      fc.assert(
+        fc.property(
+          host,
+          fc.option(digits),
+          fc.constantFrom('', ';branch=z9hG4bK1', ';rport=', ';received=1.2.3.4;branch=x'),
+          fc.constantFrom('sip:', 'sip:a@', 'x', ''),
+          uri,
+          digits,
+          fc.constantFrom(' INVITE', '\tACK', ' X', 'INVITE', ' '),
+          (h, port, ps, u0, u1, n, m) => {
+            const via = `SIP/2.0/UDP ${h}${port === null ? '' : ':' + port}${ps}`;
+            const addr = `Bob <${u0}${u1}>;tag=1`;
+            const r = parse(messageWith(via, addr, addr, `${n}${m}`, '70'));
+            if (!r.ok) return;
+            expectAgreement(r.message);
+            if (r.message.topVia() instanceof FastVia) fastVia++;
+            if (r.message.from() instanceof FastNameAddr) fastAddr++;
+            if (r.message.cseq() !== undefined) cseqs++;
+          },
+        ),
+        { numRuns: 3000 },
+      );
+      expect(fastVia).toBeGreaterThan(50);
+      expect(fastAddr).toBeGreaterThan(50);
+      expect(cseqs).toBeGreaterThan(50);
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
   it('reads Content-Length from the scan only until an edit', () => {
     const r = parse(readFileSync(new URL('invite.sip', fixtures)));
@@ -375,27 +395,31 @@ describe('serialise after forward edits', () => {
   const invite = readFileSync(new URL('invite.sip', fixtures));
   const text = invite.toString('utf8');
 
-  it('is the original text with the new Via line and the decremented Max-Forwards', () => {
-    fc.assert(
-      fc.property(
-        fc.string({ unit: 'grapheme', maxLength: 40 }).filter((s) => !/[\x00-\x1f\x7f]/.test(s)),
-        fc.integer({ min: 1, max: 3000 }),
-        (extra, padding) => {
-          const r = parse(invite);
-          if (!r.ok) throw new Error(r.error.reason);
-          const m = r.message;
-          const via = `SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bK${'x'.repeat(padding)};x="${extra}"`;
-          m.decrementMaxForwards();
-          m.prependVia(via);
-          const expected = text
-            .replace('Max-Forwards: 69\r\n', 'Max-Forwards: 68\r\n')
-            .replace('Via: ', `Via: ${via}\r\nVia: `);
-          expect(serialize(m).toString('utf8')).toBe(expected);
-        },
-      ),
-      { numRuns: 200 },
-    );
-  });
+  it(
+    'is the original text with the new Via line and the decremented Max-Forwards',
+    () => {
+      fc.assert(
+        fc.property(
+          fc.string({ unit: 'grapheme', maxLength: 40 }).filter((s) => !/[\x00-\x1f\x7f]/.test(s)),
+          fc.integer({ min: 1, max: 3000 }),
+          (extra, padding) => {
+            const r = parse(invite);
+            if (!r.ok) throw new Error(r.error.reason);
+            const m = r.message;
+            const via = `SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bK${'x'.repeat(padding)};x="${extra}"`;
+            m.decrementMaxForwards();
+            m.prependVia(via);
+            const expected = text
+              .replace('Max-Forwards: 69\r\n', 'Max-Forwards: 68\r\n')
+              .replace('Via: ', `Via: ${via}\r\nVia: `);
+            expect(serialize(m).toString('utf8')).toBe(expected);
+          },
+        ),
+        { numRuns: 200 },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
   it('keeps earlier serialised messages intact while later ones are written', () => {
     const outs: Buffer[] = [];
@@ -414,53 +438,59 @@ describe('serialise after forward edits', () => {
 });
 
 describe('start-line fast path', () => {
-  it('agrees with the general start-line parser', () => {
-    const piece = fc.constantFrom(
-      'INVITE',
-      'invite',
-      'FOO',
-      'IN"V',
-      'SIP/2.0',
-      'sip/2.0',
-      'SIP/2.00',
-      'SIP/1.0',
-      'sip:bob@example.com',
-      'sip:é@x',
-      '200',
-      '099',
-      '700',
-      '2000',
-      '20',
-      'OK',
-      'Très bien',
-      '',
-      '\t',
-    );
-    const sep = fc.constantFrom(' ', ' ', ' ', '  ', '\t', '');
-    const common = fc.constantFrom(
-      'INVITE sip:bob@example.com SIP/2.0',
-      'SIP/2.0 200 OK',
-      'SIP/2.0 180 ',
-      'SIP/2.0 404',
-      'FOO-BAR sip:é@x SIP/2.0',
-    );
-    let accepted = 0;
-    fc.assert(
-      fc.property(
-        fc.oneof(
-          fc.array(fc.tuple(piece, sep), { minLength: 1, maxLength: 4 }),
-          fc.tuple(common, fc.constantFrom('', ' ', 'x', '\t')).map(([c, t]) => [[c, t] as const]),
+  it(
+    'agrees with the general start-line parser',
+    () => {
+      const piece = fc.constantFrom(
+        'INVITE',
+        'invite',
+        'FOO',
+        'IN"V',
+        'SIP/2.0',
+        'sip/2.0',
+        'SIP/2.00',
+        'SIP/1.0',
+        'sip:bob@example.com',
+        'sip:é@x',
+        '200',
+        '099',
+        '700',
+        '2000',
+        '20',
+        'OK',
+        'Très bien',
+        '',
+        '\t',
+      );
+      const sep = fc.constantFrom(' ', ' ', ' ', '  ', '\t', '');
+      const common = fc.constantFrom(
+        'INVITE sip:bob@example.com SIP/2.0',
+        'SIP/2.0 200 OK',
+        'SIP/2.0 180 ',
+        'SIP/2.0 404',
+        'FOO-BAR sip:é@x SIP/2.0',
+      );
+      let accepted = 0;
+      fc.assert(
+        fc.property(
+          fc.oneof(
+            fc.array(fc.tuple(piece, sep), { minLength: 1, maxLength: 4 }),
+            fc
+              .tuple(common, fc.constantFrom('', ' ', 'x', '\t'))
+              .map(([c, t]) => [[c, t] as const]),
+          ),
+          (parts) => {
+            const line = Buffer.from(parts.map(([p, s]) => p + s).join(''), 'utf8');
+            const fast = fastStartLine(line, 0, line.length);
+            if (fast === undefined) return;
+            accepted++;
+            expect(fast).toEqual(parseStartLineText(line, 0, line.length));
+          },
         ),
-        (parts) => {
-          const line = Buffer.from(parts.map(([p, s]) => p + s).join(''), 'utf8');
-          const fast = fastStartLine(line, 0, line.length);
-          if (fast === undefined) return;
-          accepted++;
-          expect(fast).toEqual(parseStartLineText(line, 0, line.length));
-        },
-      ),
-      { numRuns: 3000 },
-    );
-    expect(accepted).toBeGreaterThan(100);
-  });
+        { numRuns: 3000 },
+      );
+      expect(accepted).toBeGreaterThan(100);
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 });

@@ -89,6 +89,10 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
   const maxLine = limits.maxHeaderLineBytes;
   const nameClass = NAME_CLASS;
   const nameNext = NAME_NEXT;
+  // locals: an imported binding or constant-object property is reloaded on every line
+  const nameId = NAME_ID;
+  const maxHeaders = limits.maxHeaders;
+  const contentLengthId = H.CONTENT_LENGTH;
   while (pos < end) {
     let c = buf[pos] as number;
     if (c === LF) {
@@ -168,15 +172,15 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
       );
       continue;
     }
-    if (lines.length >= limits.maxHeaders) {
+    if (lines.length >= maxHeaders) {
       head.error = err(SipErrorCode.TOO_MANY_HEADERS, 'Too many header lines');
       head.fatal = true;
       return head;
     }
-    const id = NAME_ID[state] as number;
+    const id = nameId[state] as number;
     const line = new HeaderLine(id, lineStart, nameEnd, valueStart, valueEnd, lineEnd, folded);
     lines.push(line);
-    if (id === H.CONTENT_LENGTH) {
+    if (id === contentLengthId) {
       const n = readContentLength(buf, valueStart, valueEnd, folded);
       if (n < 0) {
         head.error = err(SipErrorCode.CONTENT_LENGTH, 'Bad Content-Length');

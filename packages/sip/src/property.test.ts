@@ -15,6 +15,12 @@ import {
   type SipMessage,
 } from './index.js';
 
+/**
+ * Property tests run a fixed number of cases (`numRuns`), never fewer; this explicit bound only
+ * keeps a slow, loaded machine (several test suites on two CPUs) from failing them on time.
+ */
+const PROPERTY_TIMEOUT_MS = 120_000;
+
 const RUNS = 300;
 const fixtures = new URL('../bench/fixtures/', import.meta.url);
 const corpora = new URL('../../../../shared/corpora/rfc4475/', import.meta.url);
@@ -93,47 +99,59 @@ const mutated = fc
   });
 
 describe('property: robustness', () => {
-  it('parse never throws on random bytes, and accessors never throw', () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
-        const r = parse(bytes);
-        if (r.ok) readEverything(r.message);
-        else expect(r.error.code).toMatch(/^SIP_ERR_/);
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it(
+    'parse never throws on random bytes, and accessors never throw',
+    () => {
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+          const r = parse(bytes);
+          if (r.ok) readEverything(r.message);
+          else expect(r.error.code).toMatch(/^SIP_ERR_/);
+        }),
+        { numRuns: RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
-  it('parse, accessors and validate never throw on mutated real messages', () => {
-    fc.assert(
-      fc.property(mutated, (bytes) => {
-        const r = parse(bytes);
-        if (r.ok) {
-          readEverything(r.message);
-          // an unedited message always serialises to a prefix of its datagram
-          const out = serialize(r.message);
-          expect(bytes.includes(out)).toBe(true);
-        }
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it(
+    'parse, accessors and validate never throw on mutated real messages',
+    () => {
+      fc.assert(
+        fc.property(mutated, (bytes) => {
+          const r = parse(bytes);
+          if (r.ok) {
+            readEverything(r.message);
+            // an unedited message always serialises to a prefix of its datagram
+            const out = serialize(r.message);
+            expect(bytes.includes(out)).toBe(true);
+          }
+        }),
+        { numRuns: RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
-  it('stream framing is the same whole and in random chunks, with bounded buffering', () => {
-    fc.assert(
-      fc.property(
-        fc.array(mutated, { minLength: 1, maxLength: 3 }),
-        fc.array(fc.nat(), { maxLength: 12 }),
-        (messages, cuts) => {
-          const stream = Buffer.concat(messages);
-          const whole = feed(stream, []);
-          const chunked = feed(stream, cuts);
-          expect(signature(chunked)).toEqual(signature(whole));
-        },
-      ),
-      { numRuns: RUNS },
-    );
-  });
+  it(
+    'stream framing is the same whole and in random chunks, with bounded buffering',
+    () => {
+      fc.assert(
+        fc.property(
+          fc.array(mutated, { minLength: 1, maxLength: 3 }),
+          fc.array(fc.nat(), { maxLength: 12 }),
+          (messages, cuts) => {
+            const stream = Buffer.concat(messages);
+            const whole = feed(stream, []);
+            const chunked = feed(stream, cuts);
+            expect(signature(chunked)).toEqual(signature(whole));
+          },
+        ),
+        { numRuns: RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 });
 
 const token = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9.!%*_+`'~-]{0,15}$/);
@@ -141,49 +159,53 @@ const userPart = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._~!*'()-]{0,15}$/);
 const host = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}[a-z0-9]\.example\.com$/);
 
 describe('property: round trip', () => {
-  it('serialize(parse(x)) is x, and edits read back after a reparse', () => {
-    fc.assert(
-      fc.property(
-        userPart,
-        host,
-        token,
-        token,
-        fc.nat(4294967295),
-        fc.integer({ min: 1, max: 255 }),
-        fc.string({ maxLength: 200 }),
-        fc.constantFrom('\r\n', '\n'),
-        (user, h, tag, branch, seq, mf, body, eol) => {
-          const bodyBytes = Buffer.from(body, 'utf8');
-          const text =
-            `MESSAGE sip:${user}@${h} SIP/2.0${eol}` +
-            `Via: SIP/2.0/UDP ${h};branch=z9hG4bK${branch}${eol}` +
-            `From: <sip:${user}@${h}>;tag=${tag}${eol}To: <sip:${user}@${h}>${eol}` +
-            `Call-ID: ${branch}@${h}${eol}CSeq: ${seq} MESSAGE${eol}Max-Forwards: ${mf}${eol}` +
-            `Content-Type: text/plain${eol}Content-Length: ${bodyBytes.length}${eol}${eol}`;
-          const bytes = Buffer.concat([Buffer.from(text, 'utf8'), bodyBytes]);
-          const r = parse(bytes);
-          if (!r.ok) throw new Error(r.error.reason);
-          const m = r.message;
-          expect(Buffer.compare(serialize(m), bytes)).toBe(0);
-          expect(validate(m)).toEqual({ ok: true });
-          expect(m.topVia()?.branch).toBe(`z9hG4bK${branch}`);
-          expect(m.from()?.tag).toBe(tag);
-          expect(m.cseq()).toEqual({ seq, method: 'MESSAGE' });
-          m.decrementMaxForwards();
-          m.prependVia(`SIP/2.0/TCP proxy.example.com;branch=z9hG4bK${tag}`);
-          m.setBody(`${body}!`);
-          const again = parse(serialize(m));
-          if (!again.ok) throw new Error(again.error.reason);
-          expect(again.message.maxForwards()).toBe(mf - 1);
-          expect(again.message.via().map((v) => v.branch)).toEqual([
-            `z9hG4bK${tag}`,
-            `z9hG4bK${branch}`,
-          ]);
-          expect(again.message.bodyText()).toBe(`${body}!`);
-          expect(again.message.contentLength()).toBe(Buffer.byteLength(`${body}!`));
-        },
-      ),
-      { numRuns: RUNS },
-    );
-  });
+  it(
+    'serialize(parse(x)) is x, and edits read back after a reparse',
+    () => {
+      fc.assert(
+        fc.property(
+          userPart,
+          host,
+          token,
+          token,
+          fc.nat(4294967295),
+          fc.integer({ min: 1, max: 255 }),
+          fc.string({ maxLength: 200 }),
+          fc.constantFrom('\r\n', '\n'),
+          (user, h, tag, branch, seq, mf, body, eol) => {
+            const bodyBytes = Buffer.from(body, 'utf8');
+            const text =
+              `MESSAGE sip:${user}@${h} SIP/2.0${eol}` +
+              `Via: SIP/2.0/UDP ${h};branch=z9hG4bK${branch}${eol}` +
+              `From: <sip:${user}@${h}>;tag=${tag}${eol}To: <sip:${user}@${h}>${eol}` +
+              `Call-ID: ${branch}@${h}${eol}CSeq: ${seq} MESSAGE${eol}Max-Forwards: ${mf}${eol}` +
+              `Content-Type: text/plain${eol}Content-Length: ${bodyBytes.length}${eol}${eol}`;
+            const bytes = Buffer.concat([Buffer.from(text, 'utf8'), bodyBytes]);
+            const r = parse(bytes);
+            if (!r.ok) throw new Error(r.error.reason);
+            const m = r.message;
+            expect(Buffer.compare(serialize(m), bytes)).toBe(0);
+            expect(validate(m)).toEqual({ ok: true });
+            expect(m.topVia()?.branch).toBe(`z9hG4bK${branch}`);
+            expect(m.from()?.tag).toBe(tag);
+            expect(m.cseq()).toEqual({ seq, method: 'MESSAGE' });
+            m.decrementMaxForwards();
+            m.prependVia(`SIP/2.0/TCP proxy.example.com;branch=z9hG4bK${tag}`);
+            m.setBody(`${body}!`);
+            const again = parse(serialize(m));
+            if (!again.ok) throw new Error(again.error.reason);
+            expect(again.message.maxForwards()).toBe(mf - 1);
+            expect(again.message.via().map((v) => v.branch)).toEqual([
+              `z9hG4bK${tag}`,
+              `z9hG4bK${branch}`,
+            ]);
+            expect(again.message.bodyText()).toBe(`${body}!`);
+            expect(again.message.contentLength()).toBe(Buffer.byteLength(`${body}!`));
+          },
+        ),
+        { numRuns: RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 });
