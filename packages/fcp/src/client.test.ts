@@ -1,7 +1,8 @@
 import * as dgram from 'node:dgram';
-import { afterEach, describe, expect, it } from 'vitest';
+import * as net from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FakeTimers, once, ScriptedServer, seqOf, settle } from '../test/helpers.js';
-import { FcpClient } from './client.js';
+import { FcpClient, isNoMatchingRuleReason } from './client.js';
 import type { FcpServerConfig } from './config.js';
 import { MemoryBackend } from './memory-backend.js';
 import { FcpServer } from './server.js';
@@ -301,5 +302,143 @@ describe('FcpClient rules without keep-alive', () => {
     await settle();
     expect(c.ownedRules).toBe(0);
     expect(fake.requests.filter((r) => r.startsWith('SET'))).toHaveLength(2);
+  });
+});
+
+describe('FcpClient.release(): only "no matching rule" is gone (spec §3.2, §5.4)', () => {
+  it('is gone (ok) when FcpServer no longer holds the rule', async () => {
+    const { server, port } = await startServer();
+    const c = client([port]);
+    expect((await c.set(rule(1), { timer: 30 })).ok).toBe(true);
+    // Another client on the same address (the owner) releases it first: at the server it is gone.
+    const other = client([port]);
+    expect((await other.release(rule(1))).outcomes[0]?.kind).toBe('released');
+    expect(server.liveRules).toBe(0);
+    const r = await c.release(rule(1));
+    expect(r.ok).toBe(true);
+    expect(r.outcomes[0]).toMatchObject({ kind: 'gone', status: 400, error: undefined });
+    expect(r.outcomes[0]?.reason).toMatch(/no matching rule found to release/i);
+    expect(c.ownedRules).toBe(0);
+    // Never set at all: the same answer.
+    expect((await c.release(rule(2))).outcomes[0]?.kind).toBe('gone');
+  });
+
+  it('is a refusal (not ok) when FcpServer answers another 400', async () => {
+    // An over-long request gets `400 Bad Request: request exceeds 64 bytes` (then a close).
+    const { port } = await startServer(0, new MemoryBackend(), {
+      limits: { ratePerSec: 0, maxRequestBytes: 64 },
+    });
+    const c = client([port]);
+    const r = await c.release({
+      proto: 'udp',
+      src: '203.0.113.7',
+      dst: '198.18.0.2',
+      dstPort: [40000, 40001],
+    });
+    expect(r.ok).toBe(false);
+    expect(r.outcomes[0]).toMatchObject({ kind: 'refused', status: 400 });
+    expect(r.outcomes[0]?.reason).toContain('request exceeds 64 bytes');
+    expect(r.outcomes[0]?.error).toMatchObject({ code: 'FCP_ERR_STATUS', status: 400 });
+  });
+
+  // Replies to RELEASE as fcpd and variants of it write them (spec §3.1, §4.3, §6 #2 and #4).
+  const gone: [string, (seq: number) => string][] = [
+    [
+      'fcpd one-line',
+      (s) => `FCP=1.0 SEQ=${s} 400 Bad Request: no matching rule found to release\r\n`,
+    ],
+    ['LF only', (s) => `FCP=1.0 SEQ=${s} 400 Bad Request: no matching rule found to release\n`],
+    [
+      'upper case',
+      (s) => `FCP=1.0 SEQ=${s} 400 BAD REQUEST: NO MATCHING RULE FOUND TO RELEASE\r\n`,
+    ],
+    ['glued to the reason', (s) => `FCP=1.0 SEQ=${s} 400 Bad Requestno matching rule found\r\n`],
+    ['extra whitespace', (s) => `FCP=1.0 SEQ=${s} 400  Bad Request:  No\tMatching  Rule \r\n`],
+    ['SEQ=0', () => `FCP=1.0 SEQ=0 400 Bad Request: no matching rule found to release\r\n`],
+    [
+      'published two-line layout',
+      (s) => `FCP=1.0 SEQ=${s}\r\n400 Bad Request: no matching rule found to release\r\n\r\n`,
+    ],
+    ['bare status line', () => `400 Bad Request: no matching rule found to release\n\r\n`],
+  ];
+  const refused: [string, (seq: number) => string][] = [
+    ['unknown token', (s) => `FCP=1.0 SEQ=${s} 400 Bad Request: unknown token "FOO"\r\n`],
+    ['bare misplaced token', () => `400 Bad Request: misplaced token "34"\n\r\n`],
+    ['no reason text', (s) => `FCP=1.0 SEQ=${s} 400\r\n`],
+    ['plain reason phrase', (s) => `FCP=1.0 SEQ=${s} 400 Bad Request\r\n`],
+    [
+      'bad field',
+      (s) => `FCP=1.0 SEQ=${s} 400 Bad Request: TIMER must be 1 .. 1000000 seconds\r\n`,
+    ],
+    ['a NAT miss', (s) => `FCP=1.0 SEQ=${s} 400 Bad Request: No such NAT reservation\r\n`],
+  ];
+
+  async function releaseAgainst(answer: (seq: number) => string) {
+    const fake = await ScriptedServer.start((req) =>
+      req.startsWith('RELEASE') ? answer(seqOf(req)) : `FCP=1.0 SEQ=${seqOf(req)} 200 OK\r\n`,
+    );
+    cleanups.push(() => fake.stop());
+    const c = client([fake.port]);
+    expect((await c.set(rule(1))).ok).toBe(true);
+    const r = await c.release(rule(1));
+    expect(c.ownedRules).toBe(0);
+    return r;
+  }
+
+  it.each(gone)('%s: gone, ok', async (_name, answer) => {
+    const r = await releaseAgainst(answer);
+    expect(r.ok).toBe(true);
+    expect(r.outcomes[0]).toMatchObject({ kind: 'gone', status: 400, error: undefined });
+  });
+
+  it.each(refused)('%s: refused, not ok', async (_name, answer) => {
+    const r = await releaseAgainst(answer);
+    expect(r.ok).toBe(false);
+    expect(r.outcomes[0]).toMatchObject({ kind: 'refused', status: 400 });
+    expect(r.outcomes[0]?.error?.code).toBe('FCP_ERR_STATUS');
+  });
+
+  it('matches the reason by its words, in any case', () => {
+    expect(isNoMatchingRuleReason('Bad Request: no matching rule found to release')).toBe(true);
+    expect(isNoMatchingRuleReason('bad request: NO MATCHING RULE')).toBe(true);
+    expect(isNoMatchingRuleReason('Bad Request: unknown token "rule"')).toBe(false);
+    expect(isNoMatchingRuleReason('')).toBe(false);
+  });
+});
+
+describe('FcpClient write coalescing', () => {
+  it('sends the requests issued in one turn in one write; a later turn gets its own', async () => {
+    // A server that counts the 'data' chunks it receives and answers every request.
+    let chunks = 0;
+    const fake = await ScriptedServer.start((req) => `FCP=1.0 SEQ=${seqOf(req)} 200 OK\r\n`);
+    fake.server.prependListener('connection', (s: net.Socket) => s.on('data', () => chunks++));
+    cleanups.push(() => fake.stop());
+    const c = client([fake.port]);
+    await c.ready();
+    const writes = vi.spyOn(net.Socket.prototype, 'write');
+    cleanups.push(() => writes.mockRestore());
+    const clientWrites = () =>
+      writes.mock.contexts.filter((s) => (s as net.Socket).remotePort === fake.port).length;
+    // A proxy opening RTP and RTCP holes for both directions of a call: 4 requests, one turn.
+    const call = await Promise.all([
+      c.set(rule(1), { timer: 30 }),
+      c.set(rule(2), { timer: 30 }),
+      c.set(rule(3), { timer: 30 }),
+      c.release(rule(4)),
+    ]);
+    expect(call.map((r) => r.outcomes[0]?.kind)).toEqual([
+      'installed',
+      'installed',
+      'installed',
+      'released',
+    ]);
+    expect(fake.requests).toHaveLength(4);
+    expect(fake.requests.map(seqOf)).toEqual([1, 2, 3, 4]);
+    expect(clientWrites()).toBe(1);
+    expect(chunks).toBe(1);
+    // A single request in a later turn is written on its own, in that turn.
+    expect((await c.set(rule(5), { timer: 30 })).ok).toBe(true);
+    expect(clientWrites()).toBe(2);
+    expect(chunks).toBe(2);
   });
 });

@@ -142,6 +142,19 @@ interface OwnedRule {
   readonly state: ServerState[];
 }
 
+/**
+ * True when the reason of a 400 answering RELEASE says the rule does not exist: fcpd's and
+ * FcpServer's `Bad Request: no matching rule found to release` (spec §3.2, §4.3, §5.4).
+ * Matched case-insensitively on the words `no matching rule`, with any run of whitespace between
+ * them, anywhere in the reason: this tolerates fcpd's quirks (text glued to the reason phrase
+ * without a separator, spec §3.1 and §6 #4; the bare `400 ...` line without `FCP=`/`SEQ=`, which
+ * the decoder already accepts) and a reason phrase in another case. fcpd's tokenizer never puts
+ * whitespace inside a quoted token (`unknown token "..."`), so a syntax error cannot match.
+ */
+export function isNoMatchingRuleReason(reason: string): boolean {
+  return /no\s+matching\s+rule/i.test(reason);
+}
+
 function outcomeOf(
   server: string,
   r: DecodedResponse,
@@ -310,8 +323,11 @@ export class FcpClient extends EventEmitter<FcpClientEvents> {
       const st = owned?.state[i];
       if (st === 'stateless' || st === 'refused') return { server: c.name, kind: 'ok' };
       const o = await this.#send(i, { method: 'RELEASE', pme: p }, key, 'user');
-      // 400 "no matching rule": it expired or the server lost it. The goal is met.
-      if (o.status === FcpStatus.BAD_REQUEST) return { ...o, kind: 'gone', error: undefined };
+      // 400 "no matching rule found to release": it expired or the server lost it. The goal
+      // is met. Any other 400 (syntax, bad field...) stays a refusal.
+      if (o.status === FcpStatus.BAD_REQUEST && isNoMatchingRuleReason(o.reason ?? '')) {
+        return { ...o, kind: 'gone', error: undefined };
+      }
       return o;
     };
     const first = this.#conns[0];

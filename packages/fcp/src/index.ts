@@ -93,7 +93,7 @@ export type {
 } from './server.js';
 export { MemoryBackend } from './memory-backend.js';
 export type { MemoryBackendOptions } from './memory-backend.js';
-export { FcpClient } from './client.js';
+export { FcpClient, isNoMatchingRuleReason } from './client.js';
 export type {
   FcpClientOptions,
   FcpClientEvents,
