@@ -94,6 +94,9 @@ export function buildPolicy(config: ProxyConfig, firewallAddresses: readonly str
   }
 }
 
+/** Rules the embedded fcpd lets this proxy hold: 500,000 two-hole calls. */
+const EMBEDDED_MAX_RULES = 1_000_000;
+
 /** Starts the embedded fcpd (no `--fcp` given): nftables when possible, else memory. */
 export async function startEmbeddedFcpd(
   config: ProxyConfig,
@@ -120,6 +123,11 @@ export async function startEmbeddedFcpd(
       backend: backend === 'nftables' ? 'nftables' : 'memory',
       protected: prot,
       logLevel: config.logLevel,
+      // Its only client is this proxy's own workers on loopback. The per-client request rate
+      // (default 1,000/s) and rule quota (default 10,000) protect a shared fcpd from untrusted
+      // clients; here they would cap the proxy at ~250 calls/s (4 FCP requests per call) and
+      // ~5,000 concurrent two-hole calls, and refused SETs fail calls (fail-closed).
+      limits: { ratePerSec: 0, maxRulesPerClient: EMBEDDED_MAX_RULES },
     },
     { logger: logger.child({ component: 'fcpd' }) },
   );

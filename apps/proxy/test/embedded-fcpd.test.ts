@@ -1,0 +1,39 @@
+/**
+ * The embedded fcpd serves only this proxy's workers, so the per-client request rate and rule
+ * quota that protect a shared fcpd must not refuse the proxy's own SETs under load.
+ */
+import { FcpClient } from '@pinhole/fcp';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startEmbeddedFcpd } from '../src/app.js';
+import { parseArgs } from '../src/config.js';
+
+// Above the shared defaults: 1,000 requests/s with a burst of 2,000, and 10,000 rules a client.
+const HOLES = 12_000;
+
+describe('embedded fcpd', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+
+  it('accepts a burst of SETs beyond the shared per-client rate and rule quota', async () => {
+    const { config } = parseArgs(['--protected', '198.19.0.0/16']);
+    const { fcpd, server } = await startEmbeddedFcpd(config, pino({ level: 'silent' }), 'memory');
+    cleanup.push(() => fcpd.close());
+    const client = new FcpClient({ servers: [server], keepAlive: false, requestTimeoutMs: 60_000 });
+    cleanup.push(() => Promise.resolve(client.close()));
+    await client.ready();
+    const results = await Promise.all(
+      Array.from({ length: HOLES }, (_, i) =>
+        client.set(
+          { proto: 17, dst: '198.19.0.10', dstPort: 20_000 + 2 * i },
+          { timer: 60, keepAlive: false },
+        ),
+      ),
+    );
+    const refused = results.filter((r) => !r.ok);
+    expect(refused.map((r) => r.outcomes)).toEqual([]);
+    expect(results.length).toBe(HOLES);
+  });
+});
