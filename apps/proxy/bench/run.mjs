@@ -126,8 +126,14 @@ async function startPinhole(topo, workers, backend) {
   let fcpd;
   const fcpArgs = [];
   if (backend !== 'embedded') {
+    // A busy proxy makes four FCP requests a call: lift the shared per-client request rate
+    // (1,000/s) and rule quota, as the embedded fcpd does and as the README tells operators.
+    const cfg = join(tmpdir(), `pinhole-bench-fcpd-${process.pid}.json`);
+    writeFileSync(cfg, JSON.stringify({ limits: { ratePerSec: 0, maxRulesPerClient: 1000000 } }));
     fcpd = spawnIn(topo.router, process.execPath, [
       FCPD,
+      '--config',
+      cfg,
       '--listen',
       'tcp:127.0.0.1:12345',
       '--backend',
@@ -138,6 +144,7 @@ async function startPinhole(topo, workers, backend) {
       'warn',
     ]);
     await sleep(1500);
+    rmSync(cfg, { force: true }); // read at start; nothing left behind
     fcpArgs.push('--fcp', 'tcp:127.0.0.1:12345');
   }
   const child = spawnIn(topo.router, process.execPath, [
