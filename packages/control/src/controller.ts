@@ -20,6 +20,7 @@ import type {
   SipEvent,
   TransactionEndedEvent,
 } from '@pinhole/policy';
+import { isNoMatchingRuleReason } from '@pinhole/fcp';
 import { ControlError, ControlErrorCode } from './errors.js';
 import { toFcpPme, type FcpPmeInput } from './pme.js';
 
@@ -432,9 +433,6 @@ export class PinholeController {
 
 type ReleaseOutcome = 'closed' | 'expired' | 'failed';
 
-/** FCP's answer to a RELEASE of a rule the server does not hold (fcp spec, status 400). */
-const NO_MATCHING_RULE = /no matching rule/i;
-
 /**
  * `expired` when some server no longer had the rule (the FCP client's `gone`, or a 400 "no
  * matching rule" from a port that reports it as a refusal) and every other server released it;
@@ -443,7 +441,7 @@ const NO_MATCHING_RULE = /no matching rule/i;
 function releaseOutcome(r: FcpPortResult): ReleaseOutcome {
   let gone = false;
   for (const o of r.outcomes) {
-    if (o.kind === 'gone' || (o.status === 400 && NO_MATCHING_RULE.test(o.reason ?? ''))) {
+    if (o.kind === 'gone' || (o.status === 400 && isNoMatchingRuleReason(o.reason ?? ''))) {
       gone = true;
     } else if (o.kind === 'refused' || o.kind === 'failed') {
       return 'failed';
