@@ -4,7 +4,7 @@
 // different media port per call, ACK, 500 ms, BYE). Needs sipp; no root, no namespaces.
 //
 //   node bench/loopback.mjs                       (from apps/proxy, after `npm run build`)
-//   BENCH_RATE=200 BENCH_SECONDS=10 BENCH_PROFILE=/tmp/prof node bench/loopback.mjs
+//   BENCH_RATE=200 BENCH_SECONDS=10 BENCH_PROFILE=prof node bench/loopback.mjs
 //
 // BENCH_PROFILE=<dir> runs the proxy under `node --cpu-prof --cpu-prof-dir <dir>`. Prints one
 // markdown row: calls, failed, proxy CPU ms per call (utime+stime of the proxy process during
