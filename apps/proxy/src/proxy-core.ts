@@ -25,6 +25,8 @@ import {
   type SipUri,
 } from '@pinhole/sip';
 import {
+  MAGIC_COOKIE,
+  reasonPhrase,
   TransactionLayer,
   type Address,
   type ClientTransaction,
@@ -40,10 +42,8 @@ import { StaticRouter } from './routing.js';
 import {
   fnv1a,
   hostText,
-  MAGIC_COOKIE,
   nextHopOf,
   randomToken,
-  reasonPhrase,
   responseTarget,
   stampVia,
   topViaText,

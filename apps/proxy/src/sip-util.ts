@@ -1,39 +1,12 @@
 /**
- * Small SIP helpers the proxy core needs around @pinhole/sip and @pinhole/transaction: reason
- * phrases, next-hop resolution, Via received/rport, hashes for loop detection and stateless
+ * Small SIP helpers the proxy core needs around @pinhole/sip and @pinhole/transaction:
+ * next-hop resolution, Via received/rport, hashes for loop detection and stateless
  * branches.
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { SipMessage, SipUri, Via } from '@pinhole/sip';
 import type { TransportName } from './config.js';
-
-export const MAGIC_COOKIE = 'z9hG4bK';
-
-/** Standard reason phrases for the responses the proxy generates itself. */
-const REASONS: Readonly<Record<number, string>> = {
-  100: 'Trying',
-  200: 'OK',
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  408: 'Request Timeout',
-  416: 'Unsupported URI Scheme',
-  420: 'Bad Extension',
-  423: 'Interval Too Brief',
-  480: 'Temporarily Unavailable',
-  481: 'Call/Transaction Does Not Exist',
-  482: 'Loop Detected',
-  483: 'Too Many Hops',
-  487: 'Request Terminated',
-  500: 'Server Internal Error',
-  503: 'Service Unavailable',
-  505: 'Version Not Supported',
-};
-
-export function reasonPhrase(status: number): string {
-  return REASONS[status] ?? 'Unknown';
-}
 
 /** A next hop: transport, address (maybe a name to resolve) and port. */
 export interface NextHop {

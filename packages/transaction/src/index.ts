@@ -64,7 +64,15 @@ export {
 } from './keys.js';
 export { dialogId, dialogKey, dialogSides, dialogState } from './dialog.js';
 export type { DialogId, DialogSides, DialogState } from './dialog.js';
-export { buildAck, buildCancel, buildLocalResponse, newBranch, newTag } from './messages.js';
+export {
+  buildAck,
+  buildCancel,
+  buildLocalResponse,
+  newBranch,
+  newTag,
+  reasonPhrase,
+  REASONS,
+} from './messages.js';
 export { selectBest } from './best-response.js';
 export type { Candidate } from './best-response.js';
 export { TransactionError, TransactionErrorCode } from './errors.js';

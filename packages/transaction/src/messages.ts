@@ -10,16 +10,31 @@ import { MAGIC_COOKIE } from './keys.js';
 
 const CRLF = '\r\n';
 
-/** Reason phrases of the responses the layer may generate (RFC 3261 §21). */
+/** Reason phrases (RFC 3261 §21) of the responses the layer and a proxy core generate. */
 export const REASONS: Readonly<Record<number, string>> = {
   100: 'Trying',
   200: 'OK',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
   408: 'Request Timeout',
+  416: 'Unsupported URI Scheme',
+  420: 'Bad Extension',
+  423: 'Interval Too Brief',
+  480: 'Temporarily Unavailable',
   481: 'Call/Transaction Does Not Exist',
+  482: 'Loop Detected',
+  483: 'Too Many Hops',
   487: 'Request Terminated',
   500: 'Server Internal Error',
   503: 'Service Unavailable',
+  505: 'Version Not Supported',
 };
+
+/** The standard reason phrase of `status`, or `Unknown`. */
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? 'Unknown';
+}
 
 function parseOrThrow(text: string): SipMessage {
   const result = parse(text);
