@@ -29,10 +29,20 @@ async function setup(
   await server.start();
   cleanups.push(() => server.stop());
   const port = server.addresses()[0]?.port ?? 0;
+  return { server, ...(await controllerOn(port, 1000, 'closed', 5000)) };
+}
+
+/** An FcpClient on 127.0.0.1:`port` and a controller driving it; both closed after the test. */
+async function controllerOn(
+  port: number,
+  requestTimeoutMs: number,
+  failMode: 'open' | 'closed',
+  deadlineMs: number,
+): Promise<{ client: FcpClient; control: PinholeController }> {
   const client = new FcpClient({
     servers: [{ host: '127.0.0.1', port }],
     keepAlive: false,
-    requestTimeoutMs: 1000,
+    requestTimeoutMs,
   });
   cleanups.push(() => client.close());
   await client.ready(5000);
@@ -40,11 +50,11 @@ async function setup(
     policy: new Policy({ protectedNetworks: [PROTECTED] }),
     fcp: client,
     sweepMs: 0,
-    failMode: 'closed',
-    deadlineMs: 5000,
+    failMode,
+    deadlineMs,
   });
   cleanups.push(() => control.close());
-  return { server, client, control };
+  return { client, control };
 }
 
 async function secondClient(server: FcpServer): Promise<FcpClient> {
@@ -126,23 +136,8 @@ describe('PinholeController with FcpClient and FcpServer (MemoryBackend, loopbac
       await new Promise((r) => silent.close(r));
     });
     const address = silent.address();
-    const client = new FcpClient({
-      servers: [
-        { host: '127.0.0.1', port: typeof address === 'object' && address ? address.port : 0 },
-      ],
-      keepAlive: false,
-      requestTimeoutMs: 300,
-    });
-    cleanups.push(() => client.close());
-    await client.ready(5000);
-    const control = new PinholeController({
-      policy: new Policy({ protectedNetworks: [PROTECTED] }),
-      fcp: client,
-      sweepMs: 0,
-      failMode: 'open',
-      deadlineMs: 20,
-    });
-    cleanups.push(() => control.close());
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const { control } = await controllerOn(port, 300, 'open', 20);
     control.handle({ type: 'sip', message: invite('e4', sdp(ALICE, 4000)) });
     const exec = control.handle({ type: 'sip', message: answer('e4', sdp(BOB, 5000)) });
     expect(await control.hold(exec)).toMatchObject({ action: 'relay', outcome: 'deadline' });
