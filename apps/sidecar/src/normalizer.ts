@@ -20,6 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { SipMessage } from '@pinhole/sip';
+import { systemTimers, type TimerApi } from '@pinhole/fcp';
 import type { HepPacket } from './hep.js';
 import type { HepSource } from './receiver.js';
 import { ipFromBytes, parseIp } from '@pinhole/policy';
@@ -39,22 +40,11 @@ export interface ServerAddress {
   readonly port?: number;
 }
 
-/** Injected time and timers (tests use a fake clock). */
-export interface NormalizerClock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+/** Injected time and timers (tests use a fake clock): the same shape as @pinhole/fcp's `TimerApi`. */
+export type NormalizerClock = TimerApi;
 
-export const systemClock: NormalizerClock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
+/** Real time, with unreferenced timers. */
+export const systemClock: NormalizerClock = systemTimers;
 
 export interface NormalizerOptions {
   readonly serverAddresses: readonly ServerAddress[];
