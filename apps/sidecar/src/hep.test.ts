@@ -30,6 +30,22 @@ function errCode(r: HepDecodeResult): string {
   return r.ok ? 'ok' : r.error.code;
 }
 
+/** Encode SIP from 198.18.0.10:1 to 198.18.0.1:2 (with `extra` on top) and decode it again. */
+function roundTrip(extra: Partial<Parameters<typeof encodeHep>[0]> = {}) {
+  return ok(
+    decodeHep(
+      encodeHep({
+        srcAddress: '198.18.0.10',
+        dstAddress: '198.18.0.1',
+        srcPort: 1,
+        dstPort: 2,
+        payload: SIP,
+        ...extra,
+      }),
+    ),
+  );
+}
+
 const g = HepVendor.generic;
 const u8 = (...b: number[]) => Uint8Array.from(b);
 
@@ -67,17 +83,7 @@ describe('decodeHep: well-formed packets', () => {
   });
 
   it('keeps the payload as bytes, so non-ASCII display names survive exactly', () => {
-    const p = ok(
-      decodeHep(
-        encodeHep({
-          srcAddress: '198.18.0.10',
-          dstAddress: '198.18.0.1',
-          srcPort: 1,
-          dstPort: 2,
-          payload: SIP,
-        }),
-      ),
-    );
+    const p = roundTrip();
     expect(Buffer.from(p.payload ?? new Uint8Array()).equals(Buffer.from(SIP, 'utf8'))).toBe(true);
     expect(Buffer.from(p.payload ?? new Uint8Array()).toString('utf8')).toContain(
       '"Jörg Ünal 山田"',
@@ -102,18 +108,7 @@ describe('decodeHep: well-formed packets', () => {
   });
 
   it('inflates a zlib-compressed payload (chunk 0x0010)', () => {
-    const p = ok(
-      decodeHep(
-        encodeHep({
-          srcAddress: '198.18.0.10',
-          dstAddress: '198.18.0.1',
-          srcPort: 1,
-          dstPort: 2,
-          payload: SIP,
-          compress: true,
-        }),
-      ),
-    );
+    const p = roundTrip({ compress: true });
     expect(p.compressed).toBe(true);
     expect(Buffer.from(p.payload ?? new Uint8Array()).toString('utf8')).toBe(SIP);
   });
@@ -160,20 +155,9 @@ describe('decodeHep: well-formed packets', () => {
   });
 
   it('treats a vendor chunk that reuses a generic type number as the vendor’s, not generic', () => {
-    const p = ok(
-      decodeHep(
-        encodeHep({
-          srcAddress: '198.18.0.10',
-          dstAddress: '198.18.0.1',
-          srcPort: 1,
-          dstPort: 2,
-          payload: SIP,
-          extraChunks: [
-            { vendorId: HepVendor.kamailio, typeId: HepChunk.payload, data: u8(1, 2, 3) },
-          ],
-        }),
-      ),
-    );
+    const p = roundTrip({
+      extraChunks: [{ vendorId: HepVendor.kamailio, typeId: HepChunk.payload, data: u8(1, 2, 3) }],
+    });
     expect(Buffer.from(p.payload ?? []).toString()).toBe(SIP);
     expect(p.otherChunks.map((c) => [c.vendorId, c.typeId, Array.from(c.data)])).toEqual([
       [2, HepChunk.payload, [1, 2, 3]],
@@ -181,20 +165,11 @@ describe('decodeHep: well-formed packets', () => {
   });
 
   it('reads the auth key, correlation id and node name', () => {
-    const p = ok(
-      decodeHep(
-        encodeHep({
-          srcAddress: '198.18.0.10',
-          dstAddress: '198.18.0.1',
-          srcPort: 1,
-          dstPort: 2,
-          authKey: 's3cret',
-          correlationId: 'a84b4c76e66710',
-          nodeName: 'kamailio-1',
-          payload: SIP,
-        }),
-      ),
-    );
+    const p = roundTrip({
+      authKey: 's3cret',
+      correlationId: 'a84b4c76e66710',
+      nodeName: 'kamailio-1',
+    });
     expect(Buffer.from(p.authKey ?? []).toString()).toBe('s3cret');
     expect(Buffer.from(p.correlationId ?? []).toString()).toBe('a84b4c76e66710');
     expect(p.nodeName).toBe('kamailio-1');
