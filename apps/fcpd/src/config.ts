@@ -46,6 +46,14 @@ export interface NftConfig {
    * only when nft and the daemon have a CPU each (see BENCHMARKS.md).
    */
   readonly splitBursts?: boolean | undefined;
+  /**
+   * How set elements reach the kernel: `netlink` (the pinhole-nfnl helper, a netlink socket) or
+   * `cli` (the `nft -i` channel). Default: netlink when the helper is built and starts, else cli
+   * with a warning; an explicit `netlink` that cannot start stops the daemon's start instead.
+   */
+  readonly channel?: 'netlink' | 'cli' | undefined;
+  /** The helper's argv; default: `command` with its last word replaced by the built helper. */
+  readonly helperCommand?: readonly string[] | undefined;
 }
 
 export interface MetricsConfig {
@@ -101,7 +109,16 @@ const TOP_KEYS = new Set([
   'banner',
   'logLevel',
 ]);
-const NFT_KEYS = new Set(['mode', 'table', 'hooks', 'mark', 'command', 'splitBursts']);
+const NFT_KEYS = new Set([
+  'mode',
+  'table',
+  'hooks',
+  'mark',
+  'command',
+  'splitBursts',
+  'channel',
+  'helperCommand',
+]);
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -333,15 +350,19 @@ function nftConfig(v: unknown, field: string): NftConfig {
     }
     out.splitBursts = v.splitBursts;
   }
-  if (v.command !== undefined) {
-    if (
-      !Array.isArray(v.command) ||
-      v.command.length === 0 ||
-      !v.command.every((c) => typeof c === 'string' && c !== '')
-    ) {
-      throw new FcpdConfigError(`${field}.command`, 'must be a non-empty list of strings');
+  if (v.channel !== undefined) {
+    if (v.channel !== 'netlink' && v.channel !== 'cli') {
+      throw new FcpdConfigError(`${field}.channel`, 'must be "netlink" or "cli"');
     }
-    out.command = v.command;
+    out.channel = v.channel;
+  }
+  for (const key of ['command', 'helperCommand'] as const) {
+    const c = v[key];
+    if (c === undefined) continue;
+    if (!Array.isArray(c) || c.length === 0 || !c.every((x) => typeof x === 'string' && x !== '')) {
+      throw new FcpdConfigError(`${field}.${key}`, 'must be a non-empty list of strings');
+    }
+    out[key] = c;
   }
   return out;
 }
@@ -363,6 +384,8 @@ export const USAGE = `Usage: pinhole-fcpd [options]
   --nft-table NAME          owned table in family inet (default pinhole)
   --nft-hook forward|input  hooks to gate or mark (repeatable; default forward)
   --nft-mark 0xMARK         mark bits in mark mode (default 0x00100000)
+  --nft-channel netlink|cli how set elements reach the kernel (default netlink through the
+                            built pinhole-nfnl helper, falling back to the nft CLI)
   --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default info)
   --check                   validate the configuration, print it and exit
   -h, --help                this help
@@ -400,6 +423,7 @@ export function parseCli(
         'nft-table': { type: 'string' },
         'nft-hook': { type: 'string', multiple: true },
         'nft-mark': { type: 'string' },
+        'nft-channel': { type: 'string' },
         'log-level': { type: 'string' },
         check: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -500,6 +524,12 @@ export function parseCli(
     nft.hooks = [...new Set(hooks)];
   }
   if (v['nft-mark'] !== undefined) nft.mark = parseMark(v['nft-mark'], '--nft-mark');
+  if (v['nft-channel'] !== undefined) {
+    if (v['nft-channel'] !== 'netlink' && v['nft-channel'] !== 'cli') {
+      throw new FcpdConfigError('--nft-channel', 'must be netlink or cli');
+    }
+    nft.channel = v['nft-channel'];
+  }
   const config = { ...file, ...flags, ...(Object.keys(nft).length > 0 ? { nft } : {}) };
   return { config: config, help: v.help === true, check: v.check === true };
 }

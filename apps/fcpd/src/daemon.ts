@@ -157,6 +157,8 @@ function buildBackend(config: FcpdConfig, log: Logger, registry: Registry): Fire
         mark: config.nft?.mark,
         nftCommand: config.nft?.command,
         splitBursts: config.nft?.splitBursts,
+        channel: config.nft?.channel,
+        helperCommand: config.nft?.helperCommand,
         protected: config.protected ?? [],
         mediaPorts: config.mediaPorts,
         logger: log.child({ component: 'nftables' }),

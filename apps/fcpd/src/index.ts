@@ -17,8 +17,10 @@ export type {
   NftConfig,
   TlsMaterial,
 } from './config.js';
-export { NftablesBackend, DEFAULT_MARK } from './nftables-backend.js';
-export type { BackendLogger, NftablesBackendOptions } from './nftables-backend.js';
+export { NftablesBackend, DEFAULT_MARK, builtHelperPath } from './nftables-backend.js';
+export type { BackendLogger, NftChannelKind, NftablesBackendOptions } from './nftables-backend.js';
+export { NetlinkChannel } from './nfnl-channel.js';
+export type { MessageResult, NetlinkChannelOptions } from './nfnl-channel.js';
 export { NftChannel, NftError } from './nft-channel.js';
 export type { NftChannelOptions } from './nft-channel.js';
 export type { NftHook, NftMode } from './nft-ruleset.js';

@@ -9,6 +9,9 @@
  * neighbours.
  */
 import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type {
   FirewallBackend,
   FirewallRule,
@@ -17,6 +20,8 @@ import type {
   RuleMeta,
 } from '@pinhole/fcp';
 import { NftChannel, NftError } from './nft-channel.js';
+import { NetlinkChannel, type MessageResult } from './nfnl-channel.js';
+import { describeError, elementAttr, keyBytes, setElemMessage } from './nfnl.js';
 import {
   MAX_COMMENT,
   adoptElements,
@@ -60,6 +65,15 @@ export interface NftablesBackendOptions {
    * costs transactions when they share one.
    */
   readonly splitBursts?: boolean | undefined;
+  /**
+   * How set elements of the hash sets reach the kernel: `netlink` through the `pinhole-nfnl`
+   * helper (one netlink batch per transaction), `cli` through the `nft -i` channel. Default:
+   * netlink when the helper is built and starts, else cli with a warning. An explicit `netlink`
+   * makes a helper that cannot start an error of `open()`.
+   */
+  readonly channel?: NftChannelKind | undefined;
+  /** The helper's argv; default: `nftCommand` with its last word replaced by the built helper. */
+  readonly helperCommand?: readonly string[] | undefined;
   readonly logger?: BackendLogger | undefined;
   /** Called after every transaction with its size and duration (metrics). */
   readonly onTransaction?: ((ops: number, ms: number, ok: boolean) => void) | undefined;
@@ -68,6 +82,36 @@ export interface NftablesBackendOptions {
 }
 
 export const DEFAULT_MARK = 0x00100000;
+
+export type NftChannelKind = 'netlink' | 'cli';
+
+/** The helper binary built by `npm run build` (dist/pinhole-nfnl), or undefined. */
+export function builtHelperPath(): string | undefined {
+  for (const rel of ['./pinhole-nfnl', '../dist/pinhole-nfnl']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // next candidate
+    }
+  }
+  return undefined;
+}
+
+/** After this many consecutive failures of the netlink channel, the backend uses the nft CLI. */
+const NETLINK_MAX_FAILURES = 3;
+
+/** A hash-set operation in netlink form: element attributes, built once. */
+interface NlForm {
+  readonly set: string;
+  /** NFTA_LIST_ELEM attributes with only the keys. */
+  readonly bare: Buffer;
+  /** With timeouts and comments (install only). */
+  readonly full: Buffer | undefined;
+  /** The fast form is the safe one (a refresh, or a removal close to the kernel expiry). */
+  readonly fastIsSafe: boolean;
+}
 
 /** `splitBursts`: a burst of at least twice this many operations is split in two. */
 const MIN_SPLIT = 32;
@@ -82,6 +126,8 @@ interface Op {
   readonly bare: string;
   /** The `add element` with timeouts and comments (install only). */
   readonly add: string | undefined;
+  /** Set for exact (hash set) holes: what the netlink channel sends. */
+  readonly nl: NlForm | undefined;
   readonly resolve: () => void;
   readonly reject: (e: Error) => void;
 }
@@ -103,6 +149,9 @@ export class NftablesBackend implements FirewallBackend {
   readonly mode: NftMode;
   readonly #o: NftablesBackendOptions;
   readonly #channel: NftChannel;
+  /** The netlink channel while it is in use; undefined = everything through the nft CLI. */
+  #nl: NetlinkChannel | undefined;
+  #nlFailures = 0;
   readonly #argv: readonly string[];
   readonly #now: () => number;
   /** Rules we believe the kernel holds, with their expiry (ms, Infinity = never). */
@@ -125,6 +174,11 @@ export class NftablesBackend implements FirewallBackend {
     this.#argv = o.nftCommand ?? ['nft'];
     this.#channel = new NftChannel({ argv: this.#argv });
     this.#now = o.now ?? Date.now;
+  }
+
+  /** The channel set elements of the hash sets take now (after `open()`). */
+  get channel(): NftChannelKind {
+    return this.#nl === undefined ? 'cli' : 'netlink';
   }
 
   unsupported(rule: FirewallRule): string | undefined {
@@ -199,6 +253,7 @@ export class NftablesBackend implements FirewallBackend {
       mark: this.#o.mark ?? DEFAULT_MARK,
     } as const;
     await this.#channel.exec(setupScript(ruleset, listing.chains));
+    const channel = await this.#openNetlink();
     for (const r of rules) {
       this.#present.set(r.rule.key, r.remainingMs === undefined ? Infinity : now + r.remainingMs);
       const { set, keys } = ruleElements(r.rule);
@@ -211,11 +266,54 @@ export class NftablesBackend implements FirewallBackend {
         mode: this.mode,
         adopted: rules.length,
         chains: allWantedChains(ruleset),
+        channel,
         ms: Math.round(performance.now() - started),
       },
       'nftables table ready',
     );
     return rules;
+  }
+
+  /**
+   * Starts the netlink helper and checks it end to end (an empty NEWSETELEM on h4d must be
+   * acknowledged), unless the CLI channel was chosen. Returns the channel in use.
+   */
+  async #openNetlink(): Promise<NftChannelKind> {
+    if (this.#o.channel === 'cli') return 'cli';
+    const explicit = this.#o.channel === 'netlink';
+    let argv = this.#o.helperCommand;
+    if (argv === undefined) {
+      const helper = builtHelperPath();
+      if (helper !== undefined) {
+        // `nft` or a wrapper ending in nft (`ip netns exec ns nft`, `sudo nft`): same wrapper.
+        const last = this.#argv[this.#argv.length - 1];
+        argv =
+          last !== undefined && basename(last) === 'nft'
+            ? [...this.#argv.slice(0, -1), helper]
+            : [helper];
+      }
+    }
+    let why: string;
+    if (argv === undefined) {
+      why = 'the netlink helper pinhole-nfnl is not built (no C compiler at build time?)';
+    } else {
+      const nl = new NetlinkChannel({ argv });
+      try {
+        await nl.start();
+        const [probe] = await nl.run([setElemMessage('new', this.table, 'h4d', Buffer.alloc(0))]);
+        if (probe !== undefined && probe.errno === 0) {
+          this.#nl = nl;
+          return 'netlink';
+        }
+        why = `the kernel refused the probe: ${describeError('new', this.table, 'h4d', probe?.errno ?? 0, probe?.offset)}`;
+      } catch (e) {
+        why = (e as Error).message;
+      }
+      await nl.close();
+    }
+    if (explicit) throw new NftError(`nft.channel netlink unavailable: ${why}`);
+    this.#o.logger?.warn({ reason: why }, 'netlink channel unavailable: using the nft CLI channel');
+    return 'cli';
   }
 
   install(rule: FirewallRule, meta: RuleMeta): Promise<void> {
@@ -243,6 +341,7 @@ export class NftablesBackend implements FirewallBackend {
     const known = this.#present.has(rule.key);
     this.#present.set(rule.key, expiresAt ?? Infinity);
     this.#own(rule, set, keys);
+    const nl = this.#nlForm(set, keys, known, meta.timerSec, comment);
     return this.#enqueue(
       'install',
       rule,
@@ -250,6 +349,7 @@ export class NftablesBackend implements FirewallBackend {
       bare,
       add,
       known ? safeForm({ target: t, bare, add }) : add,
+      nl,
     );
   }
 
@@ -266,7 +366,34 @@ export class NftablesBackend implements FirewallBackend {
     const fast = sure
       ? `delete element ${t} { ${bare} }`
       : safeForm({ target: t, bare, add: undefined });
-    return this.#enqueue('remove', rule, t, bare, undefined, fast);
+    const nl = this.#nlForm(set, keys, !sure, undefined, undefined);
+    return this.#enqueue('remove', rule, t, bare, undefined, fast, nl);
+  }
+
+  /**
+   * The netlink form of a hash-set operation (undefined for interval sets, or for keys that do
+   * not encode: such an operation goes to nft, which reports what is wrong with it).
+   */
+  #nlForm(
+    set: string,
+    keys: readonly string[],
+    fastIsSafe: boolean,
+    timerSec: number | undefined,
+    comment: string | undefined,
+  ): NlForm | undefined {
+    if (set[0] !== 'h') return undefined;
+    let kb: Buffer[];
+    try {
+      kb = keys.map(keyBytes);
+    } catch {
+      return undefined;
+    }
+    const bare = Buffer.concat(kb.map((k) => elementAttr(k)));
+    const full =
+      timerSec === undefined
+        ? undefined
+        : Buffer.concat(kb.map((k) => elementAttr(k, timerSec * 1000, comment)));
+    return { set, bare, full, fastIsSafe };
   }
 
   #enqueue(
@@ -276,13 +403,14 @@ export class NftablesBackend implements FirewallBackend {
     bare: string,
     add: string | undefined,
     fast: string,
+    nl: NlForm | undefined,
   ): Promise<void> {
     if (!this.#opened || this.#closed) {
       return Promise.reject(new NftError(this.#closed ? 'backend closed' : 'backend not opened'));
     }
     return new Promise<void>((resolve, reject) => {
       // A literal of one shape (no spread): this runs for every operation.
-      this.#queue.push({ kind, rule, fast, target, bare, add, resolve, reject });
+      this.#queue.push({ kind, rule, fast, target, bare, add, nl, resolve, reject });
       if (!this.#flushing) {
         // Start after the current synchronous run: every call made in this turn (all requests
         // of one TCP segment reach the backend in the same turn) goes into the same transaction.
@@ -304,10 +432,90 @@ export class NftablesBackend implements FirewallBackend {
     return batch;
   }
 
+  /**
+   * Sends a batch: hash-set operations through the netlink channel when it is in use, the rest
+   * (interval sets, or everything) as one nft script. Resolves with the error text ('' when
+   * every part was applied); a failed netlink channel is reported as an error text too, so the
+   * operations are retried in their safe form (correct whatever the kernel applied).
+   */
   #send(batch: Op[], safe: boolean): { batch: Op[]; p: Promise<string>; t0: number } {
+    const t0 = performance.now();
+    const nl = this.#nl;
     let script = '';
-    for (const op of batch) script += (safe ? safeForm(op) : op.fast) + '\n';
-    return { batch, p: this.#channel.run(script), t0: performance.now() };
+    if (nl === undefined) {
+      for (const op of batch) script += (safe ? safeForm(op) : op.fast) + '\n';
+      return { batch, p: this.#channel.run(script), t0 };
+    }
+    const msgs: Buffer[] = [];
+    const sent: { op: Op; kind: 'new' | 'del' }[] = [];
+    for (const op of batch) {
+      const f = op.nl;
+      if (f === undefined) {
+        script += (safe ? safeForm(op) : op.fast) + '\n';
+        continue;
+      }
+      const add = (kind: 'new' | 'del', elements: Buffer): void => {
+        msgs.push(setElemMessage(kind, this.table, f.set, elements));
+        sent.push({ op, kind });
+      };
+      if (safe || f.fastIsSafe) {
+        add('new', f.bare);
+        add('del', f.bare);
+      } else if (f.full === undefined) {
+        add('del', f.bare);
+      }
+      if (f.full !== undefined) add('new', f.full);
+    }
+    const viaNl =
+      msgs.length === 0
+        ? undefined
+        : nl.run(msgs).then(
+            (res) => {
+              this.#nlFailures = 0;
+              return this.#nlErrors(sent, res);
+            },
+            (e: unknown) => this.#nlFailed(nl, e as Error),
+          );
+    const viaCli = script === '' ? undefined : this.#channel.run(script);
+    const p =
+      viaNl === undefined
+        ? (viaCli ?? Promise.resolve(''))
+        : viaCli === undefined
+          ? viaNl
+          : Promise.all([viaNl, viaCli]).then(([a, b]) => a + b);
+    return { batch, p, t0 };
+  }
+
+  #nlErrors(
+    sent: readonly { op: Op; kind: 'new' | 'del' }[],
+    res: readonly MessageResult[],
+  ): string {
+    let err = '';
+    for (let i = 0; i < res.length; i++) {
+      const r = res[i] as MessageResult;
+      if (r.errno === 0) continue;
+      const s = sent[i];
+      if (s === undefined) continue;
+      err += `netlink: ${describeError(s.kind, this.table, s.op.nl?.set ?? '?', r.errno, r.offset)}\n`;
+    }
+    return err;
+  }
+
+  /** The helper died or stopped answering: the next batch restarts it; repeated failures make
+   * the backend fall back to the nft CLI. */
+  #nlFailed(nl: NetlinkChannel, e: Error): string {
+    this.#nlFailures++;
+    if (this.#nlFailures >= NETLINK_MAX_FAILURES && this.#nl === nl) {
+      this.#nl = undefined;
+      void nl.close();
+      this.#o.logger?.warn(
+        { reason: e.message, failures: this.#nlFailures },
+        'netlink channel failed repeatedly: using the nft CLI channel from now on',
+      );
+    } else {
+      this.#o.logger?.warn({ reason: e.message }, 'netlink channel failed; retrying');
+    }
+    return `netlink channel failed: ${e.message}\n`;
   }
 
   /**
@@ -379,7 +587,7 @@ export class NftablesBackend implements FirewallBackend {
         const { set, keys } = ruleElements(op.rule);
         this.#disown(op.rule, set, keys);
       }
-      op.reject(new NftError(`nft refused ${op.kind} of ${op.rule.key}: ${err.trim()}`));
+      op.reject(new NftError(`nftables refused ${op.kind} of ${op.rule.key}: ${err.trim()}`));
       return;
     }
     const half = Math.ceil(batch.length / 2);
@@ -393,5 +601,6 @@ export class NftablesBackend implements FirewallBackend {
     if (this.#flushing) await new Promise<void>((r) => this.#idle.push(r));
     this.#closed = true;
     await this.#channel.close();
+    await this.#nl?.close();
   }
 }
