@@ -18,7 +18,13 @@ import { join } from 'node:path';
 import { FcpClient, MemoryBackend } from '@pinhole/fcp';
 import { cleanupNetns, createNetns, missingRequirements } from '@pinhole/testkit';
 import { pino } from 'pino';
-import { NftChannel, NftablesBackend, startFcpd } from '../dist/index.js';
+import {
+  NetlinkChannel,
+  NftChannel,
+  NftablesBackend,
+  builtHelperPath,
+  startFcpd,
+} from '../dist/index.js';
 
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 20_000);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 256);
@@ -226,8 +232,34 @@ function ruleOf(i) {
   };
 }
 
-async function idleSets(kind, ns, n) {
-  const d = await daemon(kind, ns);
+/** The netlink floor: an empty NEWSETELEM batch through the helper when idle. */
+async function idleNetlink(ns, n) {
+  const ch = new NetlinkChannel({ argv: ns.argv(builtHelperPath()) });
+  const msg = () => [
+    {
+      kind: 'new',
+      set: 'h4d',
+      keys: Buffer.alloc(0),
+      keyLen: 0,
+      timeoutMs: 0,
+      userdata: undefined,
+    },
+  ];
+  await ch.run('pinhole', msg());
+  const lat = [];
+  for (let i = 0; i < n + IDLE_WARMUP; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    const s = performance.now();
+    await ch.run('pinhole', msg());
+    if (i >= IDLE_WARMUP) lat.push(performance.now() - s);
+  }
+  await ch.close();
+  lat.sort((x, y) => x - y);
+  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
+async function idleSets(kind, ns, n, nftExtra) {
+  const d = await daemon(kind, ns, nftExtra);
   const client = new FcpClient({
     servers: [{ host: '127.0.0.1', port: d.addresses[0].port }],
     keepAlive: false,
@@ -339,34 +371,59 @@ let idle;
 let nftAlone;
 let idleAlone;
 let idleNft;
+let nftNl;
+let nftAloneNl;
+let idleNl;
+let idleAloneNl;
+let idleNlFloor;
 if (missing.length === 0) {
   const ns = await createNetns('b');
   try {
-    const mk = () =>
+    const mk = (channel) =>
       new NftablesBackend({
         protected: ['198.19.0.0/16'],
         nftCommand: ns.argv('nft'),
+        channel,
         logger: undefined,
       });
     // Create the table once so the ceiling run has its sets.
-    const b0 = mk();
+    const b0 = mk('cli');
     await b0.open();
     await b0.close();
     console.error(`direct nft -f: ${PAIRS} pairs...`);
     ceiling = await median(async () => directNft(ns, PAIRS));
-    console.error(`nftables backend: ${PAIRS} pairs...`);
-    nftRow = await median(() => pairs('nftables', ns, PAIRS));
-    console.error(`nftables backend, splitBursts: ${PAIRS} pairs...`);
-    nftSplit = await median(() => pairs('nftables', ns, PAIRS, { splitBursts: true }));
-    console.error(`nftables backend alone: ${PAIRS} pairs...`);
-    nftAlone = await median(() => backendPairs(mk(), PAIRS));
-    rows.push(['FcpClient → server → nftables backend', nftRow]);
-    rows.push(['FcpClient → server → nftables backend, `nft.splitBursts`', nftSplit]);
-    rows.push(['NftablesBackend alone (install + remove calls)', nftAlone]);
+    const netlink = builtHelperPath() !== undefined;
+    if (netlink) {
+      console.error(`nftables backend, netlink channel: ${PAIRS} pairs...`);
+      nftNl = await median(() => pairs('nftables', ns, PAIRS, { channel: 'netlink' }));
+    }
+    console.error(`nftables backend, cli channel: ${PAIRS} pairs...`);
+    nftRow = await median(() => pairs('nftables', ns, PAIRS, { channel: 'cli' }));
+    console.error(`nftables backend, cli channel, splitBursts: ${PAIRS} pairs...`);
+    nftSplit = await median(() =>
+      pairs('nftables', ns, PAIRS, { channel: 'cli', splitBursts: true }),
+    );
+    if (netlink) {
+      console.error(`nftables backend alone, netlink: ${PAIRS} pairs...`);
+      nftAloneNl = await median(() => backendPairs(mk('netlink'), PAIRS));
+    }
+    console.error(`nftables backend alone, cli: ${PAIRS} pairs...`);
+    nftAlone = await median(() => backendPairs(mk('cli'), PAIRS));
+    if (nftNl) rows.push(['FcpClient → server → nftables backend, netlink channel', nftNl]);
+    rows.push(['FcpClient → server → nftables backend, cli channel', nftRow]);
+    rows.push(['FcpClient → server → nftables backend, cli channel, `nft.splitBursts`', nftSplit]);
+    if (nftAloneNl)
+      rows.push(['NftablesBackend alone (install + remove calls), netlink', nftAloneNl]);
+    rows.push(['NftablesBackend alone (install + remove calls), cli', nftAlone]);
     rows.push(['`nft -f` add + delete of the same elements (ceiling)', ceiling]);
     console.error(`idle single SET x${IDLE_SETS} (after ${IDLE_WARMUP} warm-up)...`);
-    idle = await idleSets('nftables', ns, IDLE_SETS);
-    idleAlone = await idleBackend(mk(), IDLE_SETS);
+    if (netlink) {
+      idleNl = await idleSets('nftables', ns, IDLE_SETS, { channel: 'netlink' });
+      idleAloneNl = await idleBackend(mk('netlink'), IDLE_SETS);
+      idleNlFloor = await idleNetlink(ns, IDLE_SETS);
+    }
+    idle = await idleSets('nftables', ns, IDLE_SETS, { channel: 'cli' });
+    idleAlone = await idleBackend(mk('cli'), IDLE_SETS);
     idleNft = await idleChannel(ns, IDLE_SETS);
   } finally {
     await cleanupNetns();
@@ -391,8 +448,9 @@ for (const [name, r] of rows) {
   );
 }
 if (nftRow && ceiling && nftAlone) {
+  const r = (x) => (x === undefined ? '–' : (x.rate / ceiling.rate).toFixed(2));
   console.log(
-    `\nRatio to direct nft (goal ≥ 0.5): end to end ${(nftRow.rate / ceiling.rate).toFixed(2)} (with splitBursts ${(nftSplit.rate / ceiling.rate).toFixed(2)}), backend alone ${(nftAlone.rate / ceiling.rate).toFixed(2)}`,
+    `\nRatio to direct nft (goal ≥ 0.5): end to end netlink ${r(nftNl)}, cli ${r(nftRow)} (with splitBursts ${r(nftSplit)}); backend alone netlink ${r(nftAloneNl)}, cli ${r(nftAlone)}`,
   );
 }
 console.log(
@@ -401,10 +459,26 @@ console.log(
 console.log('| path | p50 ms | p99 ms |');
 console.log('|---|---:|---:|');
 console.log(`| FcpClient → server → memory backend | ${ms(idleMem.p50)} | ${ms(idleMem.p99)} |`);
+if (idleNl)
+  console.log(
+    `| FcpClient → server → nftables backend, netlink channel | ${ms(idleNl.p50)} | ${ms(idleNl.p99)} |`,
+  );
 if (idle)
-  console.log(`| FcpClient → server → nftables backend | ${ms(idle.p50)} | ${ms(idle.p99)} |`);
+  console.log(
+    `| FcpClient → server → nftables backend, cli channel | ${ms(idle.p50)} | ${ms(idle.p99)} |`,
+  );
+if (idleAloneNl)
+  console.log(
+    `| NftablesBackend.install alone, netlink | ${ms(idleAloneNl.p50)} | ${ms(idleAloneNl.p99)} |`,
+  );
 if (idleAlone)
-  console.log(`| NftablesBackend.install alone | ${ms(idleAlone.p50)} | ${ms(idleAlone.p99)} |`);
+  console.log(
+    `| NftablesBackend.install alone, cli | ${ms(idleAlone.p50)} | ${ms(idleAlone.p99)} |`,
+  );
+if (idleNlFloor)
+  console.log(
+    `| pinhole-nfnl empty NEWSETELEM batch: the netlink floor | ${ms(idleNlFloor.p50)} | ${ms(idleNlFloor.p99)} |`,
+  );
 if (idleNft)
   console.log(
     `| nft -i empty transaction (include + sentinel): the CLI floor | ${ms(idleNft.p50)} | ${ms(idleNft.p99)} |`,

@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { NftError } from './nft-channel.js';
-import { ReplyDecoder, encodeBatch, encodeFrame, type AckRecord } from './nfnl.js';
+import { ReplyDecoder, encodeBatchFrame, type AckRecord, type SetElemMessage } from './nfnl.js';
 
 export interface NetlinkChannelOptions {
   /** The helper's argv, e.g. `['/…/pinhole-nfnl']` or `['ip', 'netns', 'exec', 'ns1', '/…/pinhole-nfnl']`. */
@@ -145,20 +145,20 @@ export class NetlinkChannel {
   }
 
   /**
-   * Sends one batch (the messages from `setElemMessage`, without BEGIN/END) and resolves with
+   * Sends one batch (set-element messages of `table`, without BEGIN/END) and resolves with
    * the kernel's answer to each message. Rejects with NftError when the channel failed (the
    * helper died, timed out, or could not talk to the kernel): the outcome is then unknown.
    */
-  run(messages: readonly Buffer[]): Promise<MessageResult[]> {
+  run(table: string, messages: readonly SetElemMessage[]): Promise<MessageResult[]> {
     const p = this.#chain.then(
-      () => this.#runNow(messages),
-      () => this.#runNow(messages),
+      () => this.#runNow(table, messages),
+      () => this.#runNow(table, messages),
     );
     this.#chain = p.catch(() => undefined);
     return p;
   }
 
-  async #runNow(messages: readonly Buffer[]): Promise<MessageResult[]> {
+  async #runNow(table: string, messages: readonly SetElemMessage[]): Promise<MessageResult[]> {
     if (this.#closed) throw new NftError('netlink channel closed');
     if (messages.length === 0) return [];
     await this.start();
@@ -167,7 +167,7 @@ export class NetlinkChannel {
     const id = (this.#id = this.#id >= 0xfffffffe ? 1 : this.#id + 1);
     const firstSeq = this.#seq;
     this.#seq = (this.#seq + messages.length + 2) % 0x7fffffff || 1;
-    const frame = encodeFrame(id, encodeBatch(messages, firstSeq));
+    const frame = encodeBatchFrame(id, table, messages, firstSeq);
     return new Promise<MessageResult[]>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (this.#pending?.id !== id) return;

@@ -47,59 +47,56 @@ const MSG_HEAD = 20;
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
-/** One netlink attribute: header, payload, padding to 4 bytes. */
-function attr(type: number, payload: Buffer): Buffer {
-  const len = 4 + payload.length;
-  const out = Buffer.alloc(align4(len));
-  out.writeUInt16LE(len, 0);
-  out.writeUInt16LE(type, 2);
-  payload.copy(out, 4);
-  return out;
-}
-
-function nested(type: number, parts: readonly Buffer[]): Buffer {
-  return attr(type | NLA_F_NESTED, Buffer.concat(parts));
-}
-
-function cstring(s: string): Buffer {
-  return Buffer.from(`${s}\0`, 'latin1');
+/** The bytes of one key component, appended to `out` at `at`; returns the next offset. */
+function writeAddress(text: string, out: Buffer, at: number): number {
+  const a = parseAddress(text);
+  if (!a) throw new RangeError(`bad element address ${text}`);
+  for (const b of a.bytes) out[at++] = b;
+  return at;
 }
 
 /**
- * The key of an element of a hash hole set from its nft text (`198.18.0.1 . 17 . 40000`, with
- * a source address first in the `*sd` sets): every component padded to 4 bytes.
+ * The keys of elements of one hash hole set from their nft text (`198.18.0.1 . 17 . 40000`,
+ * with a source address first in the `*sd` sets), concatenated: every component padded to 4
+ * bytes. All keys of one call must have the same shape. Throws RangeError on a bad key.
  */
-export function keyBytes(text: string): Buffer {
-  const parts = text.split(' . ');
-  const out: number[] = [];
-  for (let i = 0; i < parts.length; i++) {
-    const p = parts[i] as string;
-    if (i >= parts.length - 2) {
-      const n = Number(p);
-      if (!/^\d{1,5}$/.test(p) || n > 65535 || (i === parts.length - 2 && n > 255)) {
-        throw new RangeError(`bad element component ${p}`);
-      }
-      // inet_proto: one byte; inet_service: two bytes, network order; both padded to 4.
-      if (i === parts.length - 2) out.push(n, 0, 0, 0);
-      else out.push(n >> 8, n & 0xff, 0, 0);
-    } else {
-      const a = parseAddress(p);
-      if (!a) throw new RangeError(`bad element address ${p}`);
-      out.push(...a.bytes);
+export function keyBytes(texts: readonly string[]): { keys: Buffer; keyLen: number } {
+  const first = texts[0];
+  if (first === undefined) return { keys: Buffer.alloc(0), keyLen: 0 };
+  const shape = first.split(' . ');
+  let keyLen = 8;
+  for (let i = 0; i < shape.length - 2; i++) keyLen += (shape[i] as string).includes(':') ? 16 : 4;
+  const out = Buffer.alloc(keyLen * texts.length);
+  for (let k = 0; k < texts.length; k++) {
+    const parts = (texts[k] as string).split(' . ');
+    if (parts.length !== shape.length) throw new RangeError(`bad element key ${texts[k]}`);
+    let at = k * keyLen;
+    for (let i = 0; i < parts.length - 2; i++) at = writeAddress(parts[i] as string, out, at);
+    const proto = parts[parts.length - 2] as string;
+    const port = parts[parts.length - 1] as string;
+    if (!/^\d{1,3}$/.test(proto) || Number(proto) > 255) {
+      throw new RangeError(`bad element protocol ${proto}`);
     }
+    if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
+      throw new RangeError(`bad element port ${port}`);
+    }
+    if (at !== k * keyLen + keyLen - 8) throw new RangeError(`bad element key ${texts[k]}`);
+    // inet_proto: one byte; inet_service: two bytes in network order; both padded to 4.
+    out[at] = Number(proto);
+    out.writeUInt16BE(Number(port), at + 4);
   }
-  return Buffer.from(out);
+  return { keys: out, keyLen };
 }
 
 /** nft's userdata TLV holding an element comment (as the nft CLI writes it). */
 export function commentUserdata(comment: string): Buffer {
   const text = Buffer.from(comment, 'utf8');
   if (text.length + 1 > 255) throw new RangeError('comment too long for nft userdata');
-  return Buffer.concat([
-    Buffer.from([NFTNL_UDATA_SET_ELEM_COMMENT, text.length + 1]),
-    text,
-    Buffer.from([0]),
-  ]);
+  const out = Buffer.alloc(text.length + 3);
+  out[0] = NFTNL_UDATA_SET_ELEM_COMMENT;
+  out[1] = text.length + 1;
+  text.copy(out, 2);
+  return out;
 }
 
 /** Reads the comment back from nft userdata TLVs (undefined if there is none). */
@@ -117,24 +114,25 @@ export function decodeUserdata(b: Buffer): string | undefined {
   return undefined;
 }
 
-/**
- * One NFTA_LIST_ELEM attribute: the key, and for an addition its timeout (ms; 0 or undefined =
- * none) and comment.
- */
-export function elementAttr(key: Buffer, timeoutMs?: number, comment?: string): Buffer {
-  const parts = [nested(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, key)])];
-  if (timeoutMs !== undefined && timeoutMs > 0) {
-    const t = Buffer.alloc(8);
-    t.writeBigUInt64BE(BigInt(timeoutMs));
-    parts.push(attr(NFTA_SET_ELEM_TIMEOUT, t));
-  }
-  if (comment !== undefined) parts.push(attr(NFTA_SET_ELEM_USERDATA, commentUserdata(comment)));
-  return nested(NFTA_LIST_ELEM, parts);
-}
-
 export type SetElemKind = 'new' | 'del';
 
-/** Where the table and set name attributes start in a set-element message (for error offsets). */
+/**
+ * One NFT_MSG_NEWSETELEM (`add element`: an element that exists is left as it is) or
+ * NFT_MSG_DELSETELEM message in family inet, with NLM_F_ACK.
+ */
+export interface SetElemMessage {
+  readonly kind: SetElemKind;
+  readonly set: string;
+  /** `keyBytes(...).keys`: the elements' keys, `keyLen` bytes each. */
+  readonly keys: Buffer;
+  readonly keyLen: number;
+  /** Element timeout in ms (0 = none); additions only. */
+  readonly timeoutMs: number;
+  /** `commentUserdata(...)`, additions only. */
+  readonly userdata: Buffer | undefined;
+}
+
+/** Where the table and set name attributes start in a set-element message (error offsets). */
 export interface SetElemLayout {
   readonly tableAt: number;
   readonly setAt: number;
@@ -146,89 +144,141 @@ export function setElemLayout(table: string): SetElemLayout {
   return { tableAt, setAt };
 }
 
-/**
- * An NFT_MSG_NEWSETELEM (`add element`: an existing element is left as it is) or
- * NFT_MSG_DELSETELEM message in family inet, with NLM_F_ACK. `elements` is the concatenation of
- * `elementAttr` results. The sequence number is written by `encodeBatch`.
- */
-export function setElemMessage(
-  kind: SetElemKind,
-  table: string,
-  set: string,
-  elements: Buffer,
-): Buffer {
-  const body = Buffer.concat([
-    attr(NFTA_SET_ELEM_LIST_TABLE, cstring(table)),
-    attr(NFTA_SET_ELEM_LIST_SET, cstring(set)),
-    attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, elements),
-  ]);
-  const type = kind === 'new' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM;
-  const flags = NLM_F_REQUEST | NLM_F_ACK | (kind === 'new' ? NLM_F_CREATE : 0);
-  return header(
-    MSG_HEAD + body.length,
-    (NFNL_SUBSYS_NFTABLES << 8) | type,
-    flags,
-    NFPROTO_INET,
-    0,
-    body,
+function elementSize(m: SetElemMessage): number {
+  // LIST_ELEM { KEY { DATA_VALUE key } [TIMEOUT u64] [USERDATA ud] }
+  let n = 4 + 4 + 4 + align4(m.keyLen);
+  if (m.kind === 'new' && m.timeoutMs > 0) n += 12;
+  if (m.kind === 'new' && m.userdata !== undefined) n += align4(4 + m.userdata.length);
+  return n;
+}
+
+function messageSize(table: string, m: SetElemMessage): number {
+  const count = m.keyLen === 0 ? 0 : m.keys.length / m.keyLen;
+  return (
+    MSG_HEAD +
+    align4(4 + table.length + 1) +
+    align4(4 + m.set.length + 1) +
+    4 +
+    count * elementSize(m)
   );
 }
 
-function header(
+/** Writes an attribute header; returns the payload offset. */
+function attrHead(out: Buffer, at: number, len: number, type: number): number {
+  out.writeUInt16LE(len, at);
+  out.writeUInt16LE(type, at + 2);
+  return at + 4;
+}
+
+function writeString(out: Buffer, at: number, type: number, s: string): number {
+  const len = 4 + s.length + 1;
+  at = attrHead(out, at, len, type);
+  out.write(s, at, 'latin1');
+  out[at + s.length] = 0;
+  return at - 4 + align4(len);
+}
+
+function writeHeader(
+  out: Buffer,
+  at: number,
   len: number,
   type: number,
   flags: number,
+  seq: number,
   family: number,
   resId: number,
-  body: Buffer | undefined,
-): Buffer {
-  const out = Buffer.alloc(align4(len));
-  out.writeUInt32LE(len, 0);
-  out.writeUInt16LE(type, 4);
-  out.writeUInt16LE(flags, 6);
-  // seq (8) and portid (12) stay 0 here.
-  out.writeUInt8(family, 16);
-  out.writeUInt8(0, 17); // NFNETLINK_V0
-  out.writeUInt16BE(resId, 18);
-  body?.copy(out, MSG_HEAD);
-  return out;
+): void {
+  out.writeUInt32LE(len, at);
+  out.writeUInt16LE(type, at + 4);
+  out.writeUInt16LE(flags, at + 6);
+  out.writeUInt32LE(seq >>> 0, at + 8);
+  out.writeUInt32LE(0, at + 12);
+  out[at + 16] = family;
+  out[at + 17] = 0; // NFNETLINK_V0
+  out.writeUInt16BE(resId, at + 18);
+}
+
+function writeMessage(
+  out: Buffer,
+  at: number,
+  table: string,
+  m: SetElemMessage,
+  seq: number,
+): number {
+  const len = messageSize(table, m);
+  const type =
+    (NFNL_SUBSYS_NFTABLES << 8) | (m.kind === 'new' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM);
+  const flags = NLM_F_REQUEST | NLM_F_ACK | (m.kind === 'new' ? NLM_F_CREATE : 0);
+  writeHeader(out, at, len, type, flags, seq, NFPROTO_INET, 0);
+  let p = at + MSG_HEAD;
+  p = writeString(out, p, NFTA_SET_ELEM_LIST_TABLE, table);
+  p = writeString(out, p, NFTA_SET_ELEM_LIST_SET, m.set);
+  p = attrHead(out, p, len - (p - at), NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+  const size = elementSize(m);
+  const timeout = m.kind === 'new' && m.timeoutMs > 0;
+  const ud = m.kind === 'new' ? m.userdata : undefined;
+  for (let k = 0; k + m.keyLen <= m.keys.length && m.keyLen > 0; k += m.keyLen) {
+    p = attrHead(out, p, size, NFTA_LIST_ELEM | NLA_F_NESTED);
+    p = attrHead(out, p, 8 + m.keyLen, NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+    p = attrHead(out, p, 4 + m.keyLen, NFTA_DATA_VALUE);
+    m.keys.copy(out, p, k, k + m.keyLen);
+    p += align4(m.keyLen);
+    if (timeout) {
+      p = attrHead(out, p, 12, NFTA_SET_ELEM_TIMEOUT);
+      out.writeBigUInt64BE(BigInt(m.timeoutMs), p);
+      p += 8;
+    }
+    if (ud !== undefined) {
+      p = attrHead(out, p, 4 + ud.length, NFTA_SET_ELEM_USERDATA);
+      ud.copy(out, p);
+      out.fill(0, p + ud.length, p + align4(ud.length));
+      p += align4(ud.length);
+    }
+  }
+  return p;
 }
 
 /**
- * A whole batch: BEGIN (sequence `firstSeq`), the messages (sequences firstSeq+1...), END.
- * The messages' buffers get their sequence numbers written in place.
+ * The request frame to the helper (u32 length and u32 id, little-endian) and the batch:
+ * BEGIN (sequence `firstSeq`), the messages (sequences firstSeq+1...), END. One allocation.
  */
-export function encodeBatch(messages: readonly Buffer[], firstSeq: number): Buffer {
-  const begin = header(
+export function encodeBatchFrame(
+  id: number,
+  table: string,
+  messages: readonly SetElemMessage[],
+  firstSeq: number,
+): Buffer {
+  let size = 8 + 2 * MSG_HEAD;
+  for (const m of messages) size += messageSize(table, m);
+  const out = Buffer.alloc(size);
+  out.writeUInt32LE(size - 8, 0);
+  out.writeUInt32LE(id >>> 0, 4);
+  let at = 8;
+  writeHeader(
+    out,
+    at,
     MSG_HEAD,
     NFNL_MSG_BATCH_BEGIN,
     NLM_F_REQUEST,
+    firstSeq,
     NFPROTO_UNSPEC,
     NFNL_SUBSYS_NFTABLES,
-    undefined,
   );
-  begin.writeUInt32LE(firstSeq >>> 0, 8);
-  const end = header(
+  at += MSG_HEAD;
+  for (let i = 0; i < messages.length; i++) {
+    at = writeMessage(out, at, table, messages[i] as SetElemMessage, firstSeq + 1 + i);
+  }
+  writeHeader(
+    out,
+    at,
     MSG_HEAD,
     NFNL_MSG_BATCH_END,
     NLM_F_REQUEST,
+    firstSeq + 1 + messages.length,
     NFPROTO_UNSPEC,
     NFNL_SUBSYS_NFTABLES,
-    undefined,
   );
-  for (let i = 0; i < messages.length; i++) {
-    (messages[i] as Buffer).writeUInt32LE((firstSeq + 1 + i) >>> 0, 8);
-  }
-  end.writeUInt32LE((firstSeq + 1 + messages.length) >>> 0, 8);
-  return Buffer.concat([begin, ...messages, end]);
-}
-
-/** The request frame to the helper: u32 length, u32 id (little-endian), the batch. */
-export function encodeFrame(id: number, batch: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32LE(batch.length, 0);
-  head.writeUInt32LE(id >>> 0, 4);
-  return Buffer.concat([head, batch]);
+  return out;
 }
 
 export interface AckRecord {

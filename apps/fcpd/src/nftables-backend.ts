@@ -21,7 +21,7 @@ import type {
 } from '@pinhole/fcp';
 import { NftChannel, NftError } from './nft-channel.js';
 import { NetlinkChannel, type MessageResult } from './nfnl-channel.js';
-import { describeError, elementAttr, keyBytes, setElemMessage } from './nfnl.js';
+import { commentUserdata, describeError, keyBytes, type SetElemMessage } from './nfnl.js';
 import {
   MAX_COMMENT,
   adoptElements,
@@ -32,6 +32,7 @@ import {
   ruleElements,
   setupScript,
   unsupportedReason,
+  type HoleSet,
   type NftHook,
   type NftMode,
 } from './nft-ruleset.js';
@@ -102,15 +103,12 @@ export function builtHelperPath(): string | undefined {
 /** After this many consecutive failures of the netlink channel, the backend uses the nft CLI. */
 const NETLINK_MAX_FAILURES = 3;
 
-/** A hash-set operation in netlink form: element attributes, built once. */
+/** A hash-set operation in netlink form: the keys and the comment, encoded once. */
 interface NlForm {
-  readonly set: string;
-  /** NFTA_LIST_ELEM attributes with only the keys. */
-  readonly bare: Buffer;
-  /** With timeouts and comments (install only). */
-  readonly full: Buffer | undefined;
-  /** The fast form is the safe one (a refresh, or a removal close to the kernel expiry). */
-  readonly fastIsSafe: boolean;
+  readonly keys: Buffer;
+  readonly keyLen: number;
+  /** nft userdata with the comment (install only). */
+  readonly userdata: Buffer | undefined;
 }
 
 /** `splitBursts`: a burst of at least twice this many operations is split in two. */
@@ -119,13 +117,18 @@ const MIN_SPLIT = 32;
 interface Op {
   readonly kind: 'install' | 'remove';
   readonly rule: FirewallRule;
-  /** The short form assumes the kernel state we believe in. */
-  readonly fast: string;
-  /** `inet <table> <set>` and the bare element keys: enough to build the safe form. */
-  readonly target: string;
-  readonly bare: string;
-  /** The `add element` with timeouts and comments (install only). */
-  readonly add: string | undefined;
+  readonly set: HoleSet;
+  /** Element keys in nft syntax. */
+  readonly keys: readonly string[];
+  /** Install only: TIMER (0 = no timeout) and the element comment. */
+  readonly timerSec: number;
+  readonly comment: string;
+  /**
+   * The fast form assumes the kernel state we believe in (install: the element is absent;
+   * remove: it is present). Not for a refresh, or a removal close to the kernel expiry: those
+   * always take the safe form.
+   */
+  readonly fastIsSafe: boolean;
   /** Set for exact (hash set) holes: what the netlink channel sends. */
   readonly nl: NlForm | undefined;
   readonly resolve: () => void;
@@ -133,13 +136,20 @@ interface Op {
 }
 
 /**
- * The form that works in any kernel state, built only when a transaction failed: a refresh is
- * add (no-op if present) + delete + add, a removal add + delete.
+ * An operation as nft script text. The safe form works in any kernel state: a refresh is add
+ * (no-op if present) + delete + add, a removal add + delete. Built only for the CLI channel.
  */
-function safeForm(op: Pick<Op, 'target' | 'bare' | 'add'>): string {
-  const addBare = `add element ${op.target} { ${op.bare} }`;
-  const del = `delete element ${op.target} { ${op.bare} }`;
-  return op.add === undefined ? `${addBare}\n${del}` : `${addBare}\n${del}\n${op.add}`;
+function opText(op: Op, table: string, safe: boolean): string {
+  const t = `inet ${table} ${op.set}`;
+  const bare = op.keys.join(', ');
+  const add =
+    op.kind === 'install'
+      ? `add element ${t} { ${op.keys.map((k) => elementText(k, op.timerSec, op.comment)).join(', ')} }`
+      : undefined;
+  if (!safe && !op.fastIsSafe) return add ?? `delete element ${t} { ${bare} }`;
+  const addBare = `add element ${t} { ${bare} }`;
+  const del = `delete element ${t} { ${bare} }`;
+  return add === undefined ? `${addBare}\n${del}` : `${addBare}\n${del}\n${add}`;
 }
 
 export class NftablesBackend implements FirewallBackend {
@@ -300,7 +310,16 @@ export class NftablesBackend implements FirewallBackend {
       const nl = new NetlinkChannel({ argv });
       try {
         await nl.start();
-        const [probe] = await nl.run([setElemMessage('new', this.table, 'h4d', Buffer.alloc(0))]);
+        const [probe] = await nl.run(this.table, [
+          {
+            kind: 'new',
+            set: 'h4d',
+            keys: Buffer.alloc(0),
+            keyLen: 0,
+            timeoutMs: 0,
+            userdata: undefined,
+          },
+        ]);
         if (probe !== undefined && probe.errno === 0) {
           this.#nl = nl;
           return 'netlink';
@@ -332,77 +351,70 @@ export class NftablesBackend implements FirewallBackend {
     if (comment.length > MAX_COMMENT) {
       return Promise.reject(new NftError('owner too long to store in an nft comment'));
     }
-    const t = `inet ${this.table} ${set}`;
-    const add = `add element ${t} { ${keys.map((k) => elementText(k, meta.timerSec, comment)).join(', ')} }`;
-    const bare = keys.join(', ');
     // A rule never seen is installed with a plain add; anything we may have installed before
     // (even if the kernel may have expired it) takes the refresh form, which really restarts the
     // kernel timer and rewrites the comment (nft 1.0.6 cannot update a timeout in place).
     const known = this.#present.has(rule.key);
     this.#present.set(rule.key, expiresAt ?? Infinity);
     this.#own(rule, set, keys);
-    const nl = this.#nlForm(set, keys, known, meta.timerSec, comment);
     return this.#enqueue(
       'install',
       rule,
-      t,
-      bare,
-      add,
-      known ? safeForm({ target: t, bare, add }) : add,
-      nl,
+      set,
+      keys,
+      meta.timerSec,
+      comment,
+      known,
+      this.#nlForm(set, keys, comment),
     );
   }
 
   remove(rule: FirewallRule): Promise<void> {
     if (unsupportedReason(rule) !== undefined) return Promise.resolve();
     const { set, keys } = ruleElements(rule);
-    const t = `inet ${this.table} ${set}`;
-    const bare = keys.join(', ');
     const exp = this.#present.get(rule.key);
     this.#present.delete(rule.key);
     this.#disown(rule, set, keys);
     // Close to its kernel expiry the element may already be gone: use the safe form.
     const sure = exp !== undefined && exp - this.#now() > 1000;
-    const fast = sure
-      ? `delete element ${t} { ${bare} }`
-      : safeForm({ target: t, bare, add: undefined });
-    const nl = this.#nlForm(set, keys, !sure, undefined, undefined);
-    return this.#enqueue('remove', rule, t, bare, undefined, fast, nl);
+    return this.#enqueue(
+      'remove',
+      rule,
+      set,
+      keys,
+      0,
+      '',
+      !sure,
+      this.#nlForm(set, keys, undefined),
+    );
   }
 
   /**
    * The netlink form of a hash-set operation (undefined for interval sets, or for keys that do
    * not encode: such an operation goes to nft, which reports what is wrong with it).
    */
-  #nlForm(
-    set: string,
-    keys: readonly string[],
-    fastIsSafe: boolean,
-    timerSec: number | undefined,
-    comment: string | undefined,
-  ): NlForm | undefined {
+  #nlForm(set: HoleSet, keys: readonly string[], comment: string | undefined): NlForm | undefined {
     if (set[0] !== 'h') return undefined;
-    let kb: Buffer[];
     try {
-      kb = keys.map(keyBytes);
+      const { keys: kb, keyLen } = keyBytes(keys);
+      return {
+        keys: kb,
+        keyLen,
+        userdata: comment === undefined ? undefined : commentUserdata(comment),
+      };
     } catch {
       return undefined;
     }
-    const bare = Buffer.concat(kb.map((k) => elementAttr(k)));
-    const full =
-      timerSec === undefined
-        ? undefined
-        : Buffer.concat(kb.map((k) => elementAttr(k, timerSec * 1000, comment)));
-    return { set, bare, full, fastIsSafe };
   }
 
   #enqueue(
     kind: Op['kind'],
     rule: FirewallRule,
-    target: string,
-    bare: string,
-    add: string | undefined,
-    fast: string,
+    set: HoleSet,
+    keys: readonly string[],
+    timerSec: number,
+    comment: string,
+    fastIsSafe: boolean,
     nl: NlForm | undefined,
   ): Promise<void> {
     if (!this.#opened || this.#closed) {
@@ -410,7 +422,18 @@ export class NftablesBackend implements FirewallBackend {
     }
     return new Promise<void>((resolve, reject) => {
       // A literal of one shape (no spread): this runs for every operation.
-      this.#queue.push({ kind, rule, fast, target, bare, add, nl, resolve, reject });
+      this.#queue.push({
+        kind,
+        rule,
+        set,
+        keys,
+        timerSec,
+        comment,
+        fastIsSafe,
+        nl,
+        resolve,
+        reject,
+      });
       if (!this.#flushing) {
         // Start after the current synchronous run: every call made in this turn (all requests
         // of one TCP segment reach the backend in the same turn) goes into the same transaction.
@@ -443,36 +466,62 @@ export class NftablesBackend implements FirewallBackend {
     const nl = this.#nl;
     let script = '';
     if (nl === undefined) {
-      for (const op of batch) script += (safe ? safeForm(op) : op.fast) + '\n';
+      for (const op of batch) script += opText(op, this.table, safe) + '\n';
       return { batch, p: this.#channel.run(script), t0 };
     }
-    const msgs: Buffer[] = [];
-    const sent: { op: Op; kind: 'new' | 'del' }[] = [];
+    const msgs: SetElemMessage[] = [];
     for (const op of batch) {
       const f = op.nl;
       if (f === undefined) {
-        script += (safe ? safeForm(op) : op.fast) + '\n';
+        script += opText(op, this.table, safe) + '\n';
         continue;
       }
-      const add = (kind: 'new' | 'del', elements: Buffer): void => {
-        msgs.push(setElemMessage(kind, this.table, f.set, elements));
-        sent.push({ op, kind });
-      };
-      if (safe || f.fastIsSafe) {
-        add('new', f.bare);
-        add('del', f.bare);
-      } else if (f.full === undefined) {
-        add('del', f.bare);
+      const { set } = op;
+      if (safe || op.fastIsSafe) {
+        msgs.push({
+          kind: 'new',
+          set,
+          keys: f.keys,
+          keyLen: f.keyLen,
+          timeoutMs: 0,
+          userdata: undefined,
+        });
+        msgs.push({
+          kind: 'del',
+          set,
+          keys: f.keys,
+          keyLen: f.keyLen,
+          timeoutMs: 0,
+          userdata: undefined,
+        });
+      } else if (op.kind === 'remove') {
+        msgs.push({
+          kind: 'del',
+          set,
+          keys: f.keys,
+          keyLen: f.keyLen,
+          timeoutMs: 0,
+          userdata: undefined,
+        });
       }
-      if (f.full !== undefined) add('new', f.full);
+      if (op.kind === 'install') {
+        msgs.push({
+          kind: 'new',
+          set,
+          keys: f.keys,
+          keyLen: f.keyLen,
+          timeoutMs: op.timerSec * 1000,
+          userdata: f.userdata,
+        });
+      }
     }
     const viaNl =
       msgs.length === 0
         ? undefined
-        : nl.run(msgs).then(
+        : nl.run(this.table, msgs).then(
             (res) => {
               this.#nlFailures = 0;
-              return this.#nlErrors(sent, res);
+              return this.#nlErrors(msgs, res);
             },
             (e: unknown) => this.#nlFailed(nl, e as Error),
           );
@@ -486,17 +535,13 @@ export class NftablesBackend implements FirewallBackend {
     return { batch, p, t0 };
   }
 
-  #nlErrors(
-    sent: readonly { op: Op; kind: 'new' | 'del' }[],
-    res: readonly MessageResult[],
-  ): string {
+  #nlErrors(msgs: readonly SetElemMessage[], res: readonly MessageResult[]): string {
     let err = '';
     for (let i = 0; i < res.length; i++) {
       const r = res[i] as MessageResult;
-      if (r.errno === 0) continue;
-      const s = sent[i];
-      if (s === undefined) continue;
-      err += `netlink: ${describeError(s.kind, this.table, s.op.nl?.set ?? '?', r.errno, r.offset)}\n`;
+      const m = msgs[i];
+      if (r.errno === 0 || m === undefined) continue;
+      err += `netlink: ${describeError(m.kind, this.table, m.set, r.errno, r.offset)}\n`;
     }
     return err;
   }
