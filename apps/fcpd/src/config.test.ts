@@ -68,7 +68,14 @@ describe('validateFcpdConfig', () => {
       allowClients: ['127.0.0.0/8'],
       mediaPorts: '1024-65535',
       metrics: 'tcp:127.0.0.1:9464',
-      nft: { mode: 'mark', table: 'pinhole', hooks: ['forward', 'input'], mark: '0x10' },
+      nft: {
+        mode: 'mark',
+        table: 'pinhole',
+        hooks: ['forward', 'input'],
+        mark: '0x10',
+        channel: 'cli',
+        helperCommand: ['/opt/pinhole-nfnl'],
+      },
       policy: { maxTimerSec: 3600 },
       limits: { maxRulesPerClient: 100 },
       logLevel: 'warn',
@@ -84,6 +91,8 @@ describe('validateFcpdConfig', () => {
       table: 'pinhole',
       hooks: ['forward', 'input'],
       mark: 16,
+      channel: 'cli',
+      helperCommand: ['/opt/pinhole-nfnl'],
     });
   });
 
@@ -98,6 +107,8 @@ describe('validateFcpdConfig', () => {
     [{ nft: { mark: 0 } }, 'nft.mark'],
     [{ nft: { colour: 1 } }, 'nft.colour'],
     [{ nft: { splitBursts: 'yes' } }, 'nft.splitBursts'],
+    [{ nft: { channel: 'socket' } }, 'nft.channel'],
+    [{ nft: { helperCommand: [] } }, 'nft.helperCommand'],
     [{ metrics: 'udp:127.0.0.1:1' }, 'metrics'],
     [{ logLevel: 'loud' }, 'logLevel'],
     [{ prtected: [] }, 'prtected'],
@@ -145,12 +156,14 @@ describe('parseCli', () => {
         'inet fw',
         '--nft-hook',
         'input',
+        '--nft-channel',
+        'netlink',
       ],
       read,
     );
     expect(config.listen).toHaveLength(2);
     expect(config.protected).toEqual(['10.0.0.0/8', '2001:db8::/32']);
-    expect(config.nft).toEqual({ mode: 'mark', table: 'fw', hooks: ['input'] });
+    expect(config.nft).toEqual({ mode: 'mark', table: 'fw', hooks: ['input'], channel: 'netlink' });
   });
 
   it('builds tls: listeners from --tls-cert/--tls-key (and --tls-ca for client certificates)', () => {
@@ -193,6 +206,7 @@ describe('parseCli', () => {
     [['--config', '/badfield.json'], 'nft.mode'],
     [['--backend', 'pf'], '--backend'],
     [['--nft-mode', 'x'], '--nft-mode'],
+    [['--nft-channel', 'pipe'], '--nft-channel'],
     [['--metrics', 'tcp:nohost:1'], '--metrics'],
     [['--unknown'], '(flags)'],
     [['--listen', 'tls:127.0.0.1:1'], '--tls-cert'],

@@ -82,6 +82,11 @@ describe.runIf(ok)('pinhole-fcpd with the nftables backend in network namespaces
     }
   });
 
+  it('programs set elements through the netlink helper (the default channel)', () => {
+    const ready = fcpd?.logs.find((l) => l.msg === 'nftables table ready');
+    expect(ready?.channel).toBe('netlink');
+  });
+
   it('drops UDP toward the protected media port before SET', async () => {
     expect(await dropped()).toBe(true);
     // Traffic outside the gated range is left to the site's rules (here: passes).
