@@ -8,7 +8,8 @@
 //
 // BENCH_PROFILE=<dir> runs the proxy under `node --cpu-prof --cpu-prof-dir <dir>`. Prints one
 // markdown row: calls, failed, proxy CPU ms per call (utime+stime of the proxy process during
-// the UAC run / calls), and the load average before and after.
+// the UAC run / calls, and each part), the pinhole step's recent p50/p99 from the proxy's
+// metrics, and the load average before and after.
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
@@ -26,6 +27,9 @@ const RATE = Number(process.env.BENCH_RATE ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const PROFILE = process.env.BENCH_PROFILE;
 const HOLD_MS = 500;
+// BENCH_WARMUP_SECONDS=2: calls at the same rate first (default none), so that the measured
+// window starts on compiled code (a fresh process stalls up to 200 ms in its first seconds).
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 0);
 const MEDIA_IP = '198.19.1.2';
 
 const missing = missingRequirements(['sipp']);
@@ -52,10 +56,57 @@ async function freePort(kind) {
   return p;
 }
 
+/** [utime, stime] of a process, in clock ticks. */
 function ticks(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
+  return [Number(f[11]), Number(f[12])];
+}
+
+async function metricsText(port) {
+  try {
+    return await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  } catch {
+    return '';
+  }
+}
+
+function metricValue(text, name) {
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined;
+}
+
+/** Cumulative `le` buckets of a histogram: [[le, count]...]. */
+function buckets(text, name) {
+  const out = [];
+  for (const l of text.split('\n')) {
+    if (!l.startsWith(`${name}_bucket{`)) continue;
+    const le = /le="([^"]+)"/.exec(l)?.[1];
+    if (le !== undefined) {
+      out.push([le === '+Inf' ? Infinity : Number(le), Number(l.slice(l.lastIndexOf(' ') + 1))]);
+    }
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+/** Quantile of the observations between two readings, linear inside its bucket. */
+function bucketQuantile(before, after, q) {
+  const at = new Map(before);
+  const delta = after.map(([le, v]) => [le, v - (at.get(le) ?? 0)]);
+  const total = delta.length ? delta[delta.length - 1][1] : 0;
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const [le, count] of delta) {
+    if (count >= rank) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
 }
 
 function run(cmd, args) {
@@ -78,13 +129,16 @@ async function stop(child) {
 }
 
 const calls = RATE * SECONDS;
+const warmCalls = Math.round(RATE * WARMUP_SECONDS);
+const uacMediaPort = await freePort('udp');
 const dir = mkdtempSync(join(tmpdir(), 'pinhole-loopback-'));
 const csv = join(dir, 'ports.csv');
 writeFileSync(
   csv,
   `SEQUENTIAL\n${[...Array(Math.min(calls, 20000)).keys()].map((i) => `${20000 + 2 * i};${MEDIA_IP};`).join('\n')}\n`,
 );
-const [fcpPort, proxyPort, uasPort, uacPort] = [
+const [fcpPort, metricsPort, proxyPort, uasPort, uacPort] = [
+  await freePort('tcp'),
   await freePort('tcp'),
   await freePort('udp'),
   await freePort('udp'),
@@ -116,6 +170,8 @@ const proxy = run(process.execPath, [
   '198.19.0.0/16',
   '--log-level',
   'warn',
+  '--metrics',
+  `tcp:127.0.0.1:${metricsPort}`,
 ]);
 for (let i = 0; i < 100 && !/listening/.test(proxy.text()); i++) await sleep(100);
 let row;
@@ -133,16 +189,51 @@ try {
     '-inf',
     csv,
     '-m',
-    String(calls),
+    String(calls + warmCalls),
     '-nostdin',
     '-timeout',
-    `${SECONDS + 40}s`,
+    `${SECONDS + WARMUP_SECONDS + 60}s`,
     '-buff_size',
     '4194304',
   ]);
   await sleep(300);
+  let warmFailed = 0;
+  if (warmCalls > 0) {
+    const w = await uacRun(warmCalls, 'warm').done;
+    warmFailed = Number(/Failed call\s*\|\s*\d+\s*\|\s*(\d+)/.exec(w.out)?.[1] ?? NaN);
+  }
+  const hist = 'pinhole_proxy_pinhole_wait_seconds';
+  const b0 = buckets(await metricsText(metricsPort), hist);
   const cpu0 = ticks(proxy.child.pid);
-  const uac = run('sipp', [
+  const uac = uacRun(calls, 'bench');
+  const r = await uac.done;
+  const cpu1 = ticks(proxy.child.pid);
+  const text = await metricsText(metricsPort);
+  const b1 = buckets(text, hist);
+  await Promise.race([uas.done, sleep(5000)]);
+  await stop(uas.child);
+  const failed = Number(
+    /Failed call\s*\|\s*\d+\s*\|\s*(\d+)/.exec(r.out)?.[1] ?? (r.code === 0 ? 0 : NaN),
+  );
+  const hz = 100; // USER_HZ
+  const ms = (i) => ((cpu1[i] - cpu0[i]) * 1000) / hz / calls;
+  const q = (x) => {
+    const v = metricValue(text, `pinhole_proxy_pinhole_step_seconds{quantile="${x}"}`);
+    return v === undefined || Number.isNaN(v) ? '–' : (v * 1000).toFixed(3);
+  };
+  const sq = (x) => {
+    const v = bucketQuantile(b0, b1, x);
+    return v === undefined ? '–' : (v * 1000).toFixed(3);
+  };
+  row = `| ${RATE} | ${calls} | ${failed} (${warmFailed}) | ${(ms(0) + ms(1)).toFixed(3)} | ${ms(0).toFixed(3)} | ${ms(1).toFixed(3)} | ${q('0.5')} | ${q('0.99')} | ${sq(0.5)} | ${sq(0.99)} | ${loadBefore} | ${load()} |`;
+} finally {
+  await stop(proxy.child);
+  await stop(fcpd.child);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function uacRun(n, key) {
+  return run('sipp', [
     `127.0.0.1:${proxyPort}`,
     '-sf',
     `${SCEN}uac-bench.xml`,
@@ -151,16 +242,18 @@ try {
     '-p',
     String(uacPort),
     '-mp',
-    String(await freePort('udp')),
+    String(uacMediaPort),
     '-key',
     'mport',
     '41000',
     '-s',
     'bench',
+    '-cid_str',
+    `${key}-%u-%p@%s`,
     '-r',
     String(RATE),
     '-m',
-    String(calls),
+    String(n),
     '-d',
     String(HOLD_MS),
     '-nostdin',
@@ -170,24 +263,12 @@ try {
     '-buff_size',
     '4194304',
   ]);
-  const r = await uac.done;
-  const cpu1 = ticks(proxy.child.pid);
-  await Promise.race([uas.done, sleep(5000)]);
-  await stop(uas.child);
-  const failed = Number(
-    /Failed call\s*\|\s*\d+\s*\|\s*(\d+)/.exec(r.out)?.[1] ?? (r.code === 0 ? 0 : NaN),
-  );
-  const hz = 100; // USER_HZ
-  const cpuMs = ((cpu1 - cpu0) * 1000) / hz / calls;
-  row = `| ${RATE} | ${calls} | ${failed} | ${cpuMs.toFixed(3)} | ${loadBefore} | ${load()} |`;
-} finally {
-  await stop(proxy.child);
-  await stop(fcpd.child);
-  rmSync(dir, { recursive: true, force: true });
 }
 console.log(
   `Machine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, node ${process.version}${PROFILE ? `; profile in ${PROFILE}` : ''}\n`,
 );
-console.log('| rate (calls/s) | calls | failed | proxy CPU ms/call | load before | load after |');
-console.log('| --- | --- | --- | --- | --- | --- |');
+console.log(
+  '| rate (calls/s) | calls | failed (warm-up) | proxy CPU ms/call | user | sys | pinhole step p50 (ms) | p99 (ms) | steady p50 (ms) | steady p99 (ms) | load before | load after |',
+);
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 console.log(row);

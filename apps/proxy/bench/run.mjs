@@ -26,6 +26,11 @@ const TARGETS = (
   process.env.BENCH_TARGETS ?? 'pinhole-1,pinhole-2,pinhole-1-memory,kamailio'
 ).split(',');
 const HOLD_MS = 500;
+// Calls at the step's rate before the measured ones (default 2 s of them), on the same proxy
+// process: a freshly started process compiles its code during its first second or two of
+// traffic, and those stalls (up to 200 ms) made every earlier step's p99. The warm-up calls'
+// failures count; CPU and the steady pinhole step are read over the measured calls only.
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
 // Fail-closed after this long without the pinholes' acknowledgement (counts as a failed call).
 const DEADLINE_MS = Number(process.env.BENCH_DEADLINE_MS ?? 2000);
 const CALLER = '198.18.1.2';
@@ -111,6 +116,46 @@ async function metricsOf(ns, ports) {
     }
   }
   return out;
+}
+
+/** Cumulative `le` buckets of a histogram (summed over the workers' texts): [[le, count]...]. */
+function buckets(texts, name) {
+  const sums = new Map();
+  for (const t of texts) {
+    for (const l of t.split('\n')) {
+      if (!l.startsWith(`${name}_bucket{`)) continue;
+      const le = /le="([^"]+)"/.exec(l)?.[1];
+      if (le === undefined) continue;
+      const v = Number(l.slice(l.lastIndexOf(' ') + 1));
+      sums.set(le, (sums.get(le) ?? 0) + v);
+    }
+  }
+  return [...sums]
+    .map(([le, v]) => [le === '+Inf' ? Infinity : Number(le), v])
+    .sort((a, b) => a[0] - b[0]);
+}
+
+/**
+ * Quantile `q` of the observations between two bucket readings, interpolated linearly inside
+ * its bucket (as Prometheus' histogram_quantile does); undefined without observations.
+ */
+function bucketQuantile(before, after, q) {
+  const at = new Map(before);
+  const delta = after.map(([le, v]) => [le, v - (at.get(le) ?? 0)]);
+  const total = delta.length ? delta[delta.length - 1][1] : 0;
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const [le, count] of delta) {
+    if (count >= rank) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
 }
 
 function metricValue(text, name) {
@@ -246,6 +291,7 @@ function parseSipp(out) {
 
 async function step(topo, target, rate, dir) {
   const calls = Math.max(1, Math.round(rate * SECONDS));
+  const warmCalls = Math.round(rate * WARMUP_SECONDS);
   const csv = join(dir, 'ports.csv');
   // One media port per call on the callee, so every call opens its own pinholes.
   writeFileSync(
@@ -269,10 +315,10 @@ async function step(topo, target, rate, dir) {
     '-inf',
     csv,
     '-m',
-    String(calls),
+    String(calls + warmCalls),
     '-nostdin',
     '-timeout',
-    `${SECONDS + 40}s`,
+    `${SECONDS + WARMUP_SECONDS + 60}s`,
     '-buff_size',
     '4194304',
     ...(process.env.BENCH_TRACE
@@ -282,8 +328,36 @@ async function step(topo, target, rate, dir) {
   let uasOut = '';
   uas.stdout.on('data', (d) => (uasOut = (uasOut + d).slice(-20000)));
   await sleep(300);
+  let warm = { ok: 0, failed: 0 };
+  if (warmCalls > 0) {
+    const w = uacRun(topo, rate, warmCalls, limit, dir, 'warm');
+    await waitExit(w.child, (WARMUP_SECONDS + 40) * 1000);
+    warm = parseSipp(w.out());
+    warm.failed += Math.max(0, warmCalls - warm.ok - warm.failed);
+  }
+  const m0 = await metricsOf(topo.router, server.metricsPorts);
   const cpu0 = cpuTicks(server.child.pid);
   const t0 = Date.now();
+  const measured = uacRun(topo, rate, calls, limit, dir, 'bench');
+  const uac = measured.child;
+  await waitExit(uac, (SECONDS + 40) * 1000);
+  const out = measured.out();
+  const elapsed = (Date.now() - t0) / 1000;
+  const cpu1 = cpuTicks(server.child.pid);
+  const m = await metricsOf(topo.router, server.metricsPorts);
+  uas.kill('SIGTERM');
+  await waitExit(uas, 5000);
+  server.child.kill('SIGTERM');
+  await waitExit(server.child, 10_000);
+  if (server.fcpd) {
+    server.fcpd.kill('SIGTERM');
+    await waitExit(server.fcpd, 5000);
+  }
+  return finish({ rate, calls, warm, out, uasOut, m0, m, cpu0, cpu1, elapsed, dir });
+}
+
+/** One sipp UAC run of the bench scenario (`key`: the Call-ID prefix, unique per run). */
+function uacRun(topo, rate, calls, limit, dir, key) {
   const uac = spawnIn(topo.outside, 'sipp', [
     `${PROXY_IP}:5060`,
     '-sf',
@@ -299,6 +373,8 @@ async function step(topo, target, rate, dir) {
     '41000',
     '-s',
     'bench',
+    '-cid_str',
+    `${key}-%u-%p@%s`,
     '-r',
     String(rate),
     '-m',
@@ -324,18 +400,10 @@ async function step(topo, target, rate, dir) {
   ]);
   let out = '';
   uac.stdout.on('data', (d) => (out = (out + d).slice(-20000)));
-  await waitExit(uac, (SECONDS + 40) * 1000);
-  const elapsed = (Date.now() - t0) / 1000;
-  const cpu1 = cpuTicks(server.child.pid);
-  const m = await metricsOf(topo.router, server.metricsPorts);
-  uas.kill('SIGTERM');
-  await waitExit(uas, 5000);
-  server.child.kill('SIGTERM');
-  await waitExit(server.child, 10_000);
-  if (server.fcpd) {
-    server.fcpd.kill('SIGTERM');
-    await waitExit(server.fcpd, 5000);
-  }
+  return { child: uac, out: () => out };
+}
+
+function finish({ rate, calls, warm, out, uasOut, m0, m, cpu0, cpu1, elapsed, dir }) {
   const { ok, failed } = parseSipp(out);
   if (process.env.BENCH_DEBUG) {
     console.error(out.slice(-3000), uasOut.slice(-3000));
@@ -364,6 +432,9 @@ async function step(topo, target, rate, dir) {
   const p99s = m
     .map((t) => metricValue(t, 'pinhole_proxy_pinhole_step_seconds{quantile="0.99"}'))
     .filter((v) => v !== undefined);
+  const hist = 'pinhole_proxy_pinhole_wait_seconds';
+  const b0 = buckets(m0, hist);
+  const b1 = buckets(m, hist);
   const opened = m
     .map((t) => metricValue(t, 'pinhole_proxy_pinholes_total{outcome="opened"}') ?? 0)
     .reduce((a, b) => a + b, 0);
@@ -372,11 +443,15 @@ async function step(topo, target, rate, dir) {
     calls,
     ok,
     failed: failed + Math.max(0, calls - ok - failed),
+    warmFailed: warm.failed,
     elapsed,
     cpuMsPerCall,
     // Several workers: the p50 of the medians and the worst p99 (each worker keeps its own).
     p50: p50s.length ? p50s.reduce((a, b) => a + b, 0) / p50s.length : undefined,
     p99: p99s.length ? Math.max(...p99s) : undefined,
+    // The measured calls only (no warm-up), from the histogram's buckets.
+    steadyP50: bucketQuantile(b0, b1, 0.5),
+    steadyP99: bucketQuantile(b0, b1, 0.99),
     opened,
   };
 }
@@ -407,9 +482,9 @@ try {
       const r = await step(topo, target, rate, dir);
       results.push({ target: target.label, ...r });
       console.error(
-        `${target.label} @ ${rate}/s: ${r.ok} ok, ${r.failed} failed, ${r.cpuMsPerCall.toFixed(3)} ms CPU/call`,
+        `${target.label} @ ${rate}/s: ${r.ok} ok, ${r.failed} failed (${r.warmFailed} in the warm-up), ${r.cpuMsPerCall.toFixed(3)} ms CPU/call`,
       );
-      if (r.failed > 0) break;
+      if (r.failed > 0 || r.warmFailed > 0) break;
       best = r;
     }
     results.push({ target: target.label, summary: true, best: best?.rate ?? 0 });
@@ -425,13 +500,13 @@ console.log(
   `\nMachine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}; ${SECONDS} s per step, calls held ${HOLD_MS} ms, pinhole deadline ${DEADLINE_MS} ms (fail-closed)\n`,
 );
 console.log(
-  '| target | rate (calls/s) | calls | ok | failed | CPU ms/call | pinhole step p50 (ms) | p99 (ms) | pinholes opened |',
+  '| target | rate (calls/s) | calls | ok | failed (warm-up) | CPU ms/call | pinhole step p50 (ms) | p99 (ms) | steady p50 (ms) | steady p99 (ms) | pinholes opened |',
 );
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   if (r.summary) continue;
   console.log(
-    `| ${r.target} | ${r.rate} | ${r.calls} | ${r.ok} | ${r.failed} | ${fmt(r.cpuMsPerCall, 3)} | ${r.p50 === undefined ? '–' : fmt(r.p50 * 1000, 3)} | ${r.p99 === undefined ? '–' : fmt(r.p99 * 1000, 3)} | ${r.opened || '–'} |`,
+    `| ${r.target} | ${r.rate} | ${r.calls} | ${r.ok} | ${r.failed} (${r.warmFailed}) | ${fmt(r.cpuMsPerCall, 3)} | ${r.p50 === undefined ? '–' : fmt(r.p50 * 1000, 3)} | ${r.p99 === undefined ? '–' : fmt(r.p99 * 1000, 3)} | ${r.steadyP50 === undefined ? '–' : fmt(r.steadyP50 * 1000, 3)} | ${r.steadyP99 === undefined ? '–' : fmt(r.steadyP99 * 1000, 3)} | ${r.opened || '–'} |`,
   );
 }
 console.log('\n| target | highest rate with no failed call (calls/s) |\n|---|---|');

@@ -17,7 +17,7 @@ import type { FailMode } from './config.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { GateDecision, GateEvent, Logger, MediaGate, ProxyHooks } from './proxy-core.js';
 import type { Peer } from './transport.js';
-import type { PinholeController } from '@pinhole/control';
+import type { HoldVerdict, PinholeController } from '@pinhole/control';
 import type { TransactionOutcome } from '@pinhole/policy';
 import type { SipMessage } from '@pinhole/sip';
 import type {
@@ -166,7 +166,7 @@ export class Firewall implements MediaGate {
     const verdict = holds
       ? this.#control.hold(exec, { context: { callId: m.callId(), status: m.status } })
       : undefined;
-    const decided = Promise.all([prev, verdict]).then(([, v]): HoldDecision | undefined => {
+    const decide = (v: HoldVerdict | undefined): HoldDecision | undefined => {
       let d: HoldDecision | undefined;
       if (server !== undefined && hooks.isFailed(server, m)) d = hooks.failCall(server, m, branch);
       else if (v === undefined || v.action === 'relay') return undefined;
@@ -180,7 +180,12 @@ export class Firewall implements MediaGate {
         });
       }
       return d;
-    });
+    };
+    // One reaction when nothing of this transaction is still held (the usual case).
+    const decided =
+      prev === undefined
+        ? (verdict ?? Promise.resolve(undefined)).then(decide)
+        : Promise.all([prev, verdict]).then(([, v]) => decide(v));
     if (server !== undefined) {
       this.#chains.set(server, decided);
       void decided.then(() => {

@@ -138,8 +138,14 @@ export interface ProxyCoreOptions {
   readonly onRegister?: (req: RegisterRequest) => void;
 }
 
+const UPPER = /[A-Z]/;
+
 function ipOf(host: string): string {
-  return host.replace(/^\[|\]$/g, '').toLowerCase();
+  // Per message and per Via: no regular-expression replace, no copy of a lower-case literal.
+  let h = host;
+  if (h.charCodeAt(0) === 0x5b) h = h.slice(1);
+  if (h.charCodeAt(h.length - 1) === 0x5d) h = h.slice(0, -1);
+  return UPPER.test(h) ? h.toLowerCase() : h;
 }
 
 function transportName(t: string): TransportName {
@@ -168,8 +174,11 @@ export class ProxyCore {
   #gate: MediaGate;
   #detach: () => void;
   readonly registrar: Registrar;
-  /** `host:port` strings that are this proxy (for Route and Request-URI checks). */
-  #self = new Set<string>();
+  /**
+   * The ports at which each address is this proxy (for Route, Request-URI and Via checks); -1
+   * stands for "no port given" (5060).
+   */
+  #self = new Map<string, Set<number>>();
   #counter = 0;
   readonly #dns = new Map<string, string>();
   #sweep: NodeJS.Timeout | undefined;
@@ -178,6 +187,11 @@ export class ProxyCore {
   readonly #failed = new Map<ServerTransaction, FailedCall>();
   /** CANCELs forwarded statelessly (§16.10), whose retransmissions are forwarded again. */
   readonly #statelessCancels = new Map<ServerTransaction, { dest: Peer; bytes: Buffer }>();
+  /**
+   * The layer listeners that serve #statelessCancels, registered only while it holds one (they
+   * would otherwise see every request and every destroyed transaction for nothing).
+   */
+  #cancelWatch: (() => void) | undefined;
 
   constructor(opts: ProxyCoreOptions) {
     this.#onRegister = opts.onRegister;
@@ -210,15 +224,6 @@ export class ProxyCore {
         response: (message) => this.#forwardStatelessResponse(message),
       },
       onError: (err) => this.#layerError(err),
-    });
-    this.layer.on('transactionDestroyed', (e) => {
-      const t = e.transaction as ServerTransaction | undefined;
-      if (t !== undefined && e.branch === undefined) this.#statelessCancels.delete(t);
-    });
-    this.layer.on('requestReceived', (e) => {
-      if (!e.retransmission || e.transaction === undefined) return;
-      const fwd = this.#statelessCancels.get(e.transaction as ServerTransaction);
-      if (fwd !== undefined) this.#transport.send(fwd.bytes, fwd.dest, this.#listenerTo(fwd.dest));
     });
     this.#gate = opts.gate ?? NO_GATE;
     this.#detach = this.#gate.attach(this.layer, this.#hooks());
@@ -253,7 +258,7 @@ export class ProxyCore {
 
   /** Recomputes which addresses are this proxy (after listeners change). */
   refreshSelf(): void {
-    const self = new Set<string>();
+    const self = new Map<string, Set<number>>();
     for (const l of [...this.#transport.listeners, ...(this.#transport.privateListeners ?? [])]) {
       const addrs = [l.advertise, l.host];
       if (l.host === '0.0.0.0' || l.host === '::') {
@@ -262,18 +267,20 @@ export class ProxyCore {
         }
       }
       for (const a of addrs) {
-        self.add(`${ipOf(a)}:${l.port}`);
-        if (l.port === 5060) self.add(`${ipOf(a)}:`);
+        const key = ipOf(a);
+        let ports = self.get(key);
+        if (ports === undefined) self.set(key, (ports = new Set()));
+        ports.add(l.port);
+        if (l.port === 5060) ports.add(-1);
       }
     }
     this.#self = self;
   }
 
   #isSelf(host: string, port: number | undefined): boolean {
-    const h = ipOf(host);
-    return (
-      this.#self.has(`${h}:${port ?? ''}`) || (port === undefined && this.#self.has(`${h}:5060`))
-    );
+    const ports = this.#self.get(ipOf(host));
+    if (ports === undefined) return false;
+    return ports.has(port ?? -1);
   }
 
   close(): void {
@@ -282,6 +289,7 @@ export class ProxyCore {
     this.layer.close();
     this.#failed.clear();
     this.#statelessCancels.clear();
+    this.#unwatchCancels();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -822,8 +830,34 @@ export class ProxyCore {
         return;
       }
       // Retransmissions of the CANCEL are absorbed by its server transaction and forwarded again.
+      if (server.terminated) return;
       this.#statelessCancels.set(server, r);
+      this.#watchCancels();
     });
+  }
+
+  #watchCancels(): void {
+    if (this.#cancelWatch !== undefined) return;
+    const offDestroyed = this.layer.on('transactionDestroyed', (e) => {
+      const t = e.transaction as ServerTransaction | undefined;
+      if (t === undefined || e.branch !== undefined) return;
+      this.#statelessCancels.delete(t);
+      if (this.#statelessCancels.size === 0) this.#unwatchCancels();
+    });
+    const offReceived = this.layer.on('requestReceived', (e) => {
+      if (!e.retransmission || e.transaction === undefined) return;
+      const fwd = this.#statelessCancels.get(e.transaction as ServerTransaction);
+      if (fwd !== undefined) this.#transport.send(fwd.bytes, fwd.dest, this.#listenerTo(fwd.dest));
+    });
+    this.#cancelWatch = () => {
+      offDestroyed();
+      offReceived();
+    };
+  }
+
+  #unwatchCancels(): void {
+    this.#cancelWatch?.();
+    this.#cancelWatch = undefined;
   }
 
   /**

@@ -444,3 +444,58 @@ describe('PinholeController sweep, reconfigurePolicy, idle', () => {
     expect(c.inFlight).toBe(0);
   });
 });
+
+describe('PinholeController releaseDelayMs', () => {
+  it('sends no RELEASE before the delay ends when no SET comes, then sends them all', async () => {
+    vi.useFakeTimers();
+    const { c, port } = make({ releaseDelayMs: 20 });
+    c.handle({ type: 'sip', message: invite('d1', sdp(ALICE, 4000)) });
+    c.handle({ type: 'sip', message: answer('d1', sdp(BOB, 5000)) });
+    const exec = c.handle({ type: 'sip', message: bye('d1') });
+    expect(exec.releases).toHaveLength(2);
+    expect(port.calls.filter((x) => x.method === 'release')).toHaveLength(0);
+    expect(c.inFlight).toBe(2 + 2);
+    await vi.advanceTimersByTimeAsync(19);
+    expect(port.calls.filter((x) => x.method === 'release')).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(port.calls.filter((x) => x.method === 'release').map((x) => x.pme)).toEqual([
+      { proto: 17, dst: BOB, dstPort: 5000 },
+      { proto: 17, dst: BOB, dstPort: 5001 },
+    ]);
+    expect(await Promise.all(exec.releases)).toEqual([true, true]);
+    await c.idle();
+    expect(c.inFlight).toBe(0);
+  });
+
+  it('sends the waiting RELEASEs with the next SET, before it, in the order decided', async () => {
+    vi.useFakeTimers();
+    const { c, port } = make({ releaseDelayMs: 1000 });
+    c.handle({ type: 'sip', message: invite('d2', sdp(ALICE, 4000)) });
+    c.handle({ type: 'sip', message: answer('d2', sdp(BOB, 5000)) });
+    const ended = c.handle({ type: 'sip', message: bye('d2') });
+    c.handle({ type: 'sip', message: invite('d3', sdp(ALICE, 4100)) });
+    const opened = c.handle({ type: 'sip', message: answer('d3', sdp(BOB, 5000)) });
+    // The new call opens the same ports the ended one held: the RELEASEs must come first.
+    expect(port.calls.map((x) => `${x.method} ${x.pme.dstPort}`)).toEqual([
+      'set 5000',
+      'set 5001',
+      'release 5000',
+      'release 5001',
+      'set 5000',
+      'set 5001',
+    ]);
+    expect(await Promise.all(ended.releases)).toEqual([true, true]);
+    expect(await Promise.all(opened.sets)).toEqual([true, true]);
+  });
+
+  it('close() sends the waiting RELEASEs and waits for them', async () => {
+    const { c, port } = make({ releaseDelayMs: 60_000 });
+    c.handle({ type: 'sip', message: invite('d4', sdp(ALICE, 4000)) });
+    c.handle({ type: 'sip', message: answer('d4', sdp(BOB, 5000)) });
+    const exec = c.handle({ type: 'sip', message: bye('d4') });
+    await c.close();
+    expect(port.calls.filter((x) => x.method === 'release')).toHaveLength(2);
+    expect(await Promise.all(exec.releases)).toEqual([true, true]);
+    expect(c.inFlight).toBe(0);
+  });
+});

@@ -133,6 +133,13 @@ export interface PinholeControllerOptions {
    * so a hole nobody refreshes expires after its TIMER instead of being kept open by the client.
    */
   readonly keepAlive?: boolean;
+  /**
+   * Longest delay of a RELEASE (ms, default 0: sent at once). A RELEASE waits at most this long
+   * and goes out with the next SET (before it, in order) or when the delay ends, so the closes of
+   * ended calls share the FCP write (one syscall, one wake-up of the daemon) of a new call's
+   * opens instead of costing one of their own. Holes then close up to this much later.
+   */
+  readonly releaseDelayMs?: number;
 }
 
 const SILENT: ControlLogger = {
@@ -150,6 +157,10 @@ export class PinholeController {
   readonly #metrics: ControlMetrics;
   readonly #now: () => number;
   readonly #keepAlive: boolean;
+  readonly #releaseDelayMs: number;
+  /** Close intents waiting for the next SET or the end of the release delay. */
+  readonly #deferred: { intent: CloseIntent; resolve: (ok: boolean) => void }[] = [];
+  #deferTimer: NodeJS.Timeout | undefined;
   readonly #inflight = new Set<Promise<unknown>>();
   #policy: Policy;
   #failMode: FailMode;
@@ -164,6 +175,7 @@ export class PinholeController {
     this.#metrics = opts.metrics ?? {};
     this.#now = opts.now ?? Date.now;
     this.#keepAlive = opts.keepAlive ?? false;
+    this.#releaseDelayMs = Math.max(0, opts.releaseDelayMs ?? 0);
     this.#failMode = opts.failMode ?? 'open';
     this.#deadlineMs = opts.deadlineMs ?? 1000;
     const sweepMs = opts.sweepMs ?? 1000;
@@ -230,20 +242,42 @@ export class PinholeController {
         'pinhole refused by policy',
       );
     }
+    const intents = result.intents;
+    if (intents.length === 0) return { result, sets: [], releases: [] };
     const sets: Promise<boolean>[] = [];
     const releases: Promise<boolean>[] = [];
-    for (const intent of result.intents) {
+    for (const intent of intents) {
       switch (intent.kind) {
         case 'open':
         case 'refresh':
+          // Deferred RELEASEs go first: the firewall sees every request in the policy's order.
+          if (this.#deferred.length > 0) this.#flushReleases();
           sets.push(this.#track(this.#set(intent)));
           break;
         case 'close':
-          releases.push(this.#track(this.#release(intent)));
+          releases.push(this.#track(this.#releaseSoon(intent)));
           break;
       }
     }
     return { result, sets, releases };
+  }
+
+  #releaseSoon(intent: CloseIntent): Promise<boolean> {
+    if (this.#releaseDelayMs === 0 || this.#closed) return this.#release(intent);
+    return new Promise<boolean>((resolve) => {
+      this.#deferred.push({ intent, resolve });
+      if (this.#deferTimer === undefined) {
+        this.#deferTimer = setTimeout(() => this.#flushReleases(), this.#releaseDelayMs);
+        this.#deferTimer.unref();
+      }
+    });
+  }
+
+  /** Sends the deferred RELEASEs now, in the order they were decided. */
+  #flushReleases(): void {
+    if (this.#deferTimer !== undefined) clearTimeout(this.#deferTimer);
+    this.#deferTimer = undefined;
+    for (const d of this.#deferred.splice(0)) void this.#release(d.intent).then(d.resolve);
   }
 
   /** Forgets expired policy state and releases its holes (the sweep timer calls this). */
@@ -346,12 +380,14 @@ export class PinholeController {
     this.#closed = true;
     if (this.#sweep) clearInterval(this.#sweep);
     this.#sweep = undefined;
+    this.#flushReleases();
     await this.idle();
   }
 
   #track<T>(p: Promise<T>): Promise<T> {
     this.#inflight.add(p);
-    void p.finally(() => this.#inflight.delete(p));
+    // #set and #release never reject: one reaction, not the two of `finally`.
+    void p.then(() => this.#inflight.delete(p));
     return p;
   }
 

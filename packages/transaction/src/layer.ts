@@ -236,6 +236,22 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     return addListener(map, name, listener, options);
   }
 
+  /**
+   * Whether anyone listens for `name` on these transactions: callers skip building an event
+   * (and reading the clock) for the events nobody listens to, several of them a message.
+   */
+  #heard(
+    name: TransactionEventName,
+    transaction: Transaction | undefined,
+    branch: Transaction | undefined,
+  ): boolean {
+    return (
+      this.#listeners.has(name) ||
+      transaction?.listeners?.has(name) === true ||
+      branch?.listeners?.has(name) === true
+    );
+  }
+
   #emit(init: TransactionEventInit): Promise<HoldDecision | undefined> | undefined {
     const global = this.#listeners.get(init.name);
     const own = init.transaction?.listeners?.get(init.name) as ListenerEntry[] | undefined;
@@ -351,18 +367,20 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     switch (note.kind) {
       case 'response': {
         const branch = t as ClientTransaction;
-        void this.#emit({
-          name: 'responseReceived',
-          observed: this.observed,
-          time: this.clock.now(),
-          message: note.message,
-          direction: 'received',
-          source: hop?.source ?? branch.peer,
-          destination: hop?.destination,
-          transaction: ctx?.server,
-          branch,
-          retransmission: note.retransmission,
-        });
+        if (this.#heard('responseReceived', ctx?.server, branch)) {
+          void this.#emit({
+            name: 'responseReceived',
+            observed: this.observed,
+            time: this.clock.now(),
+            message: note.message,
+            direction: 'received',
+            source: hop?.source ?? branch.peer,
+            destination: hop?.destination,
+            transaction: ctx?.server,
+            branch,
+            retransmission: note.retransmission,
+          });
+        }
         if (
           branch instanceof InviteClientTransaction &&
           branch.cancelWanted &&
@@ -388,6 +406,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
         });
         return;
       case 'ack':
+        if (!this.#heard('ackReceived', t, undefined)) return;
         void this.#emit({
           name: 'ackReceived',
           observed: this.observed,
@@ -438,14 +457,18 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       const key = acceptedKey(t.request);
       if (key !== undefined) this.#accepted.set(key, t);
     }
-    void this.#emit({
-      name: 'transactionCompleted',
-      observed: this.observed,
-      time: this.clock.now(),
-      transaction: server ? t : ctx?.server,
-      branch: server ? undefined : t,
-      outcome,
-    });
+    const completedOf = server ? t : ctx?.server;
+    const completedBranch = server ? undefined : t;
+    if (this.#heard('transactionCompleted', completedOf, completedBranch)) {
+      void this.#emit({
+        name: 'transactionCompleted',
+        observed: this.observed,
+        time: this.clock.now(),
+        transaction: completedOf,
+        branch: completedBranch,
+        outcome,
+      });
+    }
     if (server) return;
     if (outcome.kind === 'response' && outcome.status < 300) return;
     const branch = t as ClientTransaction;
@@ -470,12 +493,15 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       if (key !== undefined && this.#accepted.get(key) === t) this.#accepted.delete(key);
     }
     this.stats.destroyed++;
+    const server = t.kind === 'ist' || t.kind === 'nist' ? t : ctx?.server;
+    const branch = t.kind === 'ict' || t.kind === 'nict' ? t : undefined;
+    if (!this.#heard('transactionDestroyed', server, branch)) return;
     void this.#emit({
       name: 'transactionDestroyed',
       observed: this.observed,
       time: this.clock.now(),
-      transaction: t.kind === 'ist' || t.kind === 'nist' ? t : ctx?.server,
-      branch: t.kind === 'ict' || t.kind === 'nict' ? t : undefined,
+      transaction: server,
+      branch,
       outcome: t.failure ?? t.outcome,
     });
   }
@@ -584,15 +610,17 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       void this.#sendStateless(reply, responseDestination(request.topVia(), source, reliable));
       return;
     }
-    void this.#emit({
-      name: 'requestReceived',
-      observed: this.observed,
-      time: this.clock.now(),
-      message: request,
-      direction: 'received',
-      source,
-      transaction: txn,
-    });
+    if (this.#heard('requestReceived', txn, undefined)) {
+      void this.#emit({
+        name: 'requestReceived',
+        observed: this.observed,
+        time: this.clock.now(),
+        message: request,
+        direction: 'received',
+        source,
+        transaction: txn,
+      });
+    }
     if (txn instanceof InviteServerTransaction) txn.start(this.#trying, this.#guardMs(true));
     else txn.start(this.#guardMs(false));
     if (txn.terminated) return;
@@ -904,16 +932,18 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     }
     const txn = this.#createClient(request, key, destination);
     if (ctx !== undefined) txn.context = ctx;
-    const hold = this.#emit({
-      name: 'requestForwarded',
-      observed: this.observed,
-      time: this.clock.now(),
-      message: request,
-      direction: 'sent',
-      destination,
-      transaction: eventServer,
-      branch: txn,
-    });
+    const hold = this.#heard('requestForwarded', eventServer, txn)
+      ? this.#emit({
+          name: 'requestForwarded',
+          observed: this.observed,
+          time: this.clock.now(),
+          message: request,
+          direction: 'sent',
+          destination,
+          transaction: eventServer,
+          branch: txn,
+        })
+      : undefined;
     ctx?.addBranch(txn, hold !== undefined);
     if (hold === undefined) {
       txn.start();
