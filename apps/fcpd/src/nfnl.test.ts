@@ -10,6 +10,7 @@ import {
   decodeUserdata,
   describeError,
   encodeBatchFrame,
+  holeKeyBytes,
   keyBytes,
   setElemLayout,
   type SetElemMessage,
@@ -96,6 +97,16 @@ describe('nf_tables element keys', () => {
         '84000000' +
         'ffff0000',
     );
+  });
+
+  it('builds the same keys from a hole (addresses, protocol, port range) as from their text', () => {
+    expect(holeKeyBytes(undefined, '198.19.0.1', 17, [40000, 40001])).toEqual(
+      keyBytes(['198.19.0.1 . 17 . 40000', '198.19.0.1 . 17 . 40001']),
+    );
+    expect(holeKeyBytes('2001:db8::1', '2001:db8::2', 6, [5060, 5060])).toEqual(
+      keyBytes(['2001:db8::1 . 2001:db8::2 . 6 . 5060']),
+    );
+    expect(() => holeKeyBytes(undefined, '198.19.1.999', 17, [1, 1])).toThrow(RangeError);
   });
 
   it.each([

@@ -88,6 +88,36 @@ export function keyBytes(texts: readonly string[]): { keys: Buffer; keyLen: numb
   return { keys: out, keyLen };
 }
 
+/**
+ * The keys of the hash elements of an exact hole: `[src .] dst . proto . port` for every port
+ * of `ports` (inclusive), concatenated (what `keyBytes` makes of the same elements' text, built
+ * without going through text). Throws RangeError on a bad address.
+ */
+export function holeKeyBytes(
+  src: string | undefined,
+  dst: string,
+  proto: number,
+  ports: readonly [number, number],
+): { keys: Buffer; keyLen: number } {
+  const d = parseAddress(dst);
+  const sa = src === undefined ? undefined : parseAddress(src);
+  if (!d || (src !== undefined && !sa)) throw new RangeError(`bad element address`);
+  const head = sa === undefined ? d.bytes : [...sa.bytes, ...d.bytes];
+  const keyLen = head.length + 8;
+  const n = ports[1] - ports[0] + 1;
+  if (!(n >= 1 && proto >= 0 && proto <= 255 && ports[0] >= 0 && ports[1] <= 65535)) {
+    throw new RangeError('bad element protocol or ports');
+  }
+  const out = Buffer.alloc(keyLen * n);
+  for (let i = 0, at = 0; i < n; i++) {
+    for (const b of head) out[at++] = b;
+    out[at] = proto;
+    out.writeUInt16BE(ports[0] + i, at + 4);
+    at += 8;
+  }
+  return { keys: out, keyLen };
+}
+
 /** nft's userdata TLV holding an element comment (as the nft CLI writes it). */
 export function commentUserdata(comment: string): Buffer {
   const text = Buffer.from(comment, 'utf8');

@@ -21,7 +21,7 @@ import type {
 } from '@pinhole/fcp';
 import { NftChannel, NftError } from './nft-channel.js';
 import { NetlinkChannel, type MessageResult } from './nfnl-channel.js';
-import { commentUserdata, describeError, keyBytes, type SetElemMessage } from './nfnl.js';
+import { commentUserdata, describeError, holeKeyBytes, type SetElemMessage } from './nfnl.js';
 import {
   MAX_COMMENT,
   adoptElements,
@@ -365,7 +365,7 @@ export class NftablesBackend implements FirewallBackend {
       meta.timerSec,
       comment,
       known,
-      this.#nlForm(set, keys, comment),
+      this.#nlForm(rule, set, comment),
     );
   }
 
@@ -385,7 +385,7 @@ export class NftablesBackend implements FirewallBackend {
       0,
       '',
       !sure,
-      this.#nlForm(set, keys, undefined),
+      this.#nlForm(rule, set, undefined),
     );
   }
 
@@ -393,10 +393,15 @@ export class NftablesBackend implements FirewallBackend {
    * The netlink form of a hash-set operation (undefined for interval sets, or for keys that do
    * not encode: such an operation goes to nft, which reports what is wrong with it).
    */
-  #nlForm(set: HoleSet, keys: readonly string[], comment: string | undefined): NlForm | undefined {
-    if (set[0] !== 'h') return undefined;
+  #nlForm(rule: FirewallRule, set: HoleSet, comment: string | undefined): NlForm | undefined {
+    if (set[0] !== 'h' || rule.dst === undefined) return undefined;
     try {
-      const { keys: kb, keyLen } = keyBytes(keys);
+      const { keys: kb, keyLen } = holeKeyBytes(
+        rule.src?.address,
+        rule.dst.address,
+        rule.proto,
+        rule.dstPorts ?? [0, 65535],
+      );
       return {
         keys: kb,
         keyLen,
