@@ -11,6 +11,7 @@
 //  - heap with 100,000 live rules (memory backend).
 import { execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -232,6 +233,51 @@ function ruleOf(i) {
   };
 }
 
+const ECHO_SERVER = `
+const s = require('node:net').createServer((c) => { c.setNoDelay(true); c.on('data', (d) => c.write(d)); });
+s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+process.stdin.on('end', () => process.exit(0)); process.stdin.resume();
+`;
+
+/**
+ * The floor of any two-process round trip on this host: a raw Node TCP echo (a separate
+ * process, no FCP), with a message the size of a SET, the same gaps and the same warm-up.
+ */
+async function idleEcho(n) {
+  const child = spawn(process.execPath, ['-e', ECHO_SERVER], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const port = await new Promise((resolve) =>
+    createInterface({ input: child.stdout }).once('line', (l) => resolve(Number(l))),
+  );
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  await new Promise((r) => sock.once('connect', r));
+  const msg = Buffer.alloc(90, 0x41);
+  const lat = [];
+  for (let i = 0; i < n + IDLE_WARMUP; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    const s = performance.now();
+    await new Promise((r) => {
+      let got = 0;
+      const on = (d) => {
+        got += d.length;
+        if (got >= msg.length) {
+          sock.off('data', on);
+          r();
+        }
+      };
+      sock.on('data', on);
+      sock.write(msg);
+    });
+    if (i >= IDLE_WARMUP) lat.push(performance.now() - s);
+  }
+  sock.destroy();
+  child.stdin.end();
+  lat.sort((x, y) => x - y);
+  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
 /** The netlink floor: an empty NEWSETELEM batch through the helper when idle. */
 async function idleNetlink(ns, n) {
   const ch = new NetlinkChannel({ argv: ns.argv(builtHelperPath()) });
@@ -362,6 +408,7 @@ const mem = await median(() => pairs('memory', undefined, PAIRS));
 rows.push(['FcpClient → server → memory backend', mem]);
 
 const idleMem = await idleSets('memory', undefined, IDLE_SETS);
+const idleRaw = await idleEcho(IDLE_SETS);
 
 const missing = missingRequirements(['root', 'nft', 'ip', 'netns']);
 let nftRow;
@@ -459,6 +506,9 @@ console.log(
 console.log('| path | p50 ms | p99 ms |');
 console.log('|---|---:|---:|');
 console.log(`| FcpClient → server → memory backend | ${ms(idleMem.p50)} | ${ms(idleMem.p99)} |`);
+console.log(
+  `| raw Node TCP echo between two processes (no FCP): the host's floor | ${ms(idleRaw.p50)} | ${ms(idleRaw.p99)} |`,
+);
 if (idleNl)
   console.log(
     `| FcpClient → server → nftables backend, netlink channel | ${ms(idleNl.p50)} | ${ms(idleNl.p99)} |`,

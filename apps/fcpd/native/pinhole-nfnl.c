@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -232,6 +233,10 @@ int main(void)
 		fprintf(stderr, "pinhole-nfnl: netlink socket: %s\n", strerror(errno));
 		return 2;
 	}
+	/* A transaction of a few thousand operations is a few hundred KiB: a pipe larger than the
+	 * default 64 KiB takes it in one write(2) of the daemon, without partial writes. Best
+	 * effort (the limit is /proc/sys/fs/pipe-max-size). */
+	fcntl(STDIN_FILENO, F_SETPIPE_SZ, 1 << 20);
 	batch = malloc(MAX_BATCH);
 	if (batch == NULL)
 		return 2;
