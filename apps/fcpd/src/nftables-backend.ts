@@ -102,6 +102,11 @@ export function builtHelperPath(): string | undefined {
 
 /** After this many consecutive failures of the netlink channel, the backend uses the nft CLI. */
 const NETLINK_MAX_FAILURES = 3;
+/**
+ * Most set-element messages in one netlink batch: ~250 B each (a 2-port hole with its comment),
+ * so a batch stays near 256 KiB and its acks (36 B each) far below the socket buffers.
+ */
+const NETLINK_MAX_MESSAGES = 1024;
 
 /** A hash-set operation in netlink form: the keys and the comment, encoded once. */
 interface NlForm {
@@ -523,7 +528,7 @@ export class NftablesBackend implements FirewallBackend {
     const viaNl =
       msgs.length === 0
         ? undefined
-        : nl.run(this.table, msgs).then(
+        : this.#runNetlink(nl, msgs).then(
             (res) => {
               this.#nlFailures = 0;
               return this.#nlErrors(msgs, res);
@@ -538,6 +543,20 @@ export class NftablesBackend implements FirewallBackend {
           ? viaNl
           : Promise.all([viaNl, viaCli]).then(([a, b]) => a + b);
     return { batch, p, t0 };
+  }
+
+  /**
+   * Sends the messages as kernel batches of at most NETLINK_MAX_MESSAGES (a batch and its acks
+   * must fit the netlink socket's buffers). Each batch is atomic; a failure in one is retried
+   * with the rest in the safe form, which is correct whatever the other batches applied.
+   */
+  #runNetlink(nl: NetlinkChannel, msgs: readonly SetElemMessage[]): Promise<MessageResult[]> {
+    if (msgs.length <= NETLINK_MAX_MESSAGES) return nl.run(this.table, msgs);
+    const parts: Promise<MessageResult[]>[] = [];
+    for (let i = 0; i < msgs.length; i += NETLINK_MAX_MESSAGES) {
+      parts.push(nl.run(this.table, msgs.slice(i, i + NETLINK_MAX_MESSAGES)));
+    }
+    return Promise.all(parts).then((r) => r.flat());
   }
 
   #nlErrors(msgs: readonly SetElemMessage[], res: readonly MessageResult[]): string {

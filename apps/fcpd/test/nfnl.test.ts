@@ -216,6 +216,40 @@ describe.runIf(ok)('pinhole-nfnl in a network namespace', () => {
     await expect(mk('netlink').open()).rejects.toThrow(/nft.channel netlink unavailable/);
   });
 
+  it('the backend splits a transaction of more than 1,024 messages into several batches', async () => {
+    const tx: number[] = [];
+    const b = new NftablesBackend({
+      protected: ['198.19.0.0/16'],
+      nftCommand: ns.argv('nft'),
+      onTransaction: (ops) => tx.push(ops),
+    });
+    await b.open();
+    expect(b.channel).toBe('netlink');
+    const rules = Array.from({ length: 600 }, (_, i) => {
+      const base = {
+        family: 4 as const,
+        proto: 17,
+        src: undefined,
+        srcPorts: undefined,
+        dst: { address: `198.19.2.${i % 250}`, prefix: 32 },
+        dstPorts: [30000 + i, 30000 + i] as const,
+        action: 'pass' as const,
+      };
+      return { key: canonicalKey(base), ...base };
+    });
+    await Promise.all(rules.map((r) => b.install(r, { owner: 'a', timerSec: 30 })));
+    // A refresh of a known rule is add + delete + add: 1,800 messages in one transaction.
+    tx.length = 0;
+    await Promise.all(rules.map((r) => b.install(r, { owner: 'a', timerSec: 90 })));
+    expect(tx).toEqual([600]);
+    const listed90 = await listed('h4d');
+    expect(listed90).toHaveLength(600);
+    expect(listed90.every((e) => e.timeout === 90 && e.comment?.includes(';t=90;'))).toBe(true);
+    await Promise.all(rules.map((r) => b.remove(r)));
+    expect(await listed('h4d')).toEqual([]);
+    await b.close();
+  });
+
   it('the backend on the netlink channel adopts what it installed after a restart', async () => {
     const mk = () =>
       new NftablesBackend({ protected: ['198.19.0.0/16'], nftCommand: ns.argv('nft') });
