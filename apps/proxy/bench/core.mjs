@@ -259,8 +259,8 @@ const control = new PinholeController({
   metrics: controlMetrics(metrics),
   failMode: config.failMode,
   deadlineMs: config.pinholeDeadlineMs,
-  // As the app sets it (builds before it had none).
-  releaseDelayMs: app.RELEASE_DELAY_MS ?? 0,
+  // BENCH_RELEASE_DELAY_MS: try @pinhole/control's releaseDelayMs (the app leaves it off).
+  releaseDelayMs: Number(process.env.BENCH_RELEASE_DELAY_MS ?? 0),
 });
 const firewall = new Firewall({ control, logger: quiet });
 const core = new ProxyCore({ config, transport, metrics, logger: quiet, gate: firewall });

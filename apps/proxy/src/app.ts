@@ -94,13 +94,6 @@ export function buildPolicy(config: ProxyConfig, firewallAddresses: readonly str
   }
 }
 
-/**
- * How long a RELEASE may wait to share the FCP write of the next call's SETs (see
- * @pinhole/control's `releaseDelayMs`): one write a call instead of two, and the holes of an
- * ended call close at most this much later.
- */
-export const RELEASE_DELAY_MS = 20;
-
 /** Rules the embedded fcpd lets this proxy hold: 500,000 two-hole calls. */
 const EMBEDDED_MAX_RULES = 1_000_000;
 
@@ -186,7 +179,6 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     metrics: controlMetrics(metrics),
     failMode: config.failMode,
     deadlineMs: config.pinholeDeadlineMs,
-    releaseDelayMs: RELEASE_DELAY_MS,
   });
   const firewall = new Firewall({ control, logger: firewallLog });
   const proxy = await startProxy({

@@ -467,7 +467,7 @@ describe('PinholeController releaseDelayMs', () => {
     expect(c.inFlight).toBe(0);
   });
 
-  it('sends the waiting RELEASEs with the next SET, before it, in the order decided', async () => {
+  it('sends a waiting RELEASE of the rule a SET opens again before that SET', async () => {
     vi.useFakeTimers();
     const { c, port } = make({ releaseDelayMs: 1000 });
     c.handle({ type: 'sip', message: invite('d2', sdp(ALICE, 4000)) });
@@ -475,17 +475,36 @@ describe('PinholeController releaseDelayMs', () => {
     const ended = c.handle({ type: 'sip', message: bye('d2') });
     c.handle({ type: 'sip', message: invite('d3', sdp(ALICE, 4100)) });
     const opened = c.handle({ type: 'sip', message: answer('d3', sdp(BOB, 5000)) });
-    // The new call opens the same ports the ended one held: the RELEASEs must come first.
+    // The new call opens the same ports the ended one held: each RELEASE precedes its SET.
     expect(port.calls.map((x) => `${x.method} ${x.pme.dstPort}`)).toEqual([
       'set 5000',
       'set 5001',
       'release 5000',
-      'release 5001',
       'set 5000',
+      'release 5001',
       'set 5001',
     ]);
     expect(await Promise.all(ended.releases)).toEqual([true, true]);
     expect(await Promise.all(opened.sets)).toEqual([true, true]);
+  });
+
+  it("sends the waiting RELEASEs of other rules right after the next SETs, in the SETs' turn", async () => {
+    vi.useFakeTimers();
+    const { c, port } = make({ releaseDelayMs: 1000 });
+    c.handle({ type: 'sip', message: invite('d5', sdp(ALICE, 4000)) });
+    c.handle({ type: 'sip', message: answer('d5', sdp(BOB, 5000)) });
+    const ended = c.handle({ type: 'sip', message: bye('d5') });
+    c.handle({ type: 'sip', message: invite('d6', sdp(ALICE, 4100)) });
+    c.handle({ type: 'sip', message: answer('d6', sdp(BOB, 6000)) });
+    expect(port.calls.map((x) => `${x.method} ${x.pme.dstPort}`)).toEqual([
+      'set 5000',
+      'set 5001',
+      'set 6000',
+      'set 6001',
+      'release 5000',
+      'release 5001',
+    ]);
+    expect(await Promise.all(ended.releases)).toEqual([true, true]);
   });
 
   it('close() sends the waiting RELEASEs and waits for them', async () => {

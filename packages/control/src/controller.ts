@@ -246,12 +246,18 @@ export class PinholeController {
     if (intents.length === 0) return { result, sets: [], releases: [] };
     const sets: Promise<boolean>[] = [];
     const releases: Promise<boolean>[] = [];
+    let flush = false;
     for (const intent of intents) {
       switch (intent.kind) {
         case 'open':
         case 'refresh':
-          // Deferred RELEASEs go first: the firewall sees every request in the policy's order.
-          if (this.#deferred.length > 0) this.#flushReleases();
+          // A waiting RELEASE of the same rule goes first (the firewall must see the two in the
+          // policy's order); the others follow this execution's SETs in the same write, so the
+          // SETs' answers do not queue behind them at the firewall.
+          if (this.#deferred.length > 0) {
+            this.#flushReleases(intent.key);
+            flush = true;
+          }
           sets.push(this.#track(this.#set(intent)));
           break;
         case 'close':
@@ -259,6 +265,7 @@ export class PinholeController {
           break;
       }
     }
+    if (flush) this.#flushReleases();
     return { result, sets, releases };
   }
 
@@ -273,11 +280,23 @@ export class PinholeController {
     });
   }
 
-  /** Sends the deferred RELEASEs now, in the order they were decided. */
-  #flushReleases(): void {
+  /** Sends the deferred RELEASEs now (only those of rule `key`, when given), in their order. */
+  #flushReleases(key?: string): void {
+    const deferred = this.#deferred;
+    if (key !== undefined) {
+      for (let i = 0; i < deferred.length;) {
+        const d = deferred[i]!;
+        if (d.intent.key !== key) i++;
+        else {
+          deferred.splice(i, 1);
+          void this.#release(d.intent).then(d.resolve);
+        }
+      }
+      return;
+    }
     if (this.#deferTimer !== undefined) clearTimeout(this.#deferTimer);
     this.#deferTimer = undefined;
-    for (const d of this.#deferred.splice(0)) void this.#release(d.intent).then(d.resolve);
+    for (const d of deferred.splice(0)) void this.#release(d.intent).then(d.resolve);
   }
 
   /** Forgets expired policy state and releases its holes (the sweep timer calls this). */
