@@ -120,12 +120,13 @@ export function holeKeyBytes(
 
 /** nft's userdata TLV holding an element comment (as the nft CLI writes it). */
 export function commentUserdata(comment: string): Buffer {
-  const text = Buffer.from(comment, 'utf8');
-  if (text.length + 1 > 255) throw new RangeError('comment too long for nft userdata');
-  const out = Buffer.alloc(text.length + 3);
+  const n = Buffer.byteLength(comment, 'utf8');
+  if (n + 1 > 255) throw new RangeError('comment too long for nft userdata');
+  const out = Buffer.allocUnsafe(n + 3);
   out[0] = NFTNL_UDATA_SET_ELEM_COMMENT;
-  out[1] = text.length + 1;
-  text.copy(out, 2);
+  out[1] = n + 1;
+  out.write(comment, 2, 'utf8');
+  out[n + 2] = 0;
   return out;
 }
 
@@ -195,8 +196,11 @@ function messageSize(table: string, m: SetElemMessage): number {
 
 /** Writes an attribute header; returns the payload offset. */
 function attrHead(out: Buffer, at: number, len: number, type: number): number {
-  out.writeUInt16LE(len, at);
-  out.writeUInt16LE(type, at + 2);
+  // Plain byte stores: the checked writeUInt16LE was a visible share of the encoding's time.
+  out[at] = len & 0xff;
+  out[at + 1] = len >>> 8;
+  out[at + 2] = type & 0xff;
+  out[at + 3] = type >>> 8;
   return at + 4;
 }
 

@@ -34,6 +34,7 @@ import {
   unsupportedReason,
   type HoleSet,
   type NftHook,
+  type RuleElements,
   type NftMode,
 } from './nft-ruleset.js';
 
@@ -173,6 +174,8 @@ export class NftablesBackend implements FirewallBackend {
   readonly #present = new Map<string, number>();
   /** `<set> <element key>` → the rule key whose hole it is (exact hash elements only). */
   readonly #elements = new Map<string, string>();
+  #lastRule: FirewallRule | undefined;
+  #lastElements: RuleElements | undefined;
   #queue: Op[] = [];
   #flushing = false;
   #opened = false;
@@ -207,9 +210,9 @@ export class NftablesBackend implements FirewallBackend {
    * is refused (the server answers 501 with this reason) while the first one lives.
    */
   #overlap(rule: FirewallRule): string | undefined {
-    const { set, keys } = ruleElements(rule);
+    const { keys } = this.#elementsOf(rule);
     for (const k of keys) {
-      const owner = this.#elements.get(`${set} ${k}`);
+      const owner = this.#elements.get(k);
       if (owner !== undefined && owner !== rule.key) {
         return `overlaps the live rule "${owner}" (they would share the kernel element ${k})`;
       }
@@ -217,15 +220,29 @@ export class NftablesBackend implements FirewallBackend {
     return undefined;
   }
 
-  #own(rule: FirewallRule, set: string, keys: readonly string[]): void {
-    for (const k of keys) this.#elements.set(`${set} ${k}`, rule.key);
+  // Element keys are unique across the sets (each set's key has its own shape: address family,
+  // source or not, ranges in w4/w6), so the key text alone identifies the element.
+  #own(rule: FirewallRule, keys: readonly string[]): void {
+    for (const k of keys) this.#elements.set(k, rule.key);
   }
 
-  #disown(rule: FirewallRule, set: string, keys: readonly string[]): void {
+  #disown(rule: FirewallRule, keys: readonly string[]): void {
     for (const k of keys) {
-      const e = `${set} ${k}`;
-      if (this.#elements.get(e) === rule.key) this.#elements.delete(e);
+      if (this.#elements.get(k) === rule.key) this.#elements.delete(k);
     }
+  }
+
+  /**
+   * `ruleElements` of the rule the server is working on: it asks `unsupported()` and then calls
+   * `install()` with the same (immutable) rule object, which would otherwise expand it twice or
+   * three times.
+   */
+  #elementsOf(rule: FirewallRule): RuleElements {
+    if (this.#lastRule === rule && this.#lastElements !== undefined) return this.#lastElements;
+    const e = ruleElements(rule);
+    this.#lastRule = rule;
+    this.#lastElements = e;
+    return e;
   }
 
   /** `nft -j -n list table` once, as a separate short-lived process (start-up only). `-n` skips
@@ -271,8 +288,7 @@ export class NftablesBackend implements FirewallBackend {
     const channel = await this.#openNetlink();
     for (const r of rules) {
       this.#present.set(r.rule.key, r.remainingMs === undefined ? Infinity : now + r.remainingMs);
-      const { set, keys } = ruleElements(r.rule);
-      this.#own(r.rule, set, keys);
+      this.#own(r.rule, ruleElements(r.rule).keys);
     }
     this.#opened = true;
     this.#o.logger?.info(
@@ -343,7 +359,7 @@ export class NftablesBackend implements FirewallBackend {
   install(rule: FirewallRule, meta: RuleMeta): Promise<void> {
     const why = unsupportedReason(rule) ?? this.#overlap(rule);
     if (why !== undefined) return Promise.reject(new NftError(why));
-    const { set, keys } = ruleElements(rule);
+    const { set, keys } = this.#elementsOf(rule);
     const now = this.#now();
     const expiresAt = meta.timerSec > 0 ? now + meta.timerSec * 1000 : undefined;
     const comment = encodeComment({
@@ -361,7 +377,7 @@ export class NftablesBackend implements FirewallBackend {
     // kernel timer and rewrites the comment (nft 1.0.6 cannot update a timeout in place).
     const known = this.#present.has(rule.key);
     this.#present.set(rule.key, expiresAt ?? Infinity);
-    this.#own(rule, set, keys);
+    this.#own(rule, keys);
     return this.#enqueue(
       'install',
       rule,
@@ -376,10 +392,10 @@ export class NftablesBackend implements FirewallBackend {
 
   remove(rule: FirewallRule): Promise<void> {
     if (unsupportedReason(rule) !== undefined) return Promise.resolve();
-    const { set, keys } = ruleElements(rule);
+    const { set, keys } = this.#elementsOf(rule);
     const exp = this.#present.get(rule.key);
     this.#present.delete(rule.key);
-    this.#disown(rule, set, keys);
+    this.#disown(rule, keys);
     // Close to its kernel expiry the element may already be gone: use the safe form.
     const sure = exp !== undefined && exp - this.#now() > 1000;
     return this.#enqueue(
@@ -653,8 +669,7 @@ export class NftablesBackend implements FirewallBackend {
       const op = batch[0] as Op;
       if (op.kind === 'install') {
         this.#present.delete(op.rule.key);
-        const { set, keys } = ruleElements(op.rule);
-        this.#disown(op.rule, set, keys);
+        this.#disown(op.rule, op.keys);
       }
       op.reject(new NftError(`nftables refused ${op.kind} of ${op.rule.key}: ${err.trim()}`));
       return;
