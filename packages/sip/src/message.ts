@@ -3,7 +3,7 @@
  * and cached; edits change the index in place (no reparse) and `serialize` reassembles the bytes.
  */
 import { isAscii } from 'node:buffer';
-import { COLON, COMMA, CR, HT, LF, SP, UINT32_MAX, isToken, parseDigits } from './bytes.js';
+import { UINT32_MAX, isToken, parseDigits } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
 import { firstListElement, splitList, unfold } from './lex.js';
@@ -22,6 +22,15 @@ import type {
 } from './types.js';
 import { parseUri } from './uri.js';
 import { parseVia } from './via.js';
+
+// Named bytes as constants of this module, not imports: optimized code reads an imported binding
+// through its module cell with a hole check on every use (serialisation writes these per line).
+const HT = 0x09;
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const COMMA = 0x2c;
+const COLON = 0x3a;
 
 type SliceBuffer = Buffer & {
   utf8Slice?(start: number, end: number): string;
