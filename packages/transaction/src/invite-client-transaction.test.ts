@@ -116,6 +116,17 @@ describe('INVITE client transaction (RFC 3261 §17.1.1, RFC 6026)', () => {
     expect(of('branchFailed')).toHaveLength(0);
   });
 
+  it('forgets the last provisional once a final response arrived (2xx or 300-699)', () => {
+    for (const status of [200, 486]) {
+      const { txn, invite, layer } = start();
+      layer.receive(response(invite, 180), UAS1);
+      expect(txn.lastProvisional?.status).toBe(180);
+      layer.receive(response(invite, status), UAS1);
+      expect(txn.state).toBe(status === 200 ? 'accepted' : 'completed');
+      expect(txn.lastProvisional).toBeUndefined();
+    }
+  });
+
   it('MUST pass 2xx retransmissions and forked 2xx received in Accepted up to the TU', () => {
     const { txn, invite, layer, of } = start();
     layer.receive(response(invite, 200, 'fork1'), UAS1);

@@ -33,7 +33,10 @@ const KEEPS: Readonly<Record<InviteClientState, readonly TimerName[]>> = {
 
 export class InviteClientTransaction extends Transaction<InviteClientState> {
   readonly kind = 'ict' as const;
-  /** The last provisional (101-199) received; `undefined` before any. */
+  /**
+   * The last provisional (101-199) received; `undefined` before any, and again once a final
+   * response arrived (it serves only to tell retransmissions apart in Proceeding).
+   */
   lastProvisional: SipMessage | undefined;
   /** True once a CANCEL was sent (or observed) for this transaction. */
   cancelSent = false;
@@ -110,6 +113,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
           // is in the "Calling" or "Proceeding" states, it MUST transition to the "Accepted"
           // state, pass the 2xx response to the TU, and set Timer M to 64*T1."
           this.transition('accepted');
+          this.lastProvisional = undefined;
           this.outcome = { kind: 'response', status, local: false };
           this.host.notify(this, { kind: 'response', message: response, retransmission: false });
           this.host.notify(this, { kind: 'completed', outcome: this.outcome });
@@ -122,6 +126,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
           // transport is reliable ... and then pass the ACK to the transport layer for
           // transmission."
           this.transition('completed');
+          this.lastProvisional = undefined;
           this.outcome = { kind: 'response', status, local: false };
           if (!this.observed) {
             this.#ack = this.host.buildAck(this.request, response);

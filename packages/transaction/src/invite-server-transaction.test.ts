@@ -53,6 +53,16 @@ describe('INVITE server transaction (RFC 3261 §17.2.1, RFC 6026)', () => {
     expect(of('requestReceived').map((e) => e.retransmission)).toEqual([false, true]);
   });
 
+  it('forgets the last provisional once a final response is sent (only Proceeding resends it)', () => {
+    const { layer, txn } = start();
+    layer.reply(txn, 180);
+    expect(txn.lastProvisional?.status).toBe(180);
+    layer.reply(txn, 200);
+    expect(txn.state).toBe('accepted');
+    expect(txn.lastProvisional).toBeUndefined();
+    expect(txn.finalResponse?.status).toBe(200);
+  });
+
   it('sends responses to the source address and, with rport, the source port (§18.2.2, RFC 3581)', () => {
     const h = harness();
     let txn: ServerTransaction | undefined;

@@ -6,7 +6,11 @@ import { Transaction, type Outcome, type TransactionInit } from './transaction.j
 export abstract class ServerTransactionMachine<S extends string> extends Transaction<S> {
   /** Where responses go (RFC 3261 §18.2.2). */
   readonly replyTo: Address;
-  /** The most recent provisional sent; `undefined` before any. */
+  /**
+   * The most recent provisional sent; `undefined` before any, and again once a final response
+   * is sent (only Proceeding retransmits it; the transaction lives on for up to 64*T1 and would
+   * otherwise keep the message alive).
+   */
   lastProvisional: SipMessage | undefined;
   /** The final response sent (for the INVITE server, the first 2xx in Accepted). */
   finalResponse: SipMessage | undefined;
@@ -24,6 +28,7 @@ export abstract class ServerTransactionMachine<S extends string> extends Transac
    */
   protected sendFinal(to: S, response: SipMessage, local: boolean): boolean {
     this.transition(to);
+    this.lastProvisional = undefined;
     this.finalResponse = response;
     const outcome: Outcome = { kind: 'response', status: response.status, local };
     this.outcome = outcome;
