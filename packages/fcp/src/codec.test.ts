@@ -12,7 +12,7 @@ import {
   type ResponseBodyKind,
   type ResponseEvent,
 } from './response.js';
-import { pmeKey, toPme } from './pme.js';
+import { pmeKey, toFirewallRule, toPme } from './pme.js';
 import { FcpStatus, reasonPhrase } from './status.js';
 
 /** Frames `wire` (whole, or one byte at a time) and parses every request. */
@@ -196,6 +196,11 @@ describe('requests: syntax variants the server accepts (§2.5, §6 #1, #6, #7, #
     );
     if (r.method !== 'SET') throw new Error('not SET');
     expect(pmeKey(r.pme)).toBe('PROTO=17; SRCIP=2001:db8::/64; DSTIP=2001:db8:1::2; DSTPORT=5000;');
+    // The backend's view carries the same key, computed or handed over by the caller.
+    const fw = toFirewallRule(r.pme, 'pass');
+    expect(fw.key).toBe(pmeKey(r.pme));
+    expect(toFirewallRule(r.pme, 'pass', fw.key)).toEqual(fw);
+    expect(fw.dst).toEqual({ address: '2001:db8:1::2', prefix: 128 });
   });
 
   it('treats SEQ as optional (reply SEQ=0)', () => {

@@ -192,10 +192,14 @@ export function pmeFamily(p: Pme): 4 | 6 {
   return p.dst?.family ?? p.src?.family ?? 4;
 }
 
-/** The backend's view of a rule. */
-export function toFirewallRule(p: Pme, action: FcpAction | undefined): FirewallRule {
+/** The backend's view of a rule. `key` is `pmeKey(p)` when the caller has it already. */
+export function toFirewallRule(
+  p: Pme,
+  action: FcpAction | undefined,
+  key: string = pmeKey(p),
+): FirewallRule {
   return {
-    key: pmeKey(p),
+    key,
     family: pmeFamily(p),
     proto: p.proto ?? 0,
     src: p.src ? toIpPrefix(p.src) : undefined,

@@ -887,7 +887,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
       this.#log.warn({ client: client.owner, key, reason: violation }, 'SET refused by policy');
       return { seq, status: FcpStatus.FORBIDDEN, detail: violation };
     }
-    const fw = toFirewallRule(pme, options.action);
+    const fw = toFirewallRule(pme, options.action, key);
     const unsupported = this.backend.unsupported(fw);
     if (unsupported !== undefined) {
       return { seq, status: FcpStatus.NOT_IMPLEMENTED, detail: unsupported };
