@@ -121,7 +121,8 @@ static int open_socket(void)
  * Checks the batch's shape and counts the messages that asked for an ACK. Returns that count,
  * or -1 if the batch is anything but BEGIN, set-element messages, END.
  */
-static long check_batch(const unsigned char *b, uint32_t len, uint32_t *begin_seq)
+static long check_batch(const unsigned char *b, uint32_t len, uint32_t *begin_seq,
+			uint32_t *end_seq)
 {
 	uint32_t off = 0, n = 0, acks = 0;
 	int ended = 0;
@@ -139,6 +140,7 @@ static long check_batch(const unsigned char *b, uint32_t len, uint32_t *begin_se
 			*begin_seq = h->nlmsg_seq;
 		} else if (h->nlmsg_type == NFNL_MSG_BATCH_END) {
 			ended = 1;
+			*end_seq = h->nlmsg_seq;
 		} else {
 			uint16_t t = h->nlmsg_type;
 			if ((t >> 8) != NFNL_SUBSYS_NFTABLES)
@@ -182,8 +184,8 @@ static uint32_t ack_offset(const struct nlmsghdr *h)
 
 static int run_batch(uint32_t id, uint32_t len)
 {
-	uint32_t begin_seq = 0;
-	long want = check_batch(batch, len, &begin_seq);
+	uint32_t begin_seq = 0, end_seq = 0;
+	long want = check_batch(batch, len, &begin_seq, &end_seq);
 	if (want < 0 || (unsigned long)want > MAX_RECORDS)
 		return fail(id, EPROTO);
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
@@ -219,6 +221,10 @@ static int run_batch(uint32_t id, uint32_t len)
 				records[0] = rec;
 				return reply(id, records, 1);
 			}
+			/* Only this batch's messages count: a late ack of an earlier batch (after a
+			 * timeout or lost acks) must not stand in for one of ours. */
+			if (rec.seq - begin_seq - 1 >= end_seq - begin_seq - 1)
+				continue;
 			if (got < MAX_RECORDS)
 				records[got++] = rec;
 		}

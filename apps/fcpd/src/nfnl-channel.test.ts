@@ -10,9 +10,9 @@ import { holeKeyBytes, type SetElemMessage } from './nfnl.js';
  * A fake helper in Node: announces itself, then answers every batch frame. `mode`:
  * `ok` acks every message with 0, except that a message whose seq is odd-numbered within the
  * batch fails with ENOENT when `failOdd` is set; `die` exits on the first batch; `silent` never
- * announces itself.
+ * announces itself; `short` leaves the last message without an answer.
  */
-function fake(mode: 'ok' | 'die' | 'silent', failOdd = false): string[] {
+function fake(mode: 'ok' | 'die' | 'silent' | 'short', failOdd = false): string[] {
   const script = `
 const mode = ${JSON.stringify(mode)}, failOdd = ${String(failOdd)};
 if (mode !== 'silent') process.stdout.write(Buffer.alloc(8));
@@ -32,6 +32,7 @@ process.stdin.on('data', (d) => {
       else if (type !== 0x11) recs.push([seq, failOdd && (seq - first) % 2 === 0 ? -2 : 0]);
       at += (l + 3) & ~3;
     }
+    if (mode === 'short') recs.pop();
     const out = Buffer.alloc(8 + 12 * recs.length);
     out.writeUInt32LE(recs.length, 0);
     out.writeUInt32LE(id, 4);
@@ -78,6 +79,14 @@ describe('NetlinkChannel', () => {
     });
     await expect(ch.run('pinhole', [msg('new')])).rejects.toMatchObject({ code: 'FCPD_ERR_NFT' });
     expect(ch.starts).toBe(2);
+    await ch.close();
+  });
+
+  it('treats a message left without an answer as a failed batch (outcome unknown)', async () => {
+    const ch = new NetlinkChannel({ argv: fake('short') });
+    await expect(ch.run('pinhole', [msg('new'), msg('del')])).rejects.toThrow(
+      /answered 1 of 2 messages/,
+    );
     await ch.close();
   });
 

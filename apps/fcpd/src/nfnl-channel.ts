@@ -11,7 +11,13 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { NftError } from './nft-channel.js';
-import { ReplyDecoder, encodeBatchFrame, type AckRecord, type SetElemMessage } from './nfnl.js';
+import {
+  ReplyDecoder,
+  encodeBatchFrame,
+  errnoName,
+  type AckRecord,
+  type SetElemMessage,
+} from './nfnl.js';
 
 export interface NetlinkChannelOptions {
   /** The helper's argv, e.g. `['/…/pinhole-nfnl']` or `['ip', 'netns', 'exec', 'ns1', '/…/pinhole-nfnl']`. */
@@ -128,20 +134,26 @@ export class NetlinkChannel {
     if (p?.id !== id) return;
     this.#pending = undefined;
     clearTimeout(p.timer);
-    const out: MessageResult[] = Array.from({ length: p.count }, () => ({
-      errno: 0,
-      offset: undefined,
-    }));
+    const out: (MessageResult | undefined)[] = new Array<MessageResult | undefined>(p.count);
+    let answered = 0;
     for (const r of records) {
       if (r.seq === 0 || r.seq === p.firstSeq) {
         // The channel or the batch as a whole failed: outcome unknown or nothing applied.
-        p.reject(new NftError(`netlink batch failed (errno ${r.errno})`));
+        p.reject(new NftError(`netlink batch failed (${errnoName(r.errno)})`));
         return;
       }
       const i = r.seq - p.firstSeq - 1;
-      if (i >= 0 && i < p.count) out[i] = { errno: r.errno, offset: r.offset };
+      if (i >= 0 && i < p.count && out[i] === undefined) {
+        out[i] = { errno: r.errno, offset: r.offset };
+        answered++;
+      }
     }
-    p.resolve(out);
+    // Every message asked for an ACK: one without an answer means the outcome is unknown.
+    if (answered !== p.count) {
+      p.reject(new NftError(`netlink helper answered ${answered} of ${p.count} messages`));
+      return;
+    }
+    p.resolve(out as MessageResult[]);
   }
 
   /**
