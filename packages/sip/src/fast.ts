@@ -8,7 +8,7 @@
  * parsers in fast.test.ts). Only the values asked for are decoded; every other field of the
  * returned objects comes from the full parser, run on first access.
  */
-import { HOSTCHAR, TOKEN, UINT32_MAX } from './bytes.js';
+import { HOSTCHAR, TOKEN, UINT32_MAX, decodeLatin1 } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { parseNameAddrLazy } from './name-addr.js';
 import type { CSeq, NameAddr, SipUri, Via } from './types.js';
@@ -27,16 +27,6 @@ const BACKSLASH = 0x5c;
 
 /** Where the scanners leave the range of the value they were asked for (start -1: absent). */
 export const found = { start: -1, end: -1 };
-
-type SliceBuffer = Buffer & { latin1Slice?(start: number, end: number): string };
-
-/** Latin-1 decode: the scanners only accept ASCII bytes, where it equals UTF-8. */
-function ascii(buf: Buffer, start: number, end: number): string {
-  const b = buf as SliceBuffer;
-  return b.latin1Slice !== undefined
-    ? b.latin1Slice(start, end)
-    : buf.toString('latin1', start, end);
-}
 
 /**
  * Case-insensitive comparison of `buf[s..e)` with a lower-case name of letters only: `| 0x20`
@@ -376,7 +366,7 @@ export function scanCSeq(buf: Buffer, s: number, e: number): CSeq | undefined {
   if (i === ws) return undefined;
   const m0 = i;
   if (tokenEndB(buf, m0, e) !== e || m0 === e) return undefined;
-  return { seq, method: knownMethod(buf, m0, e) ?? ascii(buf, m0, e) };
+  return { seq, method: knownMethod(buf, m0, e) ?? decodeLatin1(buf, m0, e) };
 }
 
 function inconsistent(what: string, raw: string): SipError {

@@ -3,7 +3,15 @@
  * and cached; edits change the index in place (no reparse) and `serialize` reassembles the bytes.
  */
 import { isAscii } from 'node:buffer';
-import { UINT32_MAX, isToken, parseDigits } from './bytes.js';
+import {
+  UINT32_MAX,
+  decodeLatin1,
+  decodeUtf8,
+  indexOfByte,
+  isToken,
+  parseDigits,
+  writeUtf8,
+} from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
 import { firstListElement, splitList, unfold } from './lex.js';
@@ -32,24 +40,7 @@ const SP = 0x20;
 const COMMA = 0x2c;
 const COLON = 0x3a;
 
-type SliceBuffer = Buffer & {
-  utf8Slice?(start: number, end: number): string;
-  latin1Slice?(start: number, end: number): string;
-};
-
-/** Decodes `buf[start..end)` as UTF-8 (the fast internal slice when Node provides it). */
-export function decodeUtf8(buf: Buffer, start: number, end: number): string {
-  const b = buf as SliceBuffer;
-  return b.utf8Slice !== undefined ? b.utf8Slice(start, end) : buf.toString('utf8', start, end);
-}
-
-/** Decodes `buf[start..end)` as Latin-1 (header names are ASCII tokens). */
-export function decodeLatin1(buf: Buffer, start: number, end: number): string {
-  const b = buf as SliceBuffer;
-  return b.latin1Slice !== undefined
-    ? b.latin1Slice(start, end)
-    : buf.toString('latin1', start, end);
-}
+export { decodeLatin1, decodeUtf8 };
 
 /**
  * One header line. Wire lines point into the message buffer (`lineStart >= 0`); lines added or
@@ -636,7 +627,7 @@ export class Message implements SipMessage {
     const h = this.#lines[at] as HeaderLine;
     // A wire value without a comma byte is one element (or none): the line goes, no decoding.
     if (h.lineStart >= 0 && h.value === undefined) {
-      const comma = this.#buf.indexOf(COMMA, h.valueStart);
+      const comma = indexOfByte(this.#buf, COMMA, h.valueStart);
       if (comma === -1 || comma >= h.valueEnd) {
         removeAt(this.#lines, at);
         this.#touch();
@@ -945,8 +936,6 @@ function release(out: Buffer, base: number, end: number): Buffer {
   return out.subarray(base, end);
 }
 
-type WriteBuffer = Buffer & { utf8Write?(text: string, offset: number): number };
-
 /**
  * Writes `text` as UTF-8 at `at`; returns the byte count. Short ASCII text is stored by a loop
  * (cheaper than a call into the runtime up to about 32 characters), the rest by `utf8Write`.
@@ -961,14 +950,9 @@ function writeText(out: Buffer, at: number, text: string): number {
       out[at + i] = c;
     }
     if (i === n) return n;
-    return i + utf8Write(out, at + i, i === 0 ? text : text.slice(i));
+    return i + writeUtf8(out, at + i, i === 0 ? text : text.slice(i));
   }
-  return utf8Write(out, at, text);
-}
-
-function utf8Write(out: Buffer, at: number, text: string): number {
-  const b = out as WriteBuffer;
-  return b.utf8Write !== undefined ? b.utf8Write(text, at) : out.write(text, at, 'utf8');
+  return writeUtf8(out, at, text);
 }
 
 /**

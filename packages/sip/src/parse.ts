@@ -3,12 +3,12 @@
  * (name, value range, folding) and the end of the head, resolving header names to ids. Nothing
  * else is decoded until a caller asks.
  */
-import { TOKEN, UINT32_MAX } from './bytes.js';
+import { TOKEN, UINT32_MAX, decodeLatin1, decodeUtf8, indexOfByte } from './bytes.js';
 import { SipErrorCode } from './errors.js';
 import { knownMethod } from './fast.js';
 import { H, NAME_CLASS, NAME_ID, NAME_NEXT, NAME_START } from './header-names.js';
 import { splitList, unfold } from './lex.js';
-import { HeaderLine, Message, decodeLatin1, decodeUtf8, type StartLine } from './message.js';
+import { HeaderLine, Message, type StartLine } from './message.js';
 import type {
   ParseOptions,
   ParseResult,
@@ -88,7 +88,7 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     error: undefined,
     fatal: false,
   };
-  let pos = buf.indexOf(LF, start);
+  let pos = indexOfByte(buf, LF, start);
   if (pos === -1 || pos > end) pos = end;
   head.startLineNext = pos < end ? pos + 1 : end;
   head.startLineEnd = pos > start && buf[pos - 1] === CR ? pos - 1 : pos;
@@ -152,7 +152,7 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     let lineEnd: number;
     for (;;) {
       // memchr for the line end: value bytes are never looked at one by one here.
-      let lf = buf.indexOf(LF, pos);
+      let lf = indexOfByte(buf, LF, pos);
       if (lf === -1 || lf > end) lf = end;
       pos = lf;
       const contentEnd = pos > valueStart && buf[pos - 1] === CR ? pos - 1 : pos;
