@@ -197,16 +197,21 @@ static int run_batch(uint32_t id, uint32_t len)
 		return fail(id, errno);
 	uint32_t got = 0;
 	while (got < (uint32_t)want) {
-		struct pollfd p = { .fd = nl, .events = POLLIN };
-		int r = poll(&p, 1, ACK_TIMEOUT_MS);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return fail(id, r == 0 ? ETIMEDOUT : errno);
-		ssize_t n = recv(nl, rxbuf, sizeof rxbuf, 0);
+		/* The kernel queues one ack per message: read them while there are some, and wait
+		 * (bounded) only when none is queued. */
+		ssize_t n = recv(nl, rxbuf, sizeof rxbuf, MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				struct pollfd p = { .fd = nl, .events = POLLIN };
+				int r = poll(&p, 1, ACK_TIMEOUT_MS);
+				if (r < 0 && errno == EINTR)
+					continue;
+				if (r <= 0)
+					return fail(id, r == 0 ? ETIMEDOUT : errno);
+				continue;
+			}
 			/* ENOBUFS: acks were lost; the outcome is unknown. */
 			return fail(id, errno);
 		}
