@@ -1,4 +1,5 @@
 /** Named bytes and character classes shared by the scanners (RFC 3261 §25.1). */
+import { Buffer } from 'node:buffer';
 
 export const HT = 0x09;
 export const LF = 0x0a;

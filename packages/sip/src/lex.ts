@@ -2,6 +2,7 @@
  * String-level lexing helpers for header values (which are decoded lazily, on first use).
  * Positions are UTF-16 indexes into an already-unfolded value.
  */
+import { Buffer } from 'node:buffer';
 import { BACKSLASH, COMMA, DQUOTE, HT, LAQUOT, RAQUOT, SP, TOKEN } from './bytes.js';
 
 export function skipWs(s: string, i: number): number {

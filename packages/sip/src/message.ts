@@ -2,7 +2,7 @@
  * The parsed message: raw bytes plus a header index. Values are decoded and parsed on first use
  * and cached; edits change the index in place (no reparse) and `serialize` reassembles the bytes.
  */
-import { isAscii } from 'node:buffer';
+import { Buffer, isAscii } from 'node:buffer';
 import {
   UINT32_MAX,
   decodeLatin1,

@@ -3,6 +3,9 @@
  * (name, value range, folding) and the end of the head, resolving header names to ids. Nothing
  * else is decoded until a caller asks.
  */
+// Buffer is imported in every module: the global `Buffer` is an accessor property of globalThis,
+// so each use of it in a hot path (`Buffer.isBuffer` per parse) called its getter.
+import { Buffer } from 'node:buffer';
 import { TOKEN, UINT32_MAX, decodeLatin1, decodeUtf8, indexOfByte } from './bytes.js';
 import { SipErrorCode } from './errors.js';
 import { knownMethod } from './fast.js';

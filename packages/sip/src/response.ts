@@ -1,4 +1,5 @@
 /** Building responses to requests (RFC 3261 §8.2.6, §16.7 local responses of a proxy). */
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { parseNameAddr } from './name-addr.js';

@@ -3,6 +3,7 @@
  * RFC 5761 a=rtcp-mux). SDP arrives from the peer, so every address and port is validated here:
  * ports are integers 0..65535, addresses valid IPv4/IPv6, or an FQDN kept as written and flagged.
  */
+import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
 import * as sdpTransform from 'sdp-transform';
 import { SipErrorCode } from './errors.js';

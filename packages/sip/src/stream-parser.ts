@@ -5,6 +5,7 @@
  * RFC 5626 §3.5.1). The parser keeps a cursor, so a message fed one byte at a time is scanned
  * once, not once per byte.
  */
+import { Buffer } from 'node:buffer';
 import { CR, LF } from './bytes.js';
 import { SipErrorCode } from './errors.js';
 import {
