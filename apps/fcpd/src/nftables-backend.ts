@@ -351,7 +351,11 @@ export class NftablesBackend implements FirewallBackend {
       }
       await nl.close();
     }
-    if (explicit) throw new NftError(`nft.channel netlink unavailable: ${why}`);
+    if (explicit) {
+      // open() fails: nothing may keep running behind it.
+      await this.#channel.close();
+      throw new NftError(`nft.channel netlink unavailable: ${why}`);
+    }
     this.#o.logger?.warn({ reason: why }, 'netlink channel unavailable: using the nft CLI channel');
     return 'cli';
   }
