@@ -33,8 +33,29 @@ const IDLE_SETS = Number(process.env.BENCH_IDLE_SETS ?? 500);
 // Idle latency is that of a running (warm) daemon: the first requests after a start run cold
 // code (lazy compilation) and are measured but not counted.
 const IDLE_WARMUP = Number(process.env.BENCH_IDLE_WARMUP ?? 100);
-// Each throughput row is run REPEAT times; the run with the median rate is reported.
+// Each throughput row is run REPEAT times (the nftables rows interleaved); the median run is reported.
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
+
+/**
+ * Runs every case REPEAT times, interleaved (a, b, c, a, b, c, ...), and keeps each case's
+ * median run: on a shared machine the load drifts over minutes, and interleaving spreads the
+ * drift over all cases instead of giving each case its own minute.
+ */
+async function interleaved(cases) {
+  const runs = cases.map(() => []);
+  for (let i = 0; i < REPEAT; i++) {
+    for (let c = 0; c < cases.length; c++) {
+      const [name, fn] = cases[c];
+      console.error(`  ${name} (${i + 1}/${REPEAT})`);
+      runs[c].push(await fn());
+    }
+  }
+  return runs.map((r) => {
+    if (r[0] === undefined) return undefined;
+    r.sort((a, b) => a.rate - b.rate);
+    return r[Math.floor(r.length / 2)];
+  });
+}
 
 async function median(fn) {
   const runs = [];
@@ -437,25 +458,20 @@ if (missing.length === 0) {
     const b0 = mk('cli');
     await b0.open();
     await b0.close();
-    console.error(`direct nft -f: ${PAIRS} pairs...`);
-    ceiling = await median(async () => directNft(ns, PAIRS));
     const netlink = builtHelperPath() !== undefined;
-    if (netlink) {
-      console.error(`nftables backend, netlink channel: ${PAIRS} pairs...`);
-      nftNl = await median(() => pairs('nftables', ns, PAIRS, { channel: 'netlink' }));
-    }
-    console.error(`nftables backend, cli channel: ${PAIRS} pairs...`);
-    nftRow = await median(() => pairs('nftables', ns, PAIRS, { channel: 'cli' }));
-    console.error(`nftables backend, cli channel, splitBursts: ${PAIRS} pairs...`);
-    nftSplit = await median(() =>
-      pairs('nftables', ns, PAIRS, { channel: 'cli', splitBursts: true }),
-    );
-    if (netlink) {
-      console.error(`nftables backend alone, netlink: ${PAIRS} pairs...`);
-      nftAloneNl = await median(() => backendPairs(mk('netlink'), PAIRS));
-    }
-    console.error(`nftables backend alone, cli: ${PAIRS} pairs...`);
-    nftAlone = await median(() => backendPairs(mk('cli'), PAIRS));
+    console.error(`${PAIRS} pairs per run, ${REPEAT} interleaved runs per row...`);
+    const none = async () => undefined;
+    [ceiling, nftNl, nftRow, nftSplit, nftAloneNl, nftAlone] = await interleaved([
+      ['direct nft -f', async () => directNft(ns, PAIRS)],
+      ['e2e netlink', netlink ? () => pairs('nftables', ns, PAIRS, { channel: 'netlink' }) : none],
+      ['e2e cli', () => pairs('nftables', ns, PAIRS, { channel: 'cli' })],
+      [
+        'e2e cli splitBursts',
+        () => pairs('nftables', ns, PAIRS, { channel: 'cli', splitBursts: true }),
+      ],
+      ['backend alone netlink', netlink ? () => backendPairs(mk('netlink'), PAIRS) : none],
+      ['backend alone cli', () => backendPairs(mk('cli'), PAIRS)],
+    ]);
     if (nftNl) rows.push(['FcpClient → server → nftables backend, netlink channel', nftNl]);
     rows.push(['FcpClient → server → nftables backend, cli channel', nftRow]);
     rows.push(['FcpClient → server → nftables backend, cli channel, `nft.splitBursts`', nftSplit]);
