@@ -425,13 +425,13 @@ const facts = {
 
 console.error(`memory backend: ${PAIRS} pairs...`);
 await pairs('memory', undefined, Math.min(PAIRS, 2000)); // warm-up
-const mem = await median(() => pairs('memory', undefined, PAIRS));
-rows.push(['FcpClient → server → memory backend', mem]);
+const missing = missingRequirements(['root', 'nft', 'ip', 'netns']);
+// With the nftables rows, the memory row is interleaved with them (below).
+let mem = missing.length === 0 ? undefined : await median(() => pairs('memory', undefined, PAIRS));
 
 const idleMem = await idleSets('memory', undefined, IDLE_SETS);
 const idleRaw = await idleEcho(IDLE_SETS);
 
-const missing = missingRequirements(['root', 'nft', 'ip', 'netns']);
 let nftRow;
 let nftSplit;
 let ceiling;
@@ -461,7 +461,8 @@ if (missing.length === 0) {
     const netlink = builtHelperPath() !== undefined;
     console.error(`${PAIRS} pairs per run, ${REPEAT} interleaved runs per row...`);
     const none = async () => undefined;
-    [ceiling, nftNl, nftRow, nftSplit, nftAloneNl, nftAlone] = await interleaved([
+    [mem, ceiling, nftNl, nftRow, nftSplit, nftAloneNl, nftAlone] = await interleaved([
+      ['e2e memory', () => pairs('memory', undefined, PAIRS)],
       ['direct nft -f', async () => directNft(ns, PAIRS)],
       ['e2e netlink', netlink ? () => pairs('nftables', ns, PAIRS, { channel: 'netlink' }) : none],
       ['e2e cli', () => pairs('nftables', ns, PAIRS, { channel: 'cli' })],
@@ -472,6 +473,7 @@ if (missing.length === 0) {
       ['backend alone netlink', netlink ? () => backendPairs(mk('netlink'), PAIRS) : none],
       ['backend alone cli', () => backendPairs(mk('cli'), PAIRS)],
     ]);
+    rows.push(['FcpClient → server → memory backend', mem]);
     if (nftNl) rows.push(['FcpClient → server → nftables backend, netlink channel', nftNl]);
     rows.push(['FcpClient → server → nftables backend, cli channel', nftRow]);
     rows.push(['FcpClient → server → nftables backend, cli channel, `nft.splitBursts`', nftSplit]);
@@ -493,6 +495,7 @@ if (missing.length === 0) {
   }
 } else {
   console.error(`nftables rows skipped: ${missing.join('; ')}`);
+  rows.push(['FcpClient → server → memory backend', mem]);
 }
 console.error('heap with 100,000 live rules...');
 const heap = await heap100k();
