@@ -144,11 +144,22 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
     }
     const nameOk = notToken === 0;
     const nameEnd = pos;
-    while (pos < end && (buf[pos] === SP || buf[pos] === HT)) pos++;
-    const hasColon = pos < end && buf[pos] === COLON;
-    if (hasColon) pos++;
+    // From here `c` is buf[pos] whenever pos < end: each byte is read once (every typed-array
+    // read costs a map check, two pointer loads and a bounds check in optimized code).
+    while (pos < end && (c === SP || c === HT)) {
+      pos++;
+      if (pos < end) c = buf[pos] as number;
+    }
+    const hasColon = pos < end && c === COLON;
+    if (hasColon) {
+      pos++;
+      if (pos < end) c = buf[pos] as number;
+    }
     // value: skip leading WSP, then run to the end of the (possibly folded) line
-    while (pos < end && (buf[pos] === SP || buf[pos] === HT)) pos++;
+    while (pos < end && (c === SP || c === HT)) {
+      pos++;
+      if (pos < end) c = buf[pos] as number;
+    }
     const valueStart = pos;
     let valueEnd = pos;
     let folded = false;
@@ -165,14 +176,19 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
         break;
       }
       pos++;
-      if (pos < end && (buf[pos] === SP || buf[pos] === HT)) {
-        folded = true;
-        continue;
+      if (pos < end) {
+        const next = buf[pos] as number;
+        if (next === SP || next === HT) {
+          folded = true;
+          continue;
+        }
       }
       lineEnd = pos;
       break;
     }
-    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HT)) {
+    while (valueEnd > valueStart) {
+      const last = buf[valueEnd - 1] as number;
+      if (last !== SP && last !== HT) break;
       valueEnd--;
     }
     if (lineEnd - lineStart > maxLine) {
