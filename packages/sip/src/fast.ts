@@ -8,7 +8,7 @@
  * parsers in fast.test.ts). Only the values asked for are decoded; every other field of the
  * returned objects comes from the full parser, run on first access.
  */
-import { HOSTCHAR, TOKEN, UINT32_MAX, decodeLatin1 } from './bytes.js';
+import { HOSTCHAR, TOKEN as TOKEN_TABLE, UINT32_MAX, decodeLatin1 } from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { parseNameAddrLazy } from './name-addr.js';
 import type { CSeq, NameAddr, SipUri, Via } from './types.js';
@@ -25,8 +25,14 @@ const SP = 0x20;
 const HT = 0x09;
 const BACKSLASH = 0x5c;
 
+// Module-local names for what the scanners use on every call: an imported or exported binding
+// is a module cell, read with a hole check at every use (the inlined token loops of one Via scan
+// read TOKEN a dozen times); a local constant is not.
+const TOKEN: Uint8Array = TOKEN_TABLE;
+const result = { start: -1, end: -1 };
+
 /** Where the scanners leave the range of the value they were asked for (start -1: absent). */
-export const found = { start: -1, end: -1 };
+export const found: { start: number; end: number } = result;
 
 /**
  * Case-insensitive comparison of `buf[s..e)` with a lower-case name of letters only: `| 0x20`
@@ -41,7 +47,7 @@ function nameIs(buf: Uint8Array, s: number, e: number, name: string): boolean {
 }
 
 function tokenEndB(buf: Uint8Array, i: number, e: number): number {
-  const token = TOKEN; // a local: the imported binding is not reloaded per byte
+  const token = TOKEN; // a local: not reloaded per byte
   while (i < e && token[buf[i] as number] === 1) i++;
   return i;
 }
@@ -193,8 +199,8 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
     }
   }
   if (i < e && buf[i] !== COMMA) return -1;
-  found.start = bs;
-  found.end = be;
+  result.start = bs;
+  result.end = be;
   return i;
 }
 
@@ -294,8 +300,8 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
     }
   }
   if (i !== e) return false;
-  found.start = ts;
-  found.end = te;
+  result.start = ts;
+  result.end = te;
   return true;
 }
 
