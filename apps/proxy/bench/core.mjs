@@ -15,6 +15,7 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { GCProfiler } from 'node:v8';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -265,6 +266,15 @@ const control = new PinholeController({
 const firewall = new Firewall({ control, logger: quiet });
 const core = new ProxyCore({ config, transport, metrics, logger: quiet, gate: firewall });
 
+// With --expose-gc: the heap after a full collection before the first call and after the last
+// (every call's transactions are still alive then: they live 32 s on UDP), i.e. what a call keeps.
+const gc = globalThis.gc;
+gc?.();
+const heap0 = process.memoryUsage().heapUsed;
+// Allocation and GC time from V8's own GC records: every byte allocated is either still in the
+// heap after the last (forced) collection or was freed by one of the collections.
+const gcProfiler = new GCProfiler();
+gcProfiler.start();
 const loop = monitorEventLoopDelay({ resolution: 1 });
 loop.enable();
 const cpu0 = process.cpuUsage();
@@ -286,6 +296,18 @@ await new Promise((resolve) => {
 });
 for (let i = 0; i < 200 && completed + failed < CALLS; i++) await sleep(50);
 const cpu = process.cpuUsage(cpu0);
+const elapsedMs = performance.now() - t0;
+gc?.();
+const heap1 = process.memoryUsage().heapUsed;
+const gcStats = gcProfiler.stop()?.statistics ?? [];
+let gcMs = 0;
+let freed = 0;
+let scavenges = 0;
+for (const g of gcStats) {
+  gcMs += g.cost / 1000;
+  freed += g.beforeGC.heapStatistics.usedHeapSize - g.afterGC.heapStatistics.usedHeapSize;
+  if (g.gcType === 'Scavenge') scavenges++;
+}
 if (process.env.BENCH_SNAPSHOT) {
   const { writeHeapSnapshot } = await import('node:v8');
   console.log(`heap snapshot: ${writeHeapSnapshot(process.env.BENCH_SNAPSHOT)}`);
@@ -303,6 +325,15 @@ console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 console.log(
   `| ${RATE} | ${CALLS} | ${completed} | ${failed} | ${ms.toFixed(3)} | ${q(0.5)} | ${q(0.99)} | ${(loop.percentile(99) / 1e6).toFixed(1)} |`,
 );
+const busyMs = (cpu.user + cpu.system) / 1000;
+if (gc !== undefined) {
+  // The forced collection at the end is in gcStats: freed covers it, gcMs does not count it.
+  const last = gcStats.at(-1);
+  if (last !== undefined) gcMs -= last.cost / 1000;
+  console.log(
+    `\n| retained KB/call | allocated KB/call | GC ms (share of CPU) | scavenges | run ms |\n| --- | --- | --- | --- | --- |\n| ${((heap1 - heap0) / 1024 / CALLS).toFixed(2)} | ${((heap1 - heap0 + freed) / 1024 / CALLS).toFixed(1)} | ${gcMs.toFixed(0)} (${((gcMs / busyMs) * 100).toFixed(1)} %) | ${scavenges} | ${elapsedMs.toFixed(0)} |`,
+  );
+}
 core.close();
 await control.close();
 fcp.close();

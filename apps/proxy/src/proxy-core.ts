@@ -32,6 +32,7 @@ import {
   type ClientTransaction,
   type HoldDecision,
   type ServerTransaction,
+  type SerializedMessage,
   type TransactionError,
 } from '@pinhole/transaction';
 import type { ProxyConfig, TransportName } from './config.js';
@@ -210,7 +211,10 @@ export class ProxyCore {
         maxContacts: opts.config.registrar.maxContacts,
       });
     this.layer = new TransactionLayer({
-      transport: { send: (message, destination) => this.#send(message, destination) },
+      transport: {
+        send: (message, destination) => this.#send(message, destination),
+        sendSerialized: (message, destination) => this.#sendSerialized(message, destination),
+      },
       sentBy: (transport, destination) => this.#sentBy(transport, destination),
       // §16.2: "a stateful proxy ... SHOULD generate a 100 (Trying) response" at once: a late
       // 100 makes the caller retransmit, which costs more than the 100.
@@ -332,32 +336,48 @@ export class ProxyCore {
 
   /** Every message the layer sends. A throw is a transport error for its transaction. */
   #send(message: SipMessage, destination: Address): void {
+    this.#sendWire(serialize(message), message.isRequest, message.status, destination, message);
+  }
+
+  /**
+   * The same for a message the layer serialised itself: what a transaction keeps and resends
+   * once it only absorbs retransmissions (final responses, forwarded requests, ACKs of non-2xx).
+   */
+  #sendSerialized(message: SerializedMessage, destination: Address): void {
+    this.#sendWire(message.bytes, message.isRequest, message.status, destination, undefined);
+  }
+
+  #sendWire(
+    bytes: Uint8Array,
+    isRequest: boolean,
+    status: number,
+    destination: Address,
+    message: SipMessage | undefined,
+  ): void {
     const peer = this.#peerOf(destination)!;
     if (isIP(peer.address) === 0) {
       // A response by `maddr` naming a host: no resolver on this path (§18.2.2 maddr is rare).
       throw new ProxyError(ProxyErrorCode.TRANSPORT, `not an IP address: ${peer.address}`);
     }
-    const bytes = serialize(message);
     let via = this.#listenerTo(peer, destination.connectionId);
     // Requests leave from the socket their Via names (a worker's own, see #sentBy).
-    if (message.isRequest && via !== undefined) via = this.#transport.privateFor?.(via) ?? via;
+    if (isRequest && via !== undefined) via = this.#transport.privateFor?.(via) ?? via;
     if (!this.#transport.send(bytes, peer, via)) {
       throw new ProxyError(ProxyErrorCode.TRANSPORT, `cannot send to ${peer.address}`);
     }
-    if (message.isRequest) {
+    if (isRequest) {
       if (this.#debug) {
         this.#log.debug(
-          { callId: message.callId(), method: message.method, dest: peer },
+          { callId: message?.callId(), method: message?.method, dest: peer },
           'request forwarded',
         );
       }
       return;
     }
-    const status = message.status;
     this.#metrics.responses.inc({ code: status });
     if (this.#debug && status > 100) {
       this.#log.debug(
-        { callId: message.callId(), status, method: message.cseq()?.method },
+        { callId: message?.callId(), status, method: message?.cseq()?.method },
         'response relayed',
       );
     }

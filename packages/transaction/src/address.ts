@@ -1,4 +1,5 @@
 import type { SipMessage, Via } from '@pinhole/sip';
+import type { SerializedMessage } from './wire.js';
 
 /** A transport address: where a message came from or goes to. */
 export interface Address {
@@ -19,6 +20,13 @@ export interface Address {
  */
 export interface Transport {
   send(message: SipMessage, destination: Address): void | Promise<void>;
+  /**
+   * Optional: sends a message already serialised by the layer (the same contract as `send`).
+   * A transport that has it lets transactions keep only the bytes of what they resend (final
+   * responses, the ACK of a non-2xx, forwarded requests) instead of the parsed messages: the
+   * layer serialises each of those once, sends it with this, and resends the same bytes.
+   */
+  sendSerialized?(message: SerializedMessage, destination: Address): void | Promise<void>;
 }
 
 /** Only UDP (and DTLS/UDP, which SIP does not define) is unreliable among the Via transports. */

@@ -54,6 +54,8 @@ export {
 export type { Clock, TimerConfig, TimerHandle, TimerValues } from './timers.js';
 export { defaultIsReliable, responseDestination } from './address.js';
 export type { Address, Transport } from './address.js';
+export { SerializedMessage } from './wire.js';
+export type { OutgoingMessage } from './wire.js';
 export {
   MAGIC_COOKIE,
   acceptedKey,

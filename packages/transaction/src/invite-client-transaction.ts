@@ -2,6 +2,7 @@
 import type { SipMessage } from '@pinhole/sip';
 import { Transaction, type TimerName, type TransactionInit } from './transaction.js';
 import { nextInterval } from './timers.js';
+import type { OutgoingMessage } from './wire.js';
 
 export const InviteClientState = {
   Calling: 'calling',
@@ -44,7 +45,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
   cancelWanted = false;
   /** Timer C fired while a provisional had arrived: the CANCEL sent is a timeout (§16.8). */
   timerCFired = false;
-  #ack: SipMessage | undefined;
+  #ack: OutgoingMessage | undefined;
   #intervalA = 0;
 
   constructor(init: TransactionInit) {
@@ -70,7 +71,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
    * transport layer for transmission (see Section 18)."
    */
   start(): void {
-    this.send(this.request);
+    this.send(this.outgoingRequest());
     if (this.terminated) return; // a synchronous transport error
     const t = this.timerValues;
     // "If an unreliable transport is being used, the client transaction MUST start timer A with
@@ -117,6 +118,8 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
           this.outcome = { kind: 'response', status, local: false };
           this.host.notify(this, { kind: 'response', message: response, retransmission: false });
           this.host.notify(this, { kind: 'completed', outcome: this.outcome });
+          // Accepted only passes 2xx retransmissions up: the request's bytes are enough.
+          this.releaseRequest();
           if (!this.terminated) this.startTimer('M', this.timerValues.M);
         } else {
           // §17.1.1.2: "When in either the "Calling" or "Proceeding" states, reception of a
@@ -129,12 +132,15 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
           this.lastProvisional = undefined;
           this.outcome = { kind: 'response', status, local: false };
           if (!this.observed) {
-            this.#ack = this.host.buildAck(this.request, response);
+            const ack = this.host.buildAck(this.request, response);
+            // Completed resends this ACK for each retransmitted final response: keep its bytes.
+            this.#ack = this.host.serialize(ack) ?? ack;
             this.send(this.#ack);
           }
           if (this.terminated) return;
           this.host.notify(this, { kind: 'response', message: response, retransmission: false });
           this.host.notify(this, { kind: 'completed', outcome: this.outcome });
+          this.releaseRequest();
           // "The client transaction SHOULD start timer D when it enters the "Completed" state,
           // with a value of at least 32 seconds for unreliable transports, and a value of zero
           // seconds for reliable transports."
@@ -196,7 +202,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
         if (name === 'A') {
           // "When timer A fires, the client transaction MUST retransmit the request by passing
           // it to the transport layer, and MUST reset the timer with a value of 2*T1."
-          this.send(this.request);
+          this.send(this.outgoingRequest());
           if (this.terminated) return;
           this.#intervalA = nextInterval(this.#intervalA);
           this.startTimer('A', this.#intervalA);

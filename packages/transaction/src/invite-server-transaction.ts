@@ -3,6 +3,7 @@ import type { SipMessage } from '@pinhole/sip';
 import { ServerTransactionMachine } from './server-transaction.js';
 import type { TimerName, TransactionInit } from './transaction.js';
 import { nextInterval } from './timers.js';
+import type { OutgoingMessage } from './wire.js';
 
 export const InviteServerState = {
   Proceeding: 'proceeding',
@@ -33,10 +34,12 @@ const KEEPS: Readonly<Record<InviteServerState, readonly TimerName[]>> = {
 
 export class InviteServerTransaction extends ServerTransactionMachine<InviteServerState> {
   readonly kind = 'ist' as const;
+  /** @internal The key under which the layer indexes this Accepted transaction for its ACK. */
+  acceptedKey: string | undefined;
   #intervalG = 0;
   #guardMs = 0;
   #interval2xx = 0;
-  #retransmit2xx: SipMessage | undefined;
+  #retransmit2xx: OutgoingMessage | undefined;
 
   constructor(init: TransactionInit) {
     super(init, 'proceeding');
@@ -112,7 +115,7 @@ export class InviteServerTransaction extends ServerTransactionMachine<InviteServ
           // that starts at T1 seconds and doubles for each retransmission until it reaches T2
           // seconds." Only over unreliable transports, and only when the TU asks for it.
           if (retransmit2xx && this.timerValues.G !== undefined && !this.terminated) {
-            this.#retransmit2xx = response;
+            this.#retransmit2xx = this.outgoingFinal;
             this.#interval2xx = this.timerValues.T1;
             this.startTimer('2xx', this.#interval2xx);
           }
@@ -174,7 +177,7 @@ export class InviteServerTransaction extends ServerTransactionMachine<InviteServ
           // "Furthermore, while in the "Completed" state, if a request retransmission is
           // received, the server SHOULD pass the response to the transport for retransmission."
           this.host.notify(this, { kind: 'request-retransmission', message: request });
-          if (this.finalResponse !== undefined) this.send(this.finalResponse, this.replyTo);
+          if (this.outgoingFinal !== undefined) this.send(this.outgoingFinal, this.replyTo);
         }
         return;
       case 'confirmed':
@@ -233,7 +236,7 @@ export class InviteServerTransaction extends ServerTransactionMachine<InviteServ
           // when timer G fires, the response is passed to the transport again for
           // transmission, and timer G is reset with a value that doubles, unless that value
           // exceeds T2, in which case it is reset with the value of T2."
-          if (this.finalResponse !== undefined) this.send(this.finalResponse, this.replyTo);
+          if (this.outgoingFinal !== undefined) this.send(this.outgoingFinal, this.replyTo);
           if (this.terminated) return;
           this.#intervalG = nextInterval(this.#intervalG, this.timerValues.T2);
           this.startTimer('G', this.#intervalG);

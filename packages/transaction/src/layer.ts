@@ -46,6 +46,7 @@ import {
   type TimerValues,
 } from './timers.js';
 import type { MachineHost, Note, Outcome, Transaction } from './transaction.js';
+import { SerializedMessage, type OutgoingMessage } from './wire.js';
 
 export type AnyTransaction = ServerTransaction | ClientTransaction;
 
@@ -157,6 +158,8 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   readonly #timedOut = new Map<string, TimedOutBranch>();
   readonly #listeners = new Map<TransactionEventName, ListenerEntry[]>();
   readonly #transport: Transport | undefined;
+  /** The transport sends serialised messages: transactions keep bytes, not parsed messages. */
+  readonly #sendsBytes: boolean;
   readonly #max: number;
   readonly #sentBy: ((transport: string, destination: Address) => string) | undefined;
   readonly #trying: 'immediate' | 'delayed' | 'never';
@@ -174,6 +177,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       throw new TransactionError('TXN_ERR_BAD_USAGE', 'an active layer needs a transport');
     }
     this.#transport = options.transport;
+    this.#sendsBytes = !this.observed && options.transport?.sendSerialized !== undefined;
     this.clock = options.clock ?? systemClock;
     this.config = timerConfig(options.timers);
     this.#max = options.maxTransactions ?? 100_000;
@@ -321,12 +325,18 @@ export class TransactionLayer implements MachineHost, ProxyHost {
 
   // ---------------------------------------------------------------- MachineHost
 
-  transmit(txn: Transaction, message: SipMessage, destination: Address): void {
+  transmit(txn: Transaction, message: OutgoingMessage, destination: Address): void {
     const transport = this.#transport;
     if (this.observed || transport === undefined) return;
     let result: void | Promise<void>;
     try {
-      result = transport.send(message, destination);
+      result =
+        message instanceof SerializedMessage
+          ? (transport.sendSerialized as NonNullable<Transport['sendSerialized']>)(
+              message,
+              destination,
+            )
+          : transport.send(message, destination);
     } catch (err) {
       this.#transportFailed(txn, err);
       return;
@@ -345,6 +355,10 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   transportFailed(transactionId: string, error: unknown): void {
     const txn = this.#table.get(transactionId);
     if (txn !== undefined) this.#transportFailed(txn, error);
+  }
+
+  serialize(message: SipMessage): SerializedMessage | undefined {
+    return this.#sendsBytes ? new SerializedMessage(message) : undefined;
   }
 
   buildAck(request: SipMessage, response: SipMessage): SipMessage {
@@ -455,7 +469,10 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (t instanceof InviteServerTransaction && t.state === 'accepted') {
       // Index the Accepted transaction so the end-to-end ACK (a new branch) finds it.
       const key = acceptedKey(t.request);
-      if (key !== undefined) this.#accepted.set(key, t);
+      if (key !== undefined) {
+        t.acceptedKey = key;
+        this.#accepted.set(key, t);
+      }
     }
     const completedOf = server ? t : ctx?.server;
     const completedBranch = server ? undefined : t;
@@ -489,7 +506,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   #destroyed(t: AnyTransaction, ctx: ProxyContext | undefined): void {
     if (this.#table.get(t.id) === t) this.#table.delete(t.id);
     if (t instanceof InviteServerTransaction) {
-      const key = acceptedKey(t.request);
+      const key = t.acceptedKey;
       if (key !== undefined && this.#accepted.get(key) === t) this.#accepted.delete(key);
     }
     this.stats.destroyed++;

@@ -58,7 +58,7 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientState
   start(): void {
     const t = this.timerValues;
     this.startTimer('F', t.F);
-    this.send(this.request);
+    this.send(this.outgoingRequest());
     if (this.terminated) return;
     if (t.E !== undefined) {
       this.#intervalE = t.E;
@@ -86,6 +86,8 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientState
           this.outcome = { kind: 'response', status, local: false };
           this.host.notify(this, { kind: 'response', message: response, retransmission: false });
           this.host.notify(this, { kind: 'completed', outcome: this.outcome });
+          // Completed only absorbs retransmitted responses: the request's bytes are enough.
+          this.releaseRequest();
           // "Once the client transaction enters the "Completed" state, it MUST set Timer K to
           // fire in T4 seconds for unreliable transports, and zero seconds for reliable
           // transports."
@@ -126,7 +128,7 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientState
           // a value of MIN(2*T1, T2)." ... "If Timer E fires while in the "Proceeding" state, the
           // request MUST be passed to the transport layer for retransmission, and Timer E MUST
           // be reset with a value of T2 seconds."
-          this.send(this.request);
+          this.send(this.outgoingRequest());
           if (this.terminated) return;
           const t2 = this.timerValues.T2;
           this.#intervalE = this.state === 'proceeding' ? t2 : nextInterval(this.#intervalE, t2);

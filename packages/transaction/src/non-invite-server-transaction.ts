@@ -103,7 +103,7 @@ export class NonInviteServerTransaction extends ServerTransactionMachine<NonInvi
         // to the transport layer for retransmission whenever a retransmission of the request
         // is received."
         this.host.notify(this, { kind: 'request-retransmission', message: request });
-        if (this.finalResponse !== undefined) this.send(this.finalResponse, this.replyTo);
+        if (this.outgoingFinal !== undefined) this.send(this.outgoingFinal, this.replyTo);
         return;
       case 'terminated':
         return;

@@ -2,6 +2,7 @@
 import type { SipMessage } from '@pinhole/sip';
 import type { Address } from './address.js';
 import { Transaction, type Outcome, type TransactionInit } from './transaction.js';
+import { SerializedMessage, type OutgoingMessage } from './wire.js';
 
 export abstract class ServerTransactionMachine<S extends string> extends Transaction<S> {
   /** Where responses go (RFC 3261 §18.2.2). */
@@ -12,12 +13,29 @@ export abstract class ServerTransactionMachine<S extends string> extends Transac
    * otherwise keep the message alive).
    */
   lastProvisional: SipMessage | undefined;
-  /** The final response sent (for the INVITE server, the first 2xx in Accepted). */
-  finalResponse: SipMessage | undefined;
+  /**
+   * The final response sent (for the INVITE server, the first 2xx in Accepted), as the machine
+   * resends it: its bytes when the host can send bytes, else the message.
+   */
+  #final: OutgoingMessage | undefined;
 
   protected constructor(init: TransactionInit, initial: S) {
     super(init, initial);
     this.replyTo = init.replyTo ?? init.peer;
+  }
+
+  /**
+   * The final response sent. When the machine keeps only its bytes (the host sends bytes), this
+   * parses them again on each read: the same content, a new object.
+   */
+  get finalResponse(): SipMessage | undefined {
+    const f = this.#final;
+    return f instanceof SerializedMessage ? f.parse() : f;
+  }
+
+  /** What retransmissions of the final response send (bytes or message). */
+  protected get outgoingFinal(): OutgoingMessage | undefined {
+    return this.#final;
   }
 
   /**
@@ -29,12 +47,16 @@ export abstract class ServerTransactionMachine<S extends string> extends Transac
   protected sendFinal(to: S, response: SipMessage, local: boolean): boolean {
     this.transition(to);
     this.lastProvisional = undefined;
-    this.finalResponse = response;
+    // From here the machine only absorbs retransmissions (and resends this response): it keeps
+    // the response's bytes and the request's, not the parsed messages.
+    const final = this.host.serialize(response) ?? response;
+    this.#final = final;
     const outcome: Outcome = { kind: 'response', status: response.status, local };
     this.outcome = outcome;
-    this.send(response, this.replyTo);
+    this.send(final, this.replyTo);
     if (this.terminated) return false;
     this.host.notify(this, { kind: 'completed', outcome });
+    this.releaseRequest();
     return !this.terminated;
   }
 

@@ -7,6 +7,7 @@ import type { Address } from './address.js';
 import type { ProxyContext } from './proxy.js';
 import { TransactionError } from './errors.js';
 import type { Clock, TimerHandle, TimerValues } from './timers.js';
+import type { OutgoingMessage, SerializedMessage } from './wire.js';
 
 export type TransactionKind = 'ict' | 'nict' | 'ist' | 'nist';
 
@@ -57,7 +58,12 @@ export type Note =
 export interface MachineHost {
   readonly clock: Clock;
   /** Passes a message to the transport (a no-op in observer mode). */
-  transmit(txn: Transaction, message: SipMessage, destination: Address): void;
+  transmit(txn: Transaction, message: OutgoingMessage, destination: Address): void;
+  /**
+   * The bytes form of a message, for a transaction to keep instead of the parsed message;
+   * undefined when the transport cannot send bytes (or in observer mode): keep the message.
+   */
+  serialize(message: SipMessage): SerializedMessage | undefined;
   notify(txn: Transaction, note: Note): void;
   /** Builds the ACK for a non-2xx final response (§17.1.1.3). */
   buildAck(request: SipMessage, response: SipMessage): SipMessage;
@@ -86,7 +92,6 @@ export abstract class Transaction<S extends string = string> {
   abstract readonly kind: TransactionKind;
   /** Also the key in the transaction table. */
   readonly id: string;
-  readonly request: SipMessage;
   /** Upper-case method of the request that created the transaction. */
   readonly method: string;
   readonly peer: Address;
@@ -113,11 +118,14 @@ export abstract class Transaction<S extends string = string> {
    * the object into a slow dictionary), and transitions skip the scan when none runs. */
   #live = 0;
   #state: S;
+  /** The request, until `releaseRequest` keeps its bytes instead. */
+  #request: SipMessage | undefined;
+  #requestWire: SerializedMessage | undefined;
 
   protected constructor(init: TransactionInit, initial: S) {
     this.host = init.host;
     this.id = init.key;
-    this.request = init.request;
+    this.#request = init.request;
     this.method = init.request.method.toUpperCase();
     this.peer = init.peer;
     this.reliable = init.reliable;
@@ -129,6 +137,48 @@ export abstract class Transaction<S extends string = string> {
 
   get state(): S {
     return this.#state;
+  }
+
+  /**
+   * The request that created the transaction. Once the machine only absorbs retransmissions
+   * (see `requestReleased`) it keeps the request's bytes, and this parses them again on first
+   * use: the same content, but a new object.
+   */
+  get request(): SipMessage {
+    let r = this.#request;
+    if (r === undefined) {
+      r = (this.#requestWire as SerializedMessage).parse();
+      this.#request = r;
+    }
+    return r;
+  }
+
+  /** True while the transaction holds the bytes of its request instead of the parsed request. */
+  get requestReleased(): boolean {
+    return this.#request === undefined;
+  }
+
+  /** The request as the transport gets it: its bytes once they were made for a send. */
+  protected outgoingRequest(): OutgoingMessage {
+    const r = this.#request;
+    if (this.#requestWire !== undefined) return this.#requestWire;
+    const wire = this.host.serialize(r as SipMessage);
+    if (wire === undefined) return r as SipMessage;
+    this.#requestWire = wire;
+    return wire;
+  }
+
+  /**
+   * The machine entered a state that only absorbs retransmissions: drop the parsed request
+   * (keeping its bytes) when the host can send bytes.
+   */
+  protected releaseRequest(): void {
+    const r = this.#request;
+    if (r === undefined) return;
+    const wire = this.#requestWire ?? this.host.serialize(r);
+    if (wire === undefined) return;
+    this.#requestWire = wire;
+    this.#request = undefined;
   }
 
   get terminated(): boolean {
@@ -218,7 +268,7 @@ export abstract class Transaction<S extends string = string> {
     if (!this.terminated) this.transition('terminated' as S);
   }
 
-  protected send(message: SipMessage, destination: Address = this.peer): void {
+  protected send(message: OutgoingMessage, destination: Address = this.peer): void {
     this.host.transmit(this, message, destination);
   }
 

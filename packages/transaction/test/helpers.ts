@@ -4,6 +4,7 @@ import type { Address, Transport } from '../src/address.js';
 import { TransactionEvent, type TransactionEventName } from '../src/events.js';
 import { TransactionLayer, type TransactionLayerOptions } from '../src/layer.js';
 import { FakeClock } from '../src/timers.js';
+import type { SerializedMessage } from '../src/wire.js';
 
 export function msg(text: string): SipMessage {
   const r = parse(text.replace(/\r?\n/g, '\r\n'));
@@ -86,6 +87,8 @@ export interface Sent {
   readonly message: SipMessage;
   readonly destination: Address;
   readonly at: number;
+  /** The bytes, when the layer sent a serialised message (`sendSerialized`). */
+  readonly bytes?: Uint8Array;
 }
 
 export class RecordingTransport implements Transport {
@@ -100,6 +103,18 @@ export class RecordingTransport implements Transport {
     const mode = this.fail?.(message, destination);
     if (mode === 'throw') throw new Error('ECONNREFUSED');
     this.sent.push({ message, destination, at: this.clock.now() });
+    if (mode === 'reject') return Promise.reject(new Error('EPIPE'));
+    return undefined;
+  }
+  /**
+   * What a transport with `sendSerialized` gets: the recording holds the bytes and a message
+   * parsed from them (so every test also checks what retransmitted bytes carry).
+   */
+  sendSerialized(message: SerializedMessage, destination: Address): void | Promise<void> {
+    const parsed = message.parse();
+    const mode = this.fail?.(parsed, destination);
+    if (mode === 'throw') throw new Error('ECONNREFUSED');
+    this.sent.push({ message: parsed, destination, at: this.clock.now(), bytes: message.bytes });
     if (mode === 'reject') return Promise.reject(new Error('EPIPE'));
     return undefined;
   }
