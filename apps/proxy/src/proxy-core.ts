@@ -150,7 +150,15 @@ function ipOf(host: string): string {
 }
 
 function transportName(t: string): TransportName {
-  return t.toUpperCase() === 'TCP' ? 'tcp' : 'udp';
+  return t === 'UDP' ? 'udp' : t.toUpperCase() === 'TCP' ? 'tcp' : 'udp';
+}
+
+/**
+ * The layer's upper-case name of a transport: a constant (`toUpperCase` makes a new string per
+ * call, and each transaction keeps its addresses for up to 64*T1).
+ */
+function layerTransport(t: TransportName): string {
+  return t === 'udp' ? 'UDP' : 'TCP';
 }
 
 /**
@@ -301,7 +309,7 @@ export class ProxyCore {
 
   #addressOf(inb: Inbound): Address {
     return {
-      transport: inb.peer.transport.toUpperCase(),
+      transport: layerTransport(inb.peer.transport),
       host: inb.peer.address,
       port: inb.peer.port,
       connectionId: inb.listener.index,
@@ -826,7 +834,7 @@ export class ProxyCore {
     const ct = this.layer.proxy(server).forward(
       out,
       {
-        transport: dest.transport.toUpperCase(),
+        transport: layerTransport(dest.transport),
         host: dest.address,
         port: dest.port,
         connectionId: outListener.index,

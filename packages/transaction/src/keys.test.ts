@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { acceptedKey, cancelledInviteKey, clientKey, serverKey } from './keys.js';
+import { acceptedKey, cancelledInviteKey, clientKey, flatKey, serverKey } from './keys.js';
 import { dialogId, dialogKey, dialogSides, dialogState } from './dialog.js';
 import { request, response } from '../test/helpers.js';
 
@@ -96,5 +96,14 @@ describe('dialog identity', () => {
       localTag: 'b',
       remoteTag: 'atag',
     });
+  });
+});
+
+describe('flatKey', () => {
+  it('returns a string equal to the key (a flat copy the table keeps)', () => {
+    const key = serverKey(request({ branch: 'z9hG4bKflat1' }));
+    expect(key).toBeDefined();
+    expect(flatKey(key as string)).toBe(key);
+    expect(flatKey('')).toBe('');
   });
 });

@@ -7,6 +7,15 @@ import type { SipMessage, Via } from '@pinhole/sip';
 /** §8.1.1.7: "The branch ID inserted by an element compliant with this specification MUST always begin with the characters "z9hG4bK"." */
 export const MAGIC_COOKIE = 'z9hG4bK';
 
+/**
+ * A copy of a key in one flat string. A key built by a template is a tree of string pieces, and
+ * its branch is a slice of the whole Via value: a transaction that lives 32 s would keep all of
+ * those alive (and every scavenge would copy them). Used for the keys the table keeps.
+ */
+export function flatKey(key: string): string {
+  return (' ' + key).slice(1);
+}
+
 export function hasMagicCookie(branch: string | undefined): branch is string {
   return branch !== undefined && branch.startsWith(MAGIC_COOKIE);
 }

@@ -24,6 +24,7 @@ import {
   cancelledClientKey,
   cancelledInviteKey,
   clientKey,
+  flatKey,
   hasMagicCookie,
   serverKey,
 } from './keys.js';
@@ -468,8 +469,9 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     t.completedFired = true;
     if (t instanceof InviteServerTransaction && t.state === 'accepted') {
       // Index the Accepted transaction so the end-to-end ACK (a new branch) finds it.
-      const key = acceptedKey(t.request);
-      if (key !== undefined) {
+      const found = acceptedKey(t.request);
+      if (found !== undefined) {
+        const key = flatKey(found);
         t.acceptedKey = key;
         this.#accepted.set(key, t);
       }
@@ -539,7 +541,7 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       return undefined;
     }
     // RFC 2543 transactions differing only in Request-URI share a base key.
-    const key = this.#table.has(baseKey) ? `${baseKey}|${request.requestUri}` : baseKey;
+    const key = flatKey(this.#table.has(baseKey) ? `${baseKey}|${request.requestUri}` : baseKey);
     const reliable = this.#isReliable(source.transport);
     const init = {
       host: this,
@@ -975,7 +977,8 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     return txn;
   }
 
-  #createClient(request: SipMessage, key: string, destination: Address): ClientTransaction {
+  #createClient(request: SipMessage, baseKey: string, destination: Address): ClientTransaction {
+    const key = flatKey(baseKey);
     const init = {
       host: this,
       key,
