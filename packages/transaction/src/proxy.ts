@@ -53,7 +53,12 @@ export class ProxyContext {
   /** Every branch created, in order (terminated ones included). */
   readonly branches: ClientTransaction[] = [];
   readonly #host: ProxyHost;
-  readonly #candidates: Candidate<SipMessage>[] = [];
+  /**
+   * The final responses (and local stand-ins) stored for §16.7 step 6; created on first use and
+   * dropped once a final response was forwarded (nothing reads them then, and the context lives
+   * as long as its transactions absorb retransmissions).
+   */
+  #candidates: Candidate<SipMessage>[] | undefined;
   /** Branches whose CANCEL waits for a provisional (§9.1); created on first use. */
   #cancelWaiting: Set<InviteClientTransaction> | undefined;
   /** Branches created but not yet started (their `requestForwarded` is held). */
@@ -182,9 +187,9 @@ export class ProxyContext {
       // §16.8 ends the branch with a CANCEL because the call attempt timed out: its 487 is the
       // callee's answer to our CANCEL, not to the caller. The caller learns of a timeout (408),
       // as it would had the branch sent no provisional ("as if ... received a 408").
-      this.#candidates.push({ status: 408, message: undefined, local: true });
+      this.#store({ status: 408, message: undefined, local: true });
     } else {
-      this.#candidates.push({ status, message: response, local: false });
+      this.#store({ status, message: response, local: false });
     }
     if (status >= 600) {
       // §16.7 step 5: "If a 6xx response is received, it is not immediately forwarded, but the
@@ -207,7 +212,7 @@ export class ProxyContext {
         // §16.8: a branch without a provisional when Timer C fires behaves "as if the
         // transaction received a 408"; Timer B/F likewise report a timeout (§16.7 step 6's 408).
         // The §9.1 wait after a CANCEL ends with the request considered cancelled: 487.
-        this.#candidates.push({
+        this.#store({
           status: outcome.timer === 'cancel' ? 487 : 408,
           message: undefined,
           local: true,
@@ -217,10 +222,10 @@ export class ProxyContext {
         // §16.9: "If the transport layer notifies a proxy of an error when it tries to forward a
         // request (see Section 18.4), the proxy MUST behave as if the forwarded request received
         // a 503 (Service Unavailable) response."
-        this.#candidates.push({ status: 503, message: undefined, local: true });
+        this.#store({ status: 503, message: undefined, local: true });
         break;
       case 'aborted':
-        this.#candidates.push({
+        this.#store({
           status: this.#cancelled ? 487 : 408,
           message: undefined,
           local: true,
@@ -230,8 +235,14 @@ export class ProxyContext {
     this.#checkDone(branch);
   }
 
+  #store(candidate: Candidate<SipMessage>): void {
+    if (this.#finalForwarded) return;
+    (this.#candidates ??= []).push(candidate);
+  }
+
   #afterFinalForwarded(branch: ClientTransaction): void {
     this.#finalForwarded = true;
+    this.#candidates = undefined;
     this.#closed = true;
     // §16.7 step 10: "If the forwarded response was a final response, the proxy MUST generate a
     // CANCEL request for all pending client transactions associated with this response context."
@@ -246,13 +257,15 @@ export class ProxyContext {
     this.#finalForwarded = true;
     this.#closed = true;
     const [message, local] = this.#winner();
+    this.#candidates = undefined;
     this.#host.allBranchesFailed(this, message, local);
     this.#host.relay(this.server, message, local);
   }
 
   /** §16.7 steps 6 and 7. */
   #winner(): [SipMessage, boolean] {
-    const best = selectBest(this.#candidates);
+    const candidates = this.#candidates ?? [];
+    const best = selectBest(candidates);
     const request = this.server.request;
     if (best === undefined || (best.local && best.status === 408 && this.#cancelled)) {
       // "If there are no final responses in the context, the proxy MUST send a 408 (Request
@@ -275,7 +288,7 @@ export class ProxyContext {
       // Proxy-Authenticate header field values from all other 401 (Unauthorized) and 407
       // (Proxy Authentication Required) responses received so far in this response context and
       // add them to this response without modification before forwarding."
-      for (const c of this.#candidates) {
+      for (const c of candidates) {
         if (c === best || c.message === undefined || !isChallenge(c.status)) continue;
         for (const h of c.message.headers()) {
           if (h.name === 'www-authenticate' || h.name === 'proxy-authenticate') {
