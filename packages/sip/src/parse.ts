@@ -251,7 +251,6 @@ function isVersion(v: string): boolean {
   return /^SIP\/\d+\.\d+$/i.test(v);
 }
 
-const SIP20 = [0x53, 0x49, 0x50, 0x2f, 0x32, 0x2e, 0x30]; // "SIP/2.0"
 /** Reason phrases common enough to intern (no string made for them). */
 const REASONS: readonly string[] = ['OK', 'Trying', 'Ringing', 'Session Progress', 'Accepted'];
 
@@ -267,11 +266,19 @@ function reasonText(buf: Buffer, s: number, e: number): string {
 }
 
 /** Where `fastStartLine(..., lazyUri = true)` leaves the Request-URI's byte range. */
-export const uriRange = { start: -1, end: -1 };
+const uriRange = { start: -1, end: -1 };
 
+/** `SIP/2.0` at `buf[at..at+7)` (compared byte by byte: no table to read besides the bytes). */
 function isSip20(buf: Buffer, at: number): boolean {
-  for (let k = 0; k < 7; k++) if (buf[at + k] !== SIP20[k]) return false;
-  return true;
+  return (
+    buf[at] === 0x53 &&
+    buf[at + 1] === 0x49 &&
+    buf[at + 2] === 0x50 &&
+    buf[at + 3] === 0x2f &&
+    buf[at + 4] === 0x32 &&
+    buf[at + 5] === 0x2e &&
+    buf[at + 6] === 0x30
+  );
 }
 
 /**
