@@ -352,7 +352,9 @@ export class ProxyCore {
    * once it only absorbs retransmissions (final responses, forwarded requests, ACKs of non-2xx).
    */
   #sendSerialized(message: SerializedMessage, destination: Address): void {
-    this.#sendWire(message.bytes, message.isRequest, message.status, destination, undefined);
+    // Debug logs name the Call-ID and method as for any send: parse the bytes only then.
+    const parsed = this.#debug ? message.parse() : undefined;
+    this.#sendWire(message.bytes, message.isRequest, message.status, destination, parsed);
   }
 
   #sendWire(
