@@ -9,9 +9,15 @@ import { Buffer } from 'node:buffer';
 import { TOKEN, UINT32_MAX, decodeLatin1, decodeUtf8, indexOfByte } from './bytes.js';
 import { SipErrorCode } from './errors.js';
 import { knownMethod } from './fast.js';
-import { H, NAME_CLASS, NAME_ID, NAME_NEXT, NAME_START } from './header-names.js';
+import {
+  H,
+  NAME_CLASS as NAME_CLASS_TABLE,
+  NAME_ID as NAME_ID_TABLE,
+  NAME_NEXT as NAME_NEXT_TABLE,
+  NAME_START as NAME_START_STATE,
+} from './header-names.js';
 import { splitList, unfold } from './lex.js';
-import { HeaderLine, Message, type StartLine } from './message.js';
+import { HeaderLine as HeaderLineClass, Message, type StartLine } from './message.js';
 import type {
   ParseOptions,
   ParseResult,
@@ -28,6 +34,18 @@ const LF = 0x0a;
 const CR = 0x0d;
 const SP = 0x20;
 const COLON = 0x3a;
+
+// The name tables and the line class as constants of this module too: an imported binding is a
+// module cell whose value optimized code does not know, so every table read in the name loop
+// checked the table's map (three map checks a name byte); a module-local constant is folded to
+// the object itself, map and all.
+const NAME_CLASS: Uint8Array = NAME_CLASS_TABLE;
+const NAME_NEXT: Uint16Array = NAME_NEXT_TABLE;
+const NAME_ID: Uint8Array = NAME_ID_TABLE;
+const NAME_START: number = NAME_START_STATE;
+const CONTENT_LENGTH_ID: number = H.CONTENT_LENGTH;
+const HeaderLine: typeof HeaderLineClass = HeaderLineClass;
+type HeaderLine = HeaderLineClass;
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
@@ -105,10 +123,9 @@ export function scanHead(buf: Buffer, start: number, end: number, limits: Limits
   const maxLine = limits.maxHeaderLineBytes;
   const nameClass = NAME_CLASS;
   const nameNext = NAME_NEXT;
-  // locals: an imported binding or constant-object property is reloaded on every line
   const nameId = NAME_ID;
   const maxHeaders = limits.maxHeaders;
-  const contentLengthId = H.CONTENT_LENGTH;
+  const contentLengthId = CONTENT_LENGTH_ID;
   while (pos < end) {
     let c = buf[pos] as number;
     if (c === LF) {
