@@ -15,7 +15,7 @@ import {
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { CANONICAL, H, LIST_HEADERS, PRETTY, resolveName } from './header-names.js';
 import { firstListElement, splitList, unfold } from './lex.js';
-import { FastNameAddr, FastVia, found, scanCSeq, scanNameAddr, scanTopVia } from './fast.js';
+import * as fast from './fast.js';
 import { parseContact, parseNameAddr, parseNameAddrLazy } from './name-addr.js';
 import { readParams } from './params.js';
 import type {
@@ -39,6 +39,24 @@ const CR = 0x0d;
 const SP = 0x20;
 const COMMA = 0x2c;
 const COLON = 0x3a;
+
+// What the read accessors use on every message, as constants of this module too: an imported
+// binding is a module cell, read with a hole check (and, for an object, a map check) at every
+// use in optimized code; a module-local constant is folded to its value.
+const scanTopVia: typeof fast.scanTopVia = fast.scanTopVia;
+const scanNameAddr: typeof fast.scanNameAddr = fast.scanNameAddr;
+const scanCSeq: typeof fast.scanCSeq = fast.scanCSeq;
+const FastVia: typeof fast.FastVia = fast.FastVia;
+const FastNameAddr: typeof fast.FastNameAddr = fast.FastNameAddr;
+const found: { start: number; end: number } = fast.found;
+const latin1: typeof decodeLatin1 = decodeLatin1;
+const VIA: number = H.VIA;
+const FROM: number = H.FROM;
+const TO: number = H.TO;
+const CALL_ID: number = H.CALL_ID;
+const CSEQ: number = H.CSEQ;
+const MAX_FORWARDS: number = H.MAX_FORWARDS;
+const CONTENT_LENGTH: number = H.CONTENT_LENGTH;
 
 export { decodeLatin1, decodeUtf8 };
 
@@ -281,7 +299,7 @@ export class Message implements SipMessage {
    * Latin-1 and UTF-8, so every ASCII value is a substring of it.
    */
   #latin1Head(): string {
-    return (this.#latin1 ??= decodeLatin1(this.#buf, this.#start, this.#sepStart));
+    return (this.#latin1 ??= latin1(this.#buf, this.#start, this.#sepStart));
   }
 
   /** Decodes bytes of the head: a substring of the Latin-1 head when ASCII, else UTF-8. */
@@ -407,7 +425,7 @@ export class Message implements SipMessage {
   }
 
   #readTopVia(): Via | undefined {
-    const h = this.#first(H.VIA);
+    const h = this.#first(VIA);
     if (h === undefined) return undefined;
     if (h.lineStart >= 0 && !h.folded) {
       // The fast byte path (fast.ts); -1 means "ask the full parser".
@@ -446,17 +464,17 @@ export class Message implements SipMessage {
   }
 
   from(): NameAddr | undefined {
-    if (this.#from === UNPARSED) this.#from = this.#nameAddr(H.FROM);
+    if (this.#from === UNPARSED) this.#from = this.#nameAddr(FROM);
     return this.#from;
   }
 
   to(): NameAddr | undefined {
-    if (this.#to === UNPARSED) this.#to = this.#nameAddr(H.TO);
+    if (this.#to === UNPARSED) this.#to = this.#nameAddr(TO);
     return this.#to;
   }
 
   callId(): string | undefined {
-    const h = this.#first(H.CALL_ID);
+    const h = this.#first(CALL_ID);
     if (h === undefined) return undefined;
     const v = this.#value(h);
     return v.length > 0 ? v : undefined;
@@ -464,7 +482,7 @@ export class Message implements SipMessage {
 
   cseq(): CSeq | undefined {
     if (this.#cseq === UNPARSED) {
-      const h = this.#first(H.CSEQ);
+      const h = this.#first(CSEQ);
       this.#cseq =
         h === undefined
           ? undefined
@@ -476,7 +494,7 @@ export class Message implements SipMessage {
   }
 
   maxForwards(): number | undefined {
-    const h = this.#first(H.MAX_FORWARDS);
+    const h = this.#first(MAX_FORWARDS);
     if (h === undefined) return undefined;
     const n = this.#digits(h, 255);
     return n < 0 ? undefined : n;
@@ -521,7 +539,7 @@ export class Message implements SipMessage {
     // The scanner already read and checked it (the same digits rule, the same 32-bit bound):
     // no second search of the lines until an edit may have changed them.
     if (!this.#edited && this.#scannedLength >= 0) return this.#scannedLength;
-    const h = this.#first(H.CONTENT_LENGTH);
+    const h = this.#first(CONTENT_LENGTH);
     if (h === undefined) return undefined;
     const n = this.#digits(h, UINT32_MAX);
     return n < 0 ? undefined : n;

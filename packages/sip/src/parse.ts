@@ -6,7 +6,13 @@
 // Buffer is imported in every module: the global `Buffer` is an accessor property of globalThis,
 // so each use of it in a hot path (`Buffer.isBuffer` per parse) called its getter.
 import { Buffer } from 'node:buffer';
-import { TOKEN, UINT32_MAX, decodeLatin1, decodeUtf8, indexOfByte } from './bytes.js';
+import {
+  TOKEN as TOKEN_TABLE,
+  UINT32_MAX,
+  decodeLatin1,
+  decodeUtf8,
+  indexOfByte as bufferIndexOfByte,
+} from './bytes.js';
 import { SipErrorCode } from './errors.js';
 import { knownMethod } from './fast.js';
 import {
@@ -40,6 +46,8 @@ const COLON = 0x3a;
 // checked the table's map (three map checks a name byte); a module-local constant is folded to
 // the object itself, map and all.
 const NAME_CLASS: Uint8Array = NAME_CLASS_TABLE;
+const TOKEN: Uint8Array = TOKEN_TABLE;
+const indexOfByte: typeof bufferIndexOfByte = bufferIndexOfByte;
 const NAME_NEXT: Uint16Array = NAME_NEXT_TABLE;
 const NAME_ID: Uint8Array = NAME_ID_TABLE;
 const NAME_START: number = NAME_START_STATE;
