@@ -306,16 +306,8 @@ export class Message implements SipMessage {
   #decode(start: number, end: number): string {
     if (end <= this.#sepStart) {
       let ascii = this.#headAscii;
-      if (ascii === undefined) {
-        const buf = this.#buf;
-        if (buf.length <= 4096 && isAscii(buf)) {
-          // A whole datagram of ASCII (the usual case; no subarray to make): so is its head.
-          ascii = this.#headAscii = true;
-        } else if (end - start > 64) {
-          ascii = this.#headAscii = isAscii(buf.subarray(this.#start, this.#sepStart));
-        } else {
-          ascii = this.#headAscii = false; // and each short value is checked below
-        }
+      if (ascii === undefined && end - start > 64) {
+        ascii = this.#headAscii = isAscii(this.#buf.subarray(this.#start, this.#sepStart));
       }
       if (ascii !== true) {
         // OR of the bytes: no branch per byte (a short value is usually ASCII throughout)
