@@ -30,6 +30,7 @@ const HOLD_MS = 500;
 // BENCH_WARMUP_SECONDS=2: calls at the same rate first (default none), so that the measured
 // window starts on compiled code (a fresh process stalls up to 200 ms in its first seconds).
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 0);
+// BENCH_NO_WARMUP=1: start the proxy with --no-warmup (no synthetic calls before it listens).
 const MEDIA_IP = '198.19.1.2';
 
 const missing = missingRequirements(['sipp']);
@@ -172,6 +173,7 @@ const proxy = run(process.execPath, [
   'warn',
   '--metrics',
   `tcp:127.0.0.1:${metricsPort}`,
+  ...(process.env.BENCH_NO_WARMUP === '1' ? ['--no-warmup'] : []),
 ]);
 for (let i = 0; i < 100 && !/listening/.test(proxy.text()); i++) await sleep(100);
 let row;

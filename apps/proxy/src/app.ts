@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { FcpClient } from '@pinhole/fcp';
 import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
+import { warmUp } from './warmup.js';
 import { Policy, PolicyError, type PolicyConfigInput } from '@pinhole/policy';
 import type { Logger as PinoLogger } from 'pino';
 import type { ProxyConfig } from './config.js';
@@ -181,6 +182,11 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     deadlineMs: config.pinholeDeadlineMs,
   });
   const firewall = new Firewall({ control, logger: firewallLog });
+  if (config.warmup) {
+    // Before listening: nothing is sent, nothing is counted (see warmup.ts).
+    const w = warmUp({ policy: policyInput(config, addrs) });
+    proxyLog.info({ calls: w.calls, messages: w.messages, ms: Math.round(w.ms) }, 'warm-up done');
+  }
   const proxy = await startProxy({
     config,
     logger: proxyLog,

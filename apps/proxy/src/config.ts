@@ -75,6 +75,11 @@ export interface ProxyConfig {
    * `sourcePolicy` and `maxCallSeconds` above take precedence over the same fields here.
    */
   readonly policy: Readonly<Record<string, unknown>>;
+  /**
+   * Run synthetic calls through the parser and the policy at start-up, before listening, so the
+   * first real calls do not wait for V8 to compile the hot paths (see warmup.ts). Default true.
+   */
+  readonly warmup: boolean;
 }
 
 export const DEFAULT_LISTEN: readonly ListenAddress[] = [
@@ -99,6 +104,7 @@ export const DEFAULT_CONFIG: ProxyConfig = {
   metrics: undefined,
   logLevel: 'info',
   policy: {},
+  warmup: true,
 };
 
 const SOURCE_POLICIES: readonly SourcePolicy[] = ['any', 'sdp', 'contact', 'signalling'];
@@ -276,6 +282,7 @@ const FILE_FIELDS = new Set([
   'metrics',
   'logLevel',
   'policy',
+  'warmup',
 ]);
 
 /** Validates a configuration object (the parsed JSON file) over the defaults. */
@@ -376,6 +383,10 @@ export function configFromObject(obj: unknown, base: ProxyConfig = DEFAULT_CONFI
     }
     c.policy = o.policy as Record<string, unknown>;
   }
+  if (o.warmup !== undefined) {
+    if (typeof o.warmup !== 'boolean') throw new ConfigError('warmup', 'expected true or false');
+    c.warmup = o.warmup;
+  }
   return c;
 }
 
@@ -413,6 +424,7 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --metrics tcp:HOST:PORT     Prometheus metrics endpoint (default off)
   --log-level L               fatal|error|warn|info|debug|trace|silent (default info)
   --policy JSON               further @pinhole/policy settings, e.g. '{"openOn":"offer"}'
+  --no-warmup                 skip the start-up warm-up (synthetic calls run in-process)
   --help                      this text
 `;
 
@@ -432,6 +444,7 @@ export function parseArgs(
   const scalars: Record<string, string> = {};
   let configFile: string | undefined;
   let help = false;
+  let noWarmup = false;
   const repeatable = new Set(['listen', 'route', 'fcp', 'protected', 'domain']);
   const scalar = new Set([
     'advertise',
@@ -449,6 +462,10 @@ export function parseArgs(
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') {
       help = true;
+      continue;
+    }
+    if (arg === '--no-warmup') {
+      noWarmup = true;
       continue;
     }
     if (!arg.startsWith('--')) throw new ConfigError(arg, 'unexpected argument');
@@ -522,6 +539,7 @@ export function parseArgs(
     }
     c.policy = configFromObject({ policy: obj }).policy;
   }
+  if (noWarmup) c.warmup = false;
   return { config: c, configFile, help };
 }
 
