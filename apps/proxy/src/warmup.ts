@@ -48,7 +48,7 @@ function request(method: string, seq: number, id: string, toTag: string, body: s
     `From: sipp <sip:sipp@${CALLER}:5061>;tag=w${id}\r\n` +
     `To: <sip:service@${CALLEE}:5060>${toTag}\r\n` +
     `Call-ID: warm-${id}@${CALLER}\r\n` +
-    `CSeq: ${seq} ${method === 'ACK' ? 'ACK' : method}\r\n` +
+    `CSeq: ${seq} ${method}\r\n` +
     `Contact: <sip:sipp@${CALLER}:5061>\r\n` +
     `Max-Forwards: 70\r\n` +
     (len > 0 ? `Content-Type: application/sdp\r\n` : '') +
