@@ -10,7 +10,7 @@
  * correct in any kernel state) and the next batch starts a new helper.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { NftError } from './nft-channel.js';
+import { endChild, NftError } from './nft-channel.js';
 import {
   ReplyDecoder,
   encodeBatchFrame,
@@ -208,18 +208,6 @@ export class NetlinkChannel {
     const child = this.#child;
     this.#child = undefined;
     this.#ready = undefined;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve();
-        }, 2000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.stdin.end();
-      });
-    }
+    if (child) await endChild(child);
   }
 }

@@ -33,6 +33,25 @@ export interface NftChannelOptions {
   readonly timeoutMs?: number;
 }
 
+/**
+ * Closes a child's stdin and waits for it to exit; kills it if it has not exited within 2 s.
+ * Shared by the nft CLI channel and the netlink helper channel.
+ */
+export async function endChild(child: ChildProcessWithoutNullStreams): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, 2000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.stdin.end();
+  });
+}
+
 export class NftError extends Error {
   readonly code = 'FCPD_ERR_NFT' as const;
   constructor(message: string, options?: { cause?: unknown }) {
@@ -260,18 +279,6 @@ export class NftChannel {
     this.#closed = true;
     const child = this.#child;
     this.#child = undefined;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          child.kill('SIGKILL');
-          resolve();
-        }, 2000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.stdin.end();
-      });
-    }
+    if (child) await endChild(child);
   }
 }
