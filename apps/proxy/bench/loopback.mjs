@@ -18,6 +18,7 @@ import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { missingRequirements } from '@pinhole/testkit';
+import { bucketQuantile, buckets, metricValue } from './prom.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(here, '../dist/cli.js');
@@ -70,44 +71,6 @@ async function metricsText(port) {
   } catch {
     return '';
   }
-}
-
-function metricValue(text, name) {
-  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined;
-}
-
-/** Cumulative `le` buckets of a histogram: [[le, count]...]. */
-function buckets(text, name) {
-  const out = [];
-  for (const l of text.split('\n')) {
-    if (!l.startsWith(`${name}_bucket{`)) continue;
-    const le = /le="([^"]+)"/.exec(l)?.[1];
-    if (le !== undefined) {
-      out.push([le === '+Inf' ? Infinity : Number(le), Number(l.slice(l.lastIndexOf(' ') + 1))]);
-    }
-  }
-  return out.sort((a, b) => a[0] - b[0]);
-}
-
-/** Quantile of the observations between two readings, linear inside its bucket. */
-function bucketQuantile(before, after, q) {
-  const at = new Map(before);
-  const delta = after.map(([le, v]) => [le, v - (at.get(le) ?? 0)]);
-  const total = delta.length ? delta[delta.length - 1][1] : 0;
-  if (total <= 0) return undefined;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const [le, count] of delta) {
-    if (count >= rank) {
-      if (le === Infinity) return prevLe;
-      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
-    }
-    prevLe = le;
-    prevCount = count;
-  }
-  return prevLe;
 }
 
 function run(cmd, args) {
@@ -205,13 +168,13 @@ try {
     warmFailed = Number(/Failed call\s*\|\s*\d+\s*\|\s*(\d+)/.exec(w.out)?.[1] ?? NaN);
   }
   const hist = 'pinhole_proxy_pinhole_wait_seconds';
-  const b0 = buckets(await metricsText(metricsPort), hist);
+  const b0 = buckets([await metricsText(metricsPort)], hist);
   const cpu0 = ticks(proxy.child.pid);
   const uac = uacRun(calls, 'bench');
   const r = await uac.done;
   const cpu1 = ticks(proxy.child.pid);
   const text = await metricsText(metricsPort);
-  const b1 = buckets(text, hist);
+  const b1 = buckets([text], hist);
   await Promise.race([uas.done, sleep(5000)]);
   await stop(uas.child);
   const failed = Number(
