@@ -158,6 +158,15 @@ function opText(op: Op, table: string, safe: boolean): string {
   return add === undefined ? `${addBare}\n${del}` : `${addBare}\n${del}\n${add}`;
 }
 
+/** A set-element message without timeout or comment (a delete, or the add of a safe pair). */
+function plainElem(
+  kind: 'new' | 'del',
+  set: SetElemMessage['set'],
+  f: { readonly keys: SetElemMessage['keys']; readonly keyLen: SetElemMessage['keyLen'] },
+): SetElemMessage {
+  return { kind, set, keys: f.keys, keyLen: f.keyLen, timeoutMs: 0, userdata: undefined };
+}
+
 export class NftablesBackend implements FirewallBackend {
   readonly name = 'nftables';
   readonly enforces = true;
@@ -507,33 +516,8 @@ export class NftablesBackend implements FirewallBackend {
         continue;
       }
       const { set } = op;
-      if (safe || op.fastIsSafe) {
-        msgs.push({
-          kind: 'new',
-          set,
-          keys: f.keys,
-          keyLen: f.keyLen,
-          timeoutMs: 0,
-          userdata: undefined,
-        });
-        msgs.push({
-          kind: 'del',
-          set,
-          keys: f.keys,
-          keyLen: f.keyLen,
-          timeoutMs: 0,
-          userdata: undefined,
-        });
-      } else if (op.kind === 'remove') {
-        msgs.push({
-          kind: 'del',
-          set,
-          keys: f.keys,
-          keyLen: f.keyLen,
-          timeoutMs: 0,
-          userdata: undefined,
-        });
-      }
+      if (safe || op.fastIsSafe) msgs.push(plainElem('new', set, f), plainElem('del', set, f));
+      else if (op.kind === 'remove') msgs.push(plainElem('del', set, f));
       if (op.kind === 'install') {
         msgs.push({
           kind: 'new',
