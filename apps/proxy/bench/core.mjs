@@ -26,6 +26,7 @@ import { parseArgs } from '../dist/config.js';
 import { controlMetrics, Firewall } from '../dist/firewall.js';
 import { ProxyMetrics } from '../dist/metrics.js';
 import { ProxyCore } from '../dist/proxy-core.js';
+import { ScriptedCalls } from '../dist/scripted-calls.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const FCPD = join(here, '../../fcpd/dist/cli.js');
@@ -79,163 +80,17 @@ const quiet = {
   error: () => undefined,
 };
 
-/** Calls by Call-ID: what the scripted peers know of each. */
-const calls = new Map();
-let completed = 0;
-let failed = 0;
-const queue = [];
-let scheduled = false;
-/** Datagrams "on the wire": delivered to the proxy on a later turn, as a socket would. */
-function toProxy(text, peer) {
-  queue.push([text, peer]);
-  if (!scheduled) {
-    scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
-      for (const [t, p] of queue.splice(0)) {
-        core.receive({ bytes: Buffer.from(t, 'latin1'), peer: p, listener: LISTENER });
-      }
-    });
-  }
-}
-
-function lines(bytes) {
-  const text = Buffer.from(bytes).toString('latin1');
-  const end = text.indexOf('\r\n\r\n');
-  return text.slice(0, end).split('\r\n');
-}
-const pick = (ls, name) => ls.filter((l) => l.toLowerCase().startsWith(name));
-
-function callee(ls) {
-  const [method] = ls[0].split(' ');
-  const callId = pick(ls, 'call-id:')[0].slice(8).trim();
-  const c = calls.get(callId);
-  if (c === undefined) return;
-  const copy = [
-    ...pick(ls, 'via:'),
-    ...pick(ls, 'from:'),
-    ...pick(ls, 'call-id:'),
-    ...pick(ls, 'cseq:'),
-  ];
-  if (method === 'INVITE') {
-    if (c.invited) return; // a retransmission
-    c.invited = true;
-    const to = `${pick(ls, 'to:')[0]};tag=callee${c.n}`;
-    const rr = pick(ls, 'record-route:');
-    const contact = `Contact: <sip:127.0.0.1:${UAS.port};transport=udp>`;
-    toProxy(
-      [`SIP/2.0 180 Ringing`, ...copy, to, ...rr, contact, 'Content-Length: 0', '', ''].join(
-        '\r\n',
-      ),
-      UAS,
-    );
-    const sdp = `v=0\r\no=pinhole 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 198.19.1.2\r\nt=0 0\r\nm=audio ${20000 + 2 * (c.n % 20000)} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n`;
-    toProxy(
-      [
-        `SIP/2.0 200 OK`,
-        ...copy,
-        to,
-        ...rr,
-        contact,
-        'Content-Type: application/sdp',
-        `Content-Length: ${sdp.length}`,
-        '',
-        sdp,
-      ].join('\r\n'),
-      UAS,
-    );
-  } else if (method === 'BYE') {
-    const to = pick(ls, 'to:')[0];
-    toProxy([`SIP/2.0 200 OK`, ...copy, to, 'Content-Length: 0', '', ''].join('\r\n'), UAS);
-  }
-}
-
-function caller(ls) {
-  const [, status] = ls[0].split(' ');
-  const callId = pick(ls, 'call-id:')[0].slice(8).trim();
-  const c = calls.get(callId);
-  if (c === undefined) return;
-  const method = pick(ls, 'cseq:')[0].split(' ').pop();
-  if (status === '200' && method === 'INVITE') {
-    if (c.answered) return;
-    c.answered = true;
-    c.to = pick(ls, 'to:')[0];
-    // The route set: Record-Route as received (a UAC uses it as is), and the callee's Contact.
-    c.routes = pick(ls, 'record-route:').map((l) => `Route: ${l.slice(l.indexOf(':') + 1).trim()}`);
-    c.target = /<([^>]+)>/.exec(pick(ls, 'contact:')[0])[1];
-    toProxy(c.request('ACK', 1), UAC);
-    setTimeout(() => toProxy(c.request('BYE', 2), UAC), HOLD_MS);
-  } else if (status === '200' && method === 'BYE') {
-    if (c.done) return;
-    c.done = true;
-    completed++;
-    calls.delete(callId);
-  } else if (Number(status) >= 300 && method === 'INVITE') {
-    failed++;
-    calls.delete(callId);
-  }
-}
-
-function startCall(n) {
-  const callId = `${n}-bench@127.0.0.1`;
-  const from = `From: sipp <sip:sipp@127.0.0.1:${UAC.port}>;tag=caller${n}`;
-  const c = {
-    n,
-    invited: false,
-    answered: false,
-    done: false,
-    to: 'To: service <sip:service@127.0.0.1:5060>',
-    routes: [],
-    target: '',
-    request(method, seq) {
-      return [
-        `${method} ${this.target} SIP/2.0`,
-        `Via: SIP/2.0/UDP 127.0.0.1:${UAC.port};branch=z9hG4bK-${n}-${seq}-${method};rport`,
-        ...this.routes,
-        from,
-        this.to,
-        `Call-ID: ${callId}`,
-        `CSeq: ${seq} ${method}`,
-        `Contact: <sip:sipp@127.0.0.1:${UAC.port};transport=UDP>`,
-        'Max-Forwards: 70',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n');
-    },
-  };
-  calls.set(callId, c);
-  const sdp = `v=0\r\no=pinhole 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n`;
-  toProxy(
-    [
-      'INVITE sip:service@127.0.0.1:5060 SIP/2.0',
-      `Via: SIP/2.0/UDP 127.0.0.1:${UAC.port};branch=z9hG4bK-${n}-1;rport`,
-      from,
-      c.to,
-      `Call-ID: ${callId}`,
-      'CSeq: 1 INVITE',
-      `Contact: <sip:sipp@127.0.0.1:${UAC.port};transport=UDP>`,
-      'Max-Forwards: 70',
-      'Subject: Pinhole test',
-      'Content-Type: application/sdp',
-      `Content-Length: ${sdp.length}`,
-      '',
-      sdp,
-    ].join('\r\n'),
-    UAC,
-  );
-}
-
-const transport = {
-  listeners: [LISTENER],
-  listenerFor: () => LISTENER,
-  send(bytes, peer) {
-    const ls = lines(bytes);
-    if (peer.port === UAS.port) callee(ls);
-    else if (peer.port === UAC.port) caller(ls);
-    return true;
-  },
-};
+// The scripted caller and callee (src/scripted-calls.ts, shared with the start-up warm-up).
+const peers = new ScriptedCalls({
+  listener: LISTENER,
+  caller: UAC,
+  callee: UAS,
+  calleeMedia: '198.19.1.2',
+  callerMedia: '127.0.0.1',
+  holdMs: HOLD_MS,
+  tag: 'bench',
+});
+const transport = peers.transport;
 
 const { config } = parseArgs([
   '--listen',
@@ -265,6 +120,7 @@ const control = new PinholeController({
 });
 const firewall = new Firewall({ control, logger: quiet });
 const core = new ProxyCore({ config, transport, metrics, logger: quiet, gate: firewall });
+peers.attach((inb) => core.receive(inb));
 
 // With --expose-gc: the heap after a full collection before the first call and after the last
 // (every call's transactions are still alive then: they live 32 s on UDP), i.e. what a call keeps.
@@ -285,7 +141,7 @@ await new Promise((resolve) => {
   const tick = setInterval(
     () => {
       const due = Math.min(CALLS, Math.floor(((performance.now() - t0) / 1000) * RATE));
-      while (started < due) startCall(started++);
+      while (started < due) peers.start(started++);
       if (started >= CALLS) {
         clearInterval(tick);
         resolve();
@@ -294,7 +150,7 @@ await new Promise((resolve) => {
     10 / Math.max(1, perTick / 10),
   );
 });
-for (let i = 0; i < 200 && completed + failed < CALLS; i++) await sleep(50);
+for (let i = 0; i < 200 && peers.completed + peers.failed < CALLS; i++) await sleep(50);
 const cpu = process.cpuUsage(cpu0);
 const elapsedMs = performance.now() - t0;
 gc?.();
@@ -323,7 +179,7 @@ console.log(
 );
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 console.log(
-  `| ${RATE} | ${CALLS} | ${completed} | ${failed} | ${ms.toFixed(3)} | ${q(0.5)} | ${q(0.99)} | ${(loop.percentile(99) / 1e6).toFixed(1)} |`,
+  `| ${RATE} | ${CALLS} | ${peers.completed} | ${peers.failed} | ${ms.toFixed(3)} | ${q(0.5)} | ${q(0.99)} | ${(loop.percentile(99) / 1e6).toFixed(1)} |`,
 );
 const busyMs = (cpu.user + cpu.system) / 1000;
 if (gc !== undefined) {
@@ -334,6 +190,7 @@ if (gc !== undefined) {
     `\n| retained KB/call | allocated KB/call | GC ms (share of CPU) | scavenges | run ms |\n| --- | --- | --- | --- | --- |\n| ${((heap1 - heap0) / 1024 / CALLS).toFixed(2)} | ${((heap1 - heap0 + freed) / 1024 / CALLS).toFixed(1)} | ${gcMs.toFixed(0)} (${((gcMs / busyMs) * 100).toFixed(1)} %) | ${scavenges} | ${elapsedMs.toFixed(0)} |`,
   );
 }
+peers.close();
 core.close();
 await control.close();
 fcp.close();

@@ -16,7 +16,8 @@ import { cleanupNetns, createRoutedTopology, missingRequirements } from '@pinhol
 import { bucketQuantile, buckets, metricValue } from './prom.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const CLI = join(here, '../dist/cli.js');
+// BENCH_PROXY_CLI: another build of the proxy (an A/B of two builds in the same minutes).
+const CLI = process.env.BENCH_PROXY_CLI ?? join(here, '../dist/cli.js');
 const SCEN = join(here, '../test/scenarios/');
 const RATES = (process.env.BENCH_RATES ?? '250,500,1000,1500,2000,2500,3000,3500,4000')
   .split(',')
@@ -165,6 +166,8 @@ async function startPinhole(topo, workers, backend) {
     `tcp:${PROXY_IP}:9464`,
     '--log-level',
     'warn',
+    // BENCH_PROXY_ARGS: extra flags for the proxy (`--no-warmup` for an A/B of the start-up).
+    ...(process.env.BENCH_PROXY_ARGS ?? '').split(' ').filter(Boolean),
   ]);
   let err = '';
   child.stderr.on('data', (d) => (err += d));
@@ -290,6 +293,8 @@ async function step(topo, target, rate, dir) {
     await waitExit(w.child, (WARMUP_SECONDS + 40) * 1000);
     warm = parseSipp(w.out());
     warm.failed += Math.max(0, warmCalls - warm.ok - warm.failed);
+    if (process.env.BENCH_DEBUG)
+      debugSipp('warm-up', w.out(), warm.failed, join(dir, 'uac-warm.err'));
   }
   const m0 = await metricsOf(topo.router, server.metricsPorts);
   const cpu0 = cpuTicks(server.child.pid);
@@ -301,6 +306,19 @@ async function step(topo, target, rate, dir) {
   const elapsed = (Date.now() - t0) / 1000;
   const cpu1 = cpuTicks(server.child.pid);
   const m = await metricsOf(topo.router, server.metricsPorts);
+  if (process.env.BENCH_DEBUG) {
+    // The firewall namespace's UDP counters: RcvbufErrors are datagrams the kernel dropped
+    // because the proxy's receive buffer was full.
+    const snmp = execFileSync('ip', ['netns', 'exec', topo.router.name, 'cat', '/proc/net/snmp'], {
+      encoding: 'utf8',
+    });
+    console.error(
+      snmp
+        .split('\n')
+        .filter((l) => l.startsWith('Udp:'))
+        .join('\n'),
+    );
+  }
   uas.kill('SIGTERM');
   await waitExit(uas, 5000);
   server.child.kill('SIGTERM');
@@ -349,7 +367,7 @@ function uacRun(topo, rate, calls, limit, dir, key) {
     '10000',
     '-trace_err',
     '-error_file',
-    join(dir, 'uac.err'),
+    join(dir, `uac-${key}.err`),
     ...(process.env.BENCH_TRACE
       ? ['-trace_msg', '-message_file', join(tmpdir(), 'pinhole-bench-uac.msg')]
       : []),
@@ -357,6 +375,30 @@ function uacRun(topo, rate, calls, limit, dir, key) {
   let out = '';
   uac.stdout.on('data', (d) => (out = (out + d).slice(-20000)));
   return { child: uac, out: () => out };
+}
+
+/** BENCH_DEBUG: sipp's screen of a run and the start of its error file when calls failed. */
+function debugSipp(phase, screen, failed, errFile) {
+  if (screen) console.error(`--- sipp UAC, ${phase}:\n${screen.slice(-3000)}`);
+  if (failed === 0) return;
+  let text = '';
+  try {
+    text = readFileSync(errFile, 'utf8');
+  } catch {
+    return; // no error file
+  }
+  // Each event without its time and Call-ID, counted: what failed, and at which message.
+  const kinds = new Map();
+  for (const e of text.split(/\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: /).slice(1)) {
+    const k = e
+      .replace(/Call-I[dD]: \S+/g, 'Call-ID: …')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, 200);
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+  }
+  console.error(`--- sipp UAC errors, ${phase}:`);
+  for (const [k, n] of [...kinds].sort((a, b) => b[1] - a[1])) console.error(`${n} × ${k}`);
 }
 
 function finish({ rate, calls, warm, out, uasOut, m0, m, cpu0, cpu1, elapsed, dir }) {
@@ -373,13 +415,7 @@ function finish({ rate, calls, warm, out, uasOut, m0, m, cpu0, cpu1, elapsed, di
           .join('\n'),
       );
   }
-  if (failed > 0 && process.env.BENCH_DEBUG) {
-    try {
-      console.error(readFileSync(join(dir, 'uac.err'), 'utf8').slice(0, 3000));
-    } catch {
-      /* no error file */
-    }
-  }
+  if (process.env.BENCH_DEBUG) debugSipp('measured', '', failed, join(dir, 'uac-bench.err'));
   const hz = 100;
   const cpuMsPerCall = ok + failed > 0 ? (((cpu1 - cpu0) / hz) * 1000) / (ok + failed) : NaN;
   const p50s = m

@@ -184,8 +184,11 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
   const firewall = new Firewall({ control, logger: firewallLog });
   if (config.warmup) {
     // Before listening: nothing is sent, nothing is counted (see warmup.ts).
-    const w = warmUp({ policy: policyInput(config, addrs) });
-    proxyLog.info({ calls: w.calls, messages: w.messages, ms: Math.round(w.ms) }, 'warm-up done');
+    const w = await warmUp({ config, policy: policyInput(config, addrs) });
+    proxyLog.info(
+      { calls: w.calls, messages: w.messages, fcpRequests: w.fcpRequests, ms: Math.round(w.ms) },
+      'warm-up done',
+    );
   }
   const proxy = await startProxy({
     config,

@@ -80,6 +80,11 @@ export interface ProxyConfig {
    * first real calls do not wait for V8 to compile the hot paths (see warmup.ts). Default true.
    */
   readonly warmup: boolean;
+  /**
+   * The warm-up's time budget, milliseconds: no synthetic call starts after it (the calls in
+   * flight then get a quarter of it more to finish). 0..10000; default 1000.
+   */
+  readonly warmupMs: number;
 }
 
 export const DEFAULT_LISTEN: readonly ListenAddress[] = [
@@ -105,6 +110,7 @@ export const DEFAULT_CONFIG: ProxyConfig = {
   logLevel: 'info',
   policy: {},
   warmup: true,
+  warmupMs: 1000,
 };
 
 const SOURCE_POLICIES: readonly SourcePolicy[] = ['any', 'sdp', 'contact', 'signalling'];
@@ -283,6 +289,7 @@ const FILE_FIELDS = new Set([
   'logLevel',
   'policy',
   'warmup',
+  'warmupMs',
 ]);
 
 /** Validates a configuration object (the parsed JSON file) over the defaults. */
@@ -387,6 +394,7 @@ export function configFromObject(obj: unknown, base: ProxyConfig = DEFAULT_CONFI
     if (typeof o.warmup !== 'boolean') throw new ConfigError('warmup', 'expected true or false');
     c.warmup = o.warmup;
   }
+  if (o.warmupMs !== undefined) c.warmupMs = intIn('warmupMs', o.warmupMs, 0, 10_000);
   return c;
 }
 
@@ -425,6 +433,7 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --log-level L               fatal|error|warn|info|debug|trace|silent (default info)
   --policy JSON               further @pinhole/policy settings, e.g. '{"openOn":"offer"}'
   --no-warmup                 skip the start-up warm-up (synthetic calls run in-process)
+  --warmup-ms N               the warm-up's time budget (default 1000, at most 10000)
   --help                      this text
 `;
 
@@ -457,6 +466,7 @@ export function parseArgs(
     'metrics',
     'log-level',
     'policy',
+    'warmup-ms',
   ]);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -539,6 +549,7 @@ export function parseArgs(
     }
     c.policy = configFromObject({ policy: obj }).policy;
   }
+  if (s['warmup-ms'] !== undefined) c.warmupMs = intIn('--warmup-ms', s['warmup-ms'], 0, 10_000);
   if (noWarmup) c.warmup = false;
   return { config: c, configFile, help };
 }

@@ -1,41 +1,62 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FcpClient } from '@pinhole/fcp';
+import { PinholeController } from '@pinhole/control';
+import { FcpClient, RequestFramer, ResponseDecoder } from '@pinhole/fcp';
 import { Policy } from '@pinhole/policy';
+import { TransactionLayer } from '@pinhole/transaction';
+import { startApp, type AppHandle } from './app.js';
 import { parseArgs, configFromObject, DEFAULT_CONFIG } from './config.js';
-import { ProxyMetrics } from './metrics.js';
-import { warmUp } from './warmup.js';
+import { Firewall } from './firewall.js';
+import { ProxyCore } from './proxy-core.js';
+import { warmUp, WarmupFcpSink } from './warmup.js';
+
+const { config } = parseArgs(['--protected', '198.19.0.0/16']);
 
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
 describe('warmUp', () => {
-  it('runs whole calls through parser and policy, within its count bound', () => {
-    const handle = vi.spyOn(Policy.prototype, 'handle');
-    const r = warmUp({ maxCalls: 20, budgetMs: 60_000 });
+  it('runs whole calls through the core, the transaction layer, the firewall module, the policy and the FCP codec, within its count bound', async () => {
+    const receive = vi.spyOn(ProxyCore.prototype, 'receive');
+    const layer = vi.spyOn(TransactionLayer.prototype, 'receive');
+    const gate = vi.spyOn(Firewall.prototype, 'request');
+    const control = vi.spyOn(PinholeController.prototype, 'handle');
+    const hold = vi.spyOn(PinholeController.prototype, 'hold');
+    const policy = vi.spyOn(Policy.prototype, 'handle');
+    const framer = vi.spyOn(RequestFramer.prototype, 'push');
+    const decoder = vi.spyOn(ResponseDecoder.prototype, 'push');
+    const r = await warmUp({ config, maxCalls: 20, budgetMs: 60_000 });
     expect(r.calls).toBe(20);
-    // INVITE, 100, 180, 200, ACK, BYE, 200: every message parsed, validated and fed.
-    expect(r.messages).toBe(20 * 7);
-    expect(handle).toHaveBeenCalledTimes(20 * 7);
-    // The offer/answer really opens (and the BYE closes) holes in the private policy.
-    const intents = handle.mock.results.reduce(
-      (n, x) => n + (x.value as ReturnType<Policy['handle']>).intents.length,
-      0,
-    );
-    expect(intents).toBeGreaterThan(0);
+    // Into the core: INVITE, 180, 200, ACK, BYE, 200; out of it: 100, INVITE, 180, 200, ACK,
+    // BYE, 200.
+    expect(receive).toHaveBeenCalledTimes(20 * 6);
+    expect(layer).toHaveBeenCalledTimes(20 * 6);
+    expect(r.messages).toBe(20 * 13);
+    // The INVITE, the ACK and the BYE pass the gate; the 180 and the 200 are held by the
+    // controller, the 200 until its two SETs (RTP and RTCP) are answered.
+    expect(gate).toHaveBeenCalledTimes(20 * 3);
+    expect(control.mock.calls.length).toBeGreaterThanOrEqual(20 * 5);
+    expect(hold).toHaveBeenCalled();
+    expect(policy).toHaveBeenCalled();
+    // Two SETs when the 200 opens the holes, two RELEASEs when the BYE closes them: each
+    // framed and parsed as the fcpd does, its answer decoded as the client does.
+    expect(r.fcpRequests).toBe(20 * 4);
+    expect(framer).toHaveBeenCalledTimes(20 * 4);
+    expect(decoder).toHaveBeenCalledTimes(20 * 4);
     expect(r.ms).toBeGreaterThanOrEqual(0);
   });
 
-  it('stops at its time budget', () => {
-    // A budget of 0 ms ends the warm-up after its first call whatever the machine's speed.
-    const r = warmUp({ maxCalls: 1_000_000, budgetMs: 0 });
-    expect(r.calls).toBe(1);
-    expect(r.messages).toBe(7);
+  it('starts no call after its time budget', async () => {
+    const r = await warmUp({ config, maxCalls: 1_000_000, budgetMs: 0 });
+    expect(r.calls).toBe(0);
+    expect(r.messages).toBe(0);
   });
 
-  it('sends nothing and counts nothing', () => {
+  it('sends nothing, counts nothing, and leaves no timer or handle behind', async () => {
     const udpSend = vi.spyOn(dgram.Socket.prototype, 'send');
     const udpCreate = vi.spyOn(dgram, 'createSocket');
     const tcpWrite = vi.spyOn(net.Socket.prototype, 'write');
@@ -43,20 +64,86 @@ describe('warmUp', () => {
     const fcpSet = vi.spyOn(FcpClient.prototype, 'set');
     const fcpRelease = vi.spyOn(FcpClient.prototype, 'release');
     const fcpQuery = vi.spyOn(FcpClient.prototype, 'query');
-    const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
-    const proxyLines = (): string[] =>
-      metrics.registry
-        .render()
-        .split('\n')
-        .filter((l) => l.startsWith('pinhole_proxy_'));
-    const before = proxyLines();
-    const r = warmUp({ maxCalls: 10, budgetMs: 60_000 });
-    expect(r.messages).toBe(70);
+    const handles = process.getActiveResourcesInfo().sort();
+    const r = await warmUp({ config, maxCalls: 10, budgetMs: 60_000 });
+    expect(r.calls).toBe(10);
     for (const spy of [udpSend, udpCreate, tcpWrite, tcpConnect, fcpSet, fcpRelease, fcpQuery]) {
       expect(spy).not.toHaveBeenCalled();
     }
-    expect(proxyLines()).toEqual(before);
-    for (const l of proxyLines()) expect(l).toMatch(/ 0$/);
+    // Transaction timers (Timer D, J, K …), hold deadlines and the controller's sweep: cleared.
+    expect(process.getActiveResourcesInfo().sort()).toEqual(handles);
+  });
+
+  it('answers SETs and RELEASEs in the sink with the FCP codec', async () => {
+    const sink = new WarmupFcpSink();
+    const pme = { proto: 17, dst: '198.19.0.20', dstPort: 20000 };
+    const set = await sink.set(pme, { timer: 60 });
+    expect(set).toEqual({ ok: true, outcomes: [{ server: 'warm-up', kind: 'SET', status: 201 }] });
+    const rel = await sink.release(pme);
+    expect(rel).toEqual({
+      ok: true,
+      outcomes: [{ server: 'warm-up', kind: 'RELEASE', status: 200 }],
+    });
+    expect(sink.requests).toBe(2);
+  });
+});
+
+describe('warm-up in the app', () => {
+  const apps: AppHandle[] = [];
+  afterEach(async () => {
+    for (const a of apps.splice(0)) await a.stop();
+  });
+
+  it('runs before listening and leaves the live metrics, the FCP server and the log untouched', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) {
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        }
+        done();
+      },
+    });
+    const udpSend = vi.spyOn(dgram.Socket.prototype, 'send');
+    const fcpSet = vi.spyOn(FcpClient.prototype, 'set');
+    const fcpRelease = vi.spyOn(FcpClient.prototype, 'release');
+    const { config: c } = parseArgs([
+      '--listen',
+      'udp:127.0.0.1:0',
+      '--route',
+      'default=sip:127.0.0.1:9',
+      '--protected',
+      '198.19.0.0/16',
+      '--warmup-ms',
+      '200',
+    ]);
+    const app = await startApp({
+      config: c,
+      logger: pino({ level: 'debug' }, sink),
+      embeddedBackend: 'memory',
+    });
+    apps.push(app);
+    const done = lines.filter((l) => l.msg === 'warm-up done');
+    expect(done).toHaveLength(1);
+    expect(done[0]!.calls).toBeGreaterThan(0);
+    expect(done[0]!.fcpRequests).toBeGreaterThan(0);
+    // Not one line about a synthetic call, even at debug level.
+    expect(lines.filter((l) => JSON.stringify(l).includes('warm-up@'))).toEqual([]);
+    expect(udpSend).not.toHaveBeenCalled();
+    expect(fcpSet).not.toHaveBeenCalled();
+    expect(fcpRelease).not.toHaveBeenCalled();
+    const counted = app.proxy.metrics
+      .render()
+      .split('\n')
+      .filter((l) => l.startsWith('pinhole_proxy_') && !/ 0$/.test(l));
+    expect(counted).toEqual([]);
+    // The embedded fcpd saw no request.
+    const fcpdRequests = app
+      .fcpd!.registry.render()
+      .split('\n')
+      .filter((l) => l.startsWith('fcpd_requests_total') && !/ 0$/.test(l));
+    expect(fcpdRequests).toEqual([]);
+    expect(app.proxy.core.transactionCount).toBe(0);
   });
 });
 
@@ -67,5 +154,14 @@ describe('warmup configuration', () => {
     expect(parseArgs(['--no-warmup']).config.warmup).toBe(false);
     expect(configFromObject({ warmup: false }).warmup).toBe(false);
     expect(() => configFromObject({ warmup: 'no' })).toThrow(/warmup/);
+  });
+
+  it('takes its time budget from warmupMs / --warmup-ms, 0..10000, default 1000', () => {
+    expect(DEFAULT_CONFIG.warmupMs).toBe(1000);
+    expect(parseArgs(['--warmup-ms', '2500']).config.warmupMs).toBe(2500);
+    expect(configFromObject({ warmupMs: 0 }).warmupMs).toBe(0);
+    expect(() => parseArgs(['--warmup-ms', '10001'])).toThrow(/warmup-ms/);
+    expect(() => configFromObject({ warmupMs: -1 })).toThrow(/warmupMs/);
+    expect(() => configFromObject({ warmupMs: 1.5 })).toThrow(/warmupMs/);
   });
 });

@@ -1,195 +1,218 @@
 /**
- * Start-up warm-up: before the proxy listens, synthetic calls of the usual flow (INVITE with SDP,
- * 100, 180, 200 with SDP, ACK, BYE, 200) run through the functions the live path uses, so that
- * V8 has compiled them before the first real call arrives: `@pinhole/sip` parse and validate,
- * the header accessors the core reads, Via stamping and Record-Route/Via manipulation,
- * serialisation, and a private `@pinhole/policy` instance evaluating each offer/answer.
+ * Start-up warm-up: before the proxy listens, synthetic calls of the bench flow (INVITE with SDP,
+ * 100, 180, 200 with SDP, ACK, BYE, 200) run through the same code a live call runs through, so
+ * that V8 has compiled and optimised it before the first real call arrives: a private
+ * `ProxyCore` (parse, validate, the `@pinhole/transaction` layer and its server and client
+ * transactions, routing, Via and Record-Route handling, serialisation), a private firewall
+ * module and `@pinhole/control` controller with a private `@pinhole/policy` instance, holds of
+ * the 200 until its SETs are answered, and the FCP codec: every SET and RELEASE is encoded as the
+ * client encodes it, framed and parsed as the fcpd parses it, answered and decoded as the client
+ * decodes answers — by a sink in this process (`WarmupFcpSink`).
  *
- * Nothing leaves the process: no transport, no FCP client, no transaction layer, no metrics, no
- * logger is touched. The synthetic addresses are from 198.18.0.0/15 (RFC 2544 benchmarking): the
- * callee's side, 198.19.0.0/16, plays the protected network.
- * Bounded in calls and in time.
+ * Nothing leaves the process: the core's transport is the scripted caller and callee of
+ * scripted-calls.ts, the FCP port is the sink (no connection, no request to any fcpd, no hole),
+ * and the core, the firewall module and the controller count into a private `ProxyMetrics` and
+ * log to a silent logger; all of it is closed and dropped at the end, its timers cleared. The
+ * synthetic addresses are from 198.18.0.0/15 (RFC 2544 benchmarking): the callee's side,
+ * 198.19.0.0/16, plays the protected network.
+ *
+ * Bounded: at most `maxCalls` calls are started, none after `budgetMs`, and the calls in flight
+ * then get at most a quarter of the budget (at least 50 ms) to finish before everything is
+ * closed. The calls are paced in small batches with a turn of the event loop between them, so
+ * that the code V8 optimises in the background is installed during the warm-up.
  */
-import { parse, serialize, validate, type SipMessage } from '@pinhole/sip';
+import {
+  encodeRequestWithSeq,
+  parseRequest,
+  encodeResponse,
+  RequestFramer,
+  ResponseDecoder,
+  toPme,
+  type RequestWithoutSeq,
+} from '@pinhole/fcp';
+import { PinholeController, type FcpPort, type FcpPortResult } from '@pinhole/control';
 import { Policy, type PolicyConfigInput } from '@pinhole/policy';
-import { fnv1a, stampVia, topViaText } from './sip-util.js';
+import type { ProxyConfig } from './config.js';
+import { controlMetrics, Firewall } from './firewall.js';
+import { ProxyMetrics } from './metrics.js';
+import { ProxyCore, type Logger } from './proxy-core.js';
+import { ScriptedCalls } from './scripted-calls.js';
+import type { Listener, Peer } from './transport.js';
+
+/** Default time budget of the warm-up, milliseconds (`warmupMs`). */
+export const DEFAULT_WARMUP_MS = 1000;
 
 export interface WarmupOptions {
-  /** Synthetic calls at most (7 messages each). Default 2000. */
+  /** The live configuration: the core and the firewall module run with its settings. */
+  readonly config: ProxyConfig;
+  /** Calls started at most. Default 20,000. */
   readonly maxCalls?: number;
-  /** Time budget, milliseconds; checked after each call. Default 300. */
+  /** No call is started after this many milliseconds. Default `config.warmupMs`. */
   readonly budgetMs?: number;
-  /** Policy settings to evaluate under (the live ones); networks are replaced by synthetic ones. */
+  /** Policy settings to decide under (the live ones); networks are replaced by synthetic ones. */
   readonly policy?: PolicyConfigInput;
 }
 
 export interface WarmupResult {
+  /** Calls that completed (BYE answered). */
   readonly calls: number;
+  /** Datagrams the private core received and sent. */
   readonly messages: number;
+  /** FCP requests the sink answered. */
+  readonly fcpRequests: number;
   readonly ms: number;
 }
 
-const CALLER = '198.18.0.10';
-const CALLEE = '198.19.0.20';
 const PROXY = '198.18.0.1';
+const LISTENER: Listener = {
+  transport: 'udp',
+  host: PROXY,
+  port: 5060,
+  family: 4,
+  advertise: PROXY,
+  index: 0,
+};
+const CALLER: Peer = { transport: 'udp', address: '198.18.0.10', port: 5061 };
+const CALLEE: Peer = { transport: 'udp', address: '198.19.0.20', port: 5060 };
+/** Calls started per event-loop turn, and the most in flight at once. */
+const BATCH = 16;
+const MAX_PENDING = 256;
 
-function sdp(ip: string, port: number): string {
-  return (
-    `v=0\r\no=- 1 1 IN IP4 ${ip}\r\ns=-\r\nc=IN IP4 ${ip}\r\nt=0 0\r\n` +
-    `m=audio ${port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n`
-  );
-}
+const silent: Logger = {
+  isLevelEnabled: () => false,
+  info: () => undefined,
+  warn: () => undefined,
+  debug: () => undefined,
+  error: () => undefined,
+};
 
-function request(method: string, seq: number, id: string, toTag: string, body: string): string {
-  const len = Buffer.byteLength(body);
-  return (
-    `${method} sip:service@${CALLEE}:5060 SIP/2.0\r\n` +
-    `Via: SIP/2.0/UDP ${CALLER}:5061;branch=z9hG4bK-w${id}-${seq};rport\r\n` +
-    `From: sipp <sip:sipp@${CALLER}:5061>;tag=w${id}\r\n` +
-    `To: <sip:service@${CALLEE}:5060>${toTag}\r\n` +
-    `Call-ID: warm-${id}@${CALLER}\r\n` +
-    `CSeq: ${seq} ${method}\r\n` +
-    `Contact: <sip:sipp@${CALLER}:5061>\r\n` +
-    `Max-Forwards: 70\r\n` +
-    (len > 0 ? `Content-Type: application/sdp\r\n` : '') +
-    `Content-Length: ${len}\r\n\r\n${body}`
-  );
-}
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function response(
-  status: number,
-  reason: string,
-  method: string,
-  seq: number,
-  id: string,
-  toTag: string,
-  body: string,
-): string {
-  const len = Buffer.byteLength(body);
-  return (
-    `SIP/2.0 ${status} ${reason}\r\n` +
-    `Via: SIP/2.0/UDP ${PROXY}:5060;branch=z9hG4bK-phw${id}-${seq}\r\n` +
-    `Via: SIP/2.0/UDP ${CALLER}:5061;branch=z9hG4bK-w${id}-${seq};rport=5061;received=${CALLER}\r\n` +
-    (method === 'INVITE' ? `Record-Route: <sip:${PROXY}:5060;lr>\r\n` : '') +
-    `From: sipp <sip:sipp@${CALLER}:5061>;tag=w${id}\r\n` +
-    `To: <sip:service@${CALLEE}:5060>${toTag}\r\n` +
-    `Call-ID: warm-${id}@${CALLER}\r\n` +
-    `CSeq: ${seq} ${method}\r\n` +
-    (status >= 200 ? `Contact: <sip:service@${CALLEE}:5060>\r\n` : '') +
-    (len > 0 ? `Content-Type: application/sdp\r\n` : '') +
-    `Content-Length: ${len}\r\n\r\n${body}`
-  );
-}
+/**
+ * An FCP port that never reaches a server: each request is encoded as `FcpClient` encodes it,
+ * framed and parsed as the fcpd's server does, answered (201 to a SET, 200 to a RELEASE) and the
+ * answer decoded as the client decodes it, on a later turn, as an answer from a socket would be.
+ */
+export class WarmupFcpSink implements FcpPort {
+  /** Requests answered. */
+  requests = 0;
+  readonly #framer = new RequestFramer();
+  readonly #decoder = new ResponseDecoder(() => 'none');
+  #seq = 0;
 
-/** What the core does to a received request before and while forwarding it. */
-function inboundRequest(bytes: Buffer, srcPort: number): SipMessage | undefined {
-  const r = parse(bytes);
-  if (!r.ok) return undefined;
-  const msg = r.message;
-  if (!validate(msg, { proxyRequire: [] }).ok) return undefined;
-  const via = msg.topVia();
-  if (via) {
-    const stamped = stampVia(via, topViaText(msg) ?? '', CALLER, srcPort, true);
-    if (stamped !== undefined) {
-      msg.removeTopVia();
-      msg.prependVia(stamped);
-    }
+  set(
+    pme: Parameters<FcpPort['set']>[0],
+    params: Parameters<FcpPort['set']>[1],
+  ): Promise<FcpPortResult> {
+    return this.#exchange({
+      method: 'SET',
+      pme: toPme(pme),
+      options: { action: 'pass', timer: params.timer ?? 60 },
+    });
   }
-  msg.method.toUpperCase();
-  msg.maxForwards();
-  msg.route();
-  msg.requestUriParsed();
-  msg.callId();
-  msg.cseq();
-  msg.from();
-  msg.to();
-  msg.contacts();
-  msg.sessionExpires();
-  fnv1a([via?.branch, msg.callId(), msg.requestUri, String(msg.cseq()?.seq)]);
-  const out = msg.clone();
-  out.decrementMaxForwards();
-  if (msg.method === 'INVITE') out.prependRecordRoute(`<sip:${PROXY}:5060;lr>`);
-  out.prependVia(`SIP/2.0/UDP ${PROXY}:5060;branch=z9hG4bK-phw.${srcPort}`);
-  serialize(out);
-  return out;
-}
 
-/** What the core does to a received response before relaying it upstream. */
-function inboundResponse(bytes: Buffer): SipMessage | undefined {
-  const r = parse(bytes);
-  if (!r.ok) return undefined;
-  const msg = r.message;
-  if (!validate(msg).ok) return undefined;
-  msg.topVia();
-  msg.cseq();
-  msg.callId();
-  msg.to();
-  msg.recordRoute();
-  msg.contacts();
-  msg.sessionExpires();
-  msg.removeTopVia();
-  msg.topVia();
-  serialize(msg);
-  return msg;
+  release(pme: Parameters<FcpPort['release']>[0]): Promise<FcpPortResult> {
+    return this.#exchange({ method: 'RELEASE', pme: toPme(pme) });
+  }
+
+  #exchange(req: RequestWithoutSeq): Promise<FcpPortResult> {
+    const seq = ++this.#seq;
+    const wire = encodeRequestWithSeq(req, seq);
+    let status = 400;
+    for (const ev of this.#framer.push(Buffer.from(wire, 'latin1'))) {
+      if (ev.kind !== 'request') continue;
+      const parsed = parseRequest(ev.text);
+      if (parsed.kind === 'request') status = parsed.request.method === 'SET' ? 201 : 200;
+    }
+    const answer = encodeResponse({ seq, status });
+    return new Promise((resolve) => {
+      setImmediate(() => {
+        this.requests++;
+        const outcomes = this.#decoder
+          .push(answer)
+          .flatMap((ev) =>
+            ev.kind === 'response'
+              ? [{ server: 'warm-up', kind: req.method, status: ev.response.status }]
+              : [],
+          );
+        resolve({ ok: outcomes.every((o) => o.status < 300), outcomes });
+      });
+    });
+  }
 }
 
 /**
- * Runs up to `maxCalls` synthetic calls (stopping early once `budgetMs` has passed). Never
- * throws: a failure only ends the warm-up early.
+ * Runs synthetic calls through a private proxy core, firewall module and controller (see the
+ * module comment). Never throws: a failure only ends the warm-up early.
  */
-export function warmUp(opts: WarmupOptions = {}): WarmupResult {
-  const maxCalls = opts.maxCalls ?? 2000;
-  const budgetMs = opts.budgetMs ?? 300;
+export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
+  const maxCalls = opts.maxCalls ?? 20_000;
+  const budgetMs = opts.budgetMs ?? opts.config.warmupMs;
   const start = performance.now();
-  let calls = 0;
-  let messages = 0;
+  const calls = new ScriptedCalls({
+    listener: LISTENER,
+    caller: CALLER,
+    callee: CALLEE,
+    calleeMedia: CALLEE.address,
+    holdMs: 0,
+    tag: 'warm-up',
+  });
+  const sink = new WarmupFcpSink();
+  let core: ProxyCore | undefined;
+  let control: PinholeController | undefined;
   try {
     const policy = new Policy({
       ...opts.policy,
       protectedNetworks: ['198.19.0.0/16'],
       firewallAddresses: [PROXY],
     });
-    const src = { address: CALLER, port: 5061, transport: 'UDP' };
-    const dst = { address: CALLEE, port: 5060, transport: 'UDP' };
-    const offer = sdp(CALLER, 6000);
-    const answer = sdp(CALLEE, 7000);
-    const feed = (message: SipMessage, upstream: boolean, now: number): void => {
-      policy.handle({
-        type: 'sip',
-        message,
-        source: upstream ? src : dst,
-        destination: upstream ? dst : src,
-        now,
-      });
-      messages++;
-    };
-    for (; calls < maxCalls; calls++) {
-      const id = calls.toString(36);
-      const tt = `;tag=c${id}`;
-      const now = start + calls;
-      const invite = inboundRequest(Buffer.from(request('INVITE', 1, id, '', offer)), 5061);
-      if (invite) feed(invite, true, now);
-      for (const [st, reason, tag, body] of [
-        [100, 'Trying', '', ''],
-        [180, 'Ringing', tt, ''],
-        [200, 'OK', tt, answer],
-      ] as const) {
-        const m = inboundResponse(Buffer.from(response(st, reason, 'INVITE', 1, id, tag, body)));
-        if (m) feed(m, false, now);
-      }
-      const ack = inboundRequest(Buffer.from(request('ACK', 1, id, tt, '')), 5061);
-      if (ack) feed(ack, true, now);
-      const bye = inboundRequest(Buffer.from(request('BYE', 2, id, tt, '')), 5061);
-      if (bye) feed(bye, true, now);
-      const ok = inboundResponse(Buffer.from(response(200, 'OK', 'BYE', 2, id, tt, '')));
-      if (ok) feed(ok, false, now);
-      if (performance.now() - start >= budgetMs) {
-        calls++;
-        break;
-      }
+    // Private metrics: the live registry never sees a synthetic call.
+    const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
+    control = new PinholeController({
+      policy,
+      fcp: sink,
+      logger: silent,
+      metrics: controlMetrics(metrics),
+      failMode: opts.config.failMode,
+      deadlineMs: opts.config.pinholeDeadlineMs,
+    });
+    const firewall = new Firewall({ control, logger: silent });
+    const c = new ProxyCore({
+      config: {
+        ...opts.config,
+        listen: [{ transport: 'udp', host: PROXY, port: 5060, family: 4 }],
+        advertise: undefined,
+        routes: [{ kind: 'default', match: '', target: `sip:${CALLEE.address}:${CALLEE.port}` }],
+        domains: [],
+      },
+      transport: calls.transport,
+      metrics,
+      logger: silent,
+      gate: firewall,
+    });
+    core = c;
+    calls.attach((inb) => c.receive(inb));
+    let started = 0;
+    while (started < maxCalls && performance.now() - start < budgetMs) {
+      const n = Math.min(BATCH, MAX_PENDING - calls.pending, maxCalls - started);
+      for (let i = 0; i < n; i++) calls.start(started++);
+      await turn();
     }
+    // The calls in flight finish (each needs a few turns), within a bounded drain.
+    const drainUntil = performance.now() + Math.max(50, budgetMs / 4);
+    while (calls.pending > 0 && performance.now() < drainUntil) await turn();
   } catch {
     // A warm-up problem must never stop the proxy from starting.
+  } finally {
+    calls.close();
+    core?.close();
+    // Holds and FCP requests in flight settle on the sink's next turns; the sweep stops.
+    await control?.close().catch(() => undefined);
   }
-  return { calls, messages, ms: performance.now() - start };
+  return {
+    calls: calls.completed,
+    messages: calls.sent + calls.received,
+    fcpRequests: sink.requests,
+    ms: performance.now() - start,
+  };
 }
