@@ -8,7 +8,14 @@
  * parsers in fast.test.ts). Only the values asked for are decoded; every other field of the
  * returned objects comes from the full parser, run on first access.
  */
-import { HOSTCHAR, TOKEN as TOKEN_TABLE, UINT32_MAX, decodeLatin1 } from './bytes.js';
+import {
+  HOSTCHAR,
+  PARAMCHAR as PARAMCHAR_TABLE,
+  TOKEN as TOKEN_TABLE,
+  UINT32_MAX,
+  USER as USER_TABLE,
+  decodeLatin1,
+} from './bytes.js';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { parseNameAddrLazy } from './name-addr.js';
 import type { CSeq, NameAddr, SipUri, Via } from './types.js';
@@ -30,6 +37,8 @@ const BACKSLASH = 0x5c;
 // read TOKEN a dozen times); a local constant is not.
 const TOKEN: Uint8Array = TOKEN_TABLE;
 const result = { start: -1, end: -1 };
+/** Where `scanNameAddr` found the URI: between `<` and `>`, offsets of the buffer. */
+const uriRange = { start: -1, end: -1 };
 
 /** Where the scanners leave the range of the value they were asked for (start -1: absent). */
 export const found: { start: number; end: number } = result;
@@ -263,6 +272,7 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
     }
     i++;
   }
+  const uriEnd = i;
   const first = buf[u0] as number;
   if (
     i - u0 < 2 ||
@@ -302,6 +312,8 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
   if (i !== e) return false;
   result.start = ts;
   result.end = te;
+  uriRange.start = u0;
+  uriRange.end = uriEnd;
   return true;
 }
 
@@ -507,4 +519,134 @@ export class FastNameAddr implements NameAddr {
   get params(): ReadonlyMap<string, string> {
     return this.#f().params;
   }
+}
+
+// ---- validation: byte checks that answer "the full parser accepts this" or "ask it" --------
+
+/** User bytes of a SIP URI the full parser accepts unescaped (bytes.ts USER; no "%" escapes). */
+const URI_USER: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0x21; c < 0x7f; c++) t[c] = USER_TABLE[c] === 1 && c !== 0x25 ? 1 : 0;
+  return t;
+})();
+
+/** URI parameter bytes the full parser accepts unescaped (bytes.ts PARAMCHAR; no "%"). */
+const URI_PARAM: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (let c = 0x21; c < 0x7f; c++) t[c] = PARAMCHAR_TABLE[c] === 1 && c !== 0x25 ? 1 : 0;
+  return t;
+})();
+
+/**
+ * A `sip:`/`sips:` URI at `buf[s..e)` in the common form `sip[s]:[user@]host[:port]*(;p[=v])`
+ * (lower-case scheme, no escapes, no password, no IPv6 reference, no `?headers`). True only
+ * when `parseUri` accepts it; false means "ask the full parser", never "malformed".
+ */
+export function sipUriOkB(buf: Uint8Array, s: number, e: number): boolean {
+  if (e - s < 5 || buf[s] !== 0x73 || buf[s + 1] !== 0x69 || buf[s + 2] !== 0x70) return false;
+  let i = s + 3;
+  if (buf[i] === 0x73) i++;
+  if (buf[i] !== COLON) return false;
+  i++;
+  // parseSip: the user part ends at the first "@" of the rest of the URI, wherever it is.
+  let at = -1;
+  for (let k = i; k < e; k++) {
+    if (buf[k] === 0x40) {
+      at = k;
+      break;
+    }
+  }
+  if (at !== -1) {
+    if (at === i) return false;
+    const user = URI_USER;
+    for (let k = i; k < at; k++) if (user[buf[k] as number] !== 1) return false;
+    i = at + 1;
+  }
+  i = hostEndB(buf, i, e);
+  if (i < 0) return false;
+  if (i < e && buf[i] === COLON) {
+    const p0 = ++i;
+    let port = 0;
+    for (; i < e; i++) {
+      const c = buf[i] as number;
+      if (c < 0x30 || c > 0x39) break;
+      port = port * 10 + (c - 0x30);
+    }
+    if (i === p0 || i - p0 > 5 || port > 65535) return false;
+  }
+  const pc = URI_PARAM;
+  while (i < e && buf[i] === SEMI) {
+    const n0 = ++i;
+    while (i < e && pc[buf[i] as number] === 1) i++;
+    if (i === n0) return false;
+    if (i < e && buf[i] === EQUAL) {
+      const v0 = ++i;
+      while (i < e && pc[buf[i] as number] === 1) i++;
+      if (i === v0) return false;
+    }
+  }
+  return i === e;
+}
+
+/**
+ * A name-addr or addr-spec with header parameters at `buf[s..e)` (a trimmed, unfolded wire
+ * value): true only when `parseNameAddr` (and so `parseContact`) accepts it. The name-addr form
+ * is `scanNameAddr`'s with the URI checked by `sipUriOkB`; the addr-spec form (Contact, Route
+ * written without `<>`) a `sipUriOkB` URI up to the first `;`, then token parameters. False
+ * means "ask the full parser".
+ */
+export function nameAddrOkB(buf: Uint8Array, s: number, e: number): boolean {
+  if (s >= e) return false;
+  const first = buf[s] as number;
+  if (first === 0x73 && !hasByte(buf, s, e, LAQUOT)) {
+    // addr-spec: the URI runs to the first ";" (RFC 3261 §20: its parameters are the header's).
+    let j = s;
+    for (; j < e; j++) {
+      const c = buf[j] as number;
+      if (c === SEMI) break;
+      // parseAddress rejects these in an addr-spec, or ends the URI at whitespace: ask it.
+      if (c === 0x3f || c === COMMA || c === RAQUOT || c === SP || c === HT || c === DQUOTE) {
+        return false;
+      }
+    }
+    return sipUriOkB(buf, s, j) && headerParamsOkB(buf, j, e);
+  }
+  // scanNameAddr accepted: parseAddress's URI text is what it found between "<" and ">".
+  return scanNameAddr(buf, s, e) && sipUriOkB(buf, uriRange.start, uriRange.end);
+}
+
+function hasByte(buf: Uint8Array, s: number, e: number, b: number): boolean {
+  for (let i = s; i < e; i++) if (buf[i] === b) return true;
+  return false;
+}
+
+/** `*(;token[=token])` to exactly `e`, without `expires` or `q` (which the full parser checks). */
+function headerParamsOkB(buf: Uint8Array, i: number, e: number): boolean {
+  while (i < e && buf[i] === SEMI) {
+    const n0 = i + 1;
+    const n1 = tokenEndB(buf, n0, e);
+    if (n1 === n0) return false;
+    i = n1;
+    if (i < e && buf[i] === EQUAL) {
+      const v1 = tokenEndB(buf, i + 1, e);
+      if (v1 === i + 1) return false;
+      i = v1;
+    }
+    const len = n1 - n0;
+    if (
+      (len === 7 && nameIs(buf, n0, n1, 'expires')) ||
+      (len === 1 && ((buf[n0] as number) | 0x20) === 0x71)
+    ) {
+      return false;
+    }
+  }
+  return i === e;
+}
+
+/**
+ * Every element of a Via value at `buf[s..e)` (trimmed, unfolded): true only when the value is
+ * one via-parm that `parseVia` accepts (`scanTopVia` reaching the end: no comma).
+ */
+export function viaOkB(buf: Uint8Array, s: number, e: number): boolean {
+  return scanTopVia(buf, s, e) === e;
 }

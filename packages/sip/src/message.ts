@@ -49,6 +49,8 @@ const scanCSeq: typeof fast.scanCSeq = fast.scanCSeq;
 const FastVia: typeof fast.FastVia = fast.FastVia;
 const FastNameAddr: typeof fast.FastNameAddr = fast.FastNameAddr;
 const found: { start: number; end: number } = fast.found;
+const viaOkB: typeof fast.viaOkB = fast.viaOkB;
+const nameAddrOkB: typeof fast.nameAddrOkB = fast.nameAddrOkB;
 const latin1: typeof decodeLatin1 = decodeLatin1;
 const VIA: number = H.VIA;
 const FROM: number = H.FROM;
@@ -391,6 +393,44 @@ export class Message implements SipMessage {
   /** How many lines of header `name` there are (for validation of singletons). */
   count(name: string): number {
     return this.#linesOf(name).length;
+  }
+
+  /** How many lines header `id` (a known header, `H`) has: no array, no name lookup. */
+  countId(id: number): number {
+    const lines = this.#lines;
+    let n = 0;
+    for (let i = 0; i < lines.length; i++) if ((lines[i] as HeaderLine).id === id) n++;
+    return n;
+  }
+
+  /**
+   * For `validate`: true when every line of header `id` is a wire line, not folded, whose value
+   * the byte check accepts (`viaOkB`, or `nameAddrOkB` when `nameAddr`), so that every element
+   * of the header parses with the full parser. False means "ask the full parsers", not
+   * "malformed". No string is made.
+   */
+  linesOkB(id: number, nameAddr: boolean): boolean {
+    const lines = this.#lines;
+    const buf = this.#buf;
+    for (let i = 0; i < lines.length; i++) {
+      const h = lines[i] as HeaderLine;
+      if (h.id !== id) continue;
+      if (h.lineStart < 0 || h.folded) return false;
+      if (
+        !(nameAddr
+          ? nameAddrOkB(buf, h.valueStart, h.valueEnd)
+          : viaOkB(buf, h.valueStart, h.valueEnd))
+      ) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** `body.length` without making the body's view. */
+  bodyLength(): number {
+    if (this.#newBody !== undefined) return this.#newBody.length;
+    return this.#bodyStart >= this.#end ? 0 : this.#end - this.#bodyStart;
   }
 
   // ---- typed accessors ---------------------------------------------------------------------

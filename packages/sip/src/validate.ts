@@ -6,9 +6,10 @@
  */
 import { WORD } from './bytes.js';
 import { SipErrorCode, isSipError } from './errors.js';
+import { H } from './header-names.js';
 import { Message, parseCSeq, parseSessionExpires } from './message.js';
 import { parseContact, parseNameAddr } from './name-addr.js';
-import type { SipMessage, ValidationResult } from './types.js';
+import type { HeaderField, SipMessage, ValidationResult } from './types.js';
 import { parseUri } from './uri.js';
 import { parseVia } from './via.js';
 
@@ -27,6 +28,17 @@ export interface ValidateOptions {
 
 const DEFAULT_SCHEMES = ['sip', 'sips', 'tel'];
 
+const ROUTES: readonly (readonly [number, string, string])[] = [
+  [H.ROUTE, 'route', 'Route'],
+  [H.RECORD_ROUTE, 'record-route', 'Record-Route'],
+];
+
+const OPTION_TAGS: readonly (readonly [number, string])[] = [
+  [H.REQUIRE, 'require'],
+  [H.PROXY_REQUIRE, 'proxy-require'],
+  [H.SUPPORTED, 'supported'],
+];
+
 function reject(
   status: number,
   reason: string,
@@ -41,16 +53,14 @@ function reject(
 const bad = (reason: string, code: string = SipErrorCode.BAD_VALUE): ValidationResult =>
   reject(400, reason, code);
 
-/** Call-ID = word [ "@" word ] */
+/** Call-ID = word [ "@" word ]: both words non-empty, at most one "@". No substrings made. */
 function isCallId(v: string): boolean {
   const at = v.indexOf('@');
-  const parts = at === -1 ? [v] : [v.slice(0, at), v.slice(at + 1)];
-  for (const p of parts) {
-    if (p.length === 0) return false;
-    for (let i = 0; i < p.length; i++) {
-      const c = p.charCodeAt(i);
-      if (c > 0x7f || WORD[c] !== 1) return false;
-    }
+  if (at === 0 || at === v.length - 1 || v.length === 0) return false;
+  for (let i = 0; i < v.length; i++) {
+    if (i === at) continue;
+    const c = v.charCodeAt(i);
+    if (c > 0x7f || WORD[c] !== 1) return false;
   }
   return true;
 }
@@ -59,15 +69,45 @@ function isCallId(v: string): boolean {
 const DATE_RE =
   /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 
-const SINGLETONS: readonly string[] = [
-  'Call-ID',
-  'CSeq',
-  'From',
-  'To',
-  'Max-Forwards',
-  'Content-Length',
-  'Content-Type',
+const SINGLETONS: readonly (readonly [number, string])[] = [
+  [H.CALL_ID, 'Call-ID'],
+  [H.CSEQ, 'CSeq'],
+  [H.FROM, 'From'],
+  [H.TO, 'To'],
+  [H.MAX_FORWARDS, 'Max-Forwards'],
+  [H.CONTENT_LENGTH, 'Content-Length'],
+  [H.CONTENT_TYPE, 'Content-Type'],
 ];
+
+const MANDATORY: readonly (readonly [number, string])[] = [
+  [H.VIA, 'Via'],
+  [H.FROM, 'From'],
+  [H.TO, 'To'],
+  [H.CALL_ID, 'Call-ID'],
+  [H.CSEQ, 'CSeq'],
+];
+
+/** Lines of header `id` (named `label`): by id in a parsed message, else by canonical name. */
+function count(
+  msg: Message | undefined,
+  names: readonly HeaderField[] | undefined,
+  id: number,
+  label: string,
+): number {
+  if (msg !== undefined) return msg.countId(id);
+  const name = label.toLowerCase();
+  let n = 0;
+  for (const h of names ?? []) if (h.name === name) n++;
+  return n;
+}
+
+/**
+ * True when every line of header `id` passes the byte check of a parsed message (then the full
+ * parsers would accept every element, and `validate` skips them); false: run the full parsers.
+ */
+function bytesOk(msg: Message | undefined, id: number, nameAddr: boolean): boolean {
+  return msg !== undefined && msg.linesOkB(id, nameAddr);
+}
 
 /**
  * Checks a parsed message. `{ ok: true }` or the status, reason phrase and stable code a proxy
@@ -75,40 +115,40 @@ const SINGLETONS: readonly string[] = [
  */
 export function validate(message: SipMessage, opts?: ValidateOptions): ValidationResult {
   const m = message;
-  const names = m instanceof Message ? undefined : m.headers();
-  const count = (canonical: string): number =>
-    m instanceof Message
-      ? m.count(canonical)
-      : (names ?? []).filter((h) => h.name === canonical).length;
+  // A message of this package is checked on its bytes first (byte checks that accept only what
+  // the full parsers accept), and its cached parses are used where it has them; any other
+  // implementation of SipMessage through its header list and the full parsers.
+  const msg = m instanceof Message ? m : undefined;
+  const names = msg === undefined ? m.headers() : undefined;
 
   // §8.1.1: To, From, CSeq, Call-ID, Via are mandatory (Max-Forwards too, but RFC 4475 §3.4.1
   // asks to accept RFC 2543 requests without it).
-  for (const [name, label] of [
-    ['via', 'Via'],
-    ['from', 'From'],
-    ['to', 'To'],
-    ['call-id', 'Call-ID'],
-    ['cseq', 'CSeq'],
-  ] as const) {
-    if (count(name) === 0) return bad(`Missing ${label} header`, SipErrorCode.MISSING_HEADER);
+  for (const [id, label] of MANDATORY) {
+    if (count(msg, names, id, label) === 0) {
+      return bad(`Missing ${label} header`, SipErrorCode.MISSING_HEADER);
+    }
   }
-  for (const label of SINGLETONS) {
-    if (count(label.toLowerCase()) > 1) {
+  for (const [id, label] of SINGLETONS) {
+    if (count(msg, names, id, label) > 1) {
       return bad(`Multiple ${label} header fields`, SipErrorCode.DUPLICATE_HEADER);
     }
   }
 
-  for (const el of m.getAll('via')) {
-    if (isSipError(parseVia(el))) return bad('Malformed Via header', SipErrorCode.BAD_VIA);
+  if (!bytesOk(msg, H.VIA, false)) {
+    for (const el of m.getAll('via')) {
+      if (isSipError(parseVia(el))) return bad('Malformed Via header', SipErrorCode.BAD_VIA);
+    }
   }
-  if (isSipError(parseNameAddr(m.get('from') ?? ''))) {
+  // From and To: one line each here (duplicates were rejected above).
+  if (!bytesOk(msg, H.FROM, true) && isSipError(parseNameAddr(m.get('from') ?? ''))) {
     return bad('Malformed From header', SipErrorCode.BAD_NAME_ADDR);
   }
-  if (isSipError(parseNameAddr(m.get('to') ?? ''))) {
+  if (!bytesOk(msg, H.TO, true) && isSipError(parseNameAddr(m.get('to') ?? ''))) {
     return bad('Malformed To header', SipErrorCode.BAD_NAME_ADDR);
   }
   if (!isCallId(m.get('call-id') ?? '')) return bad('Malformed Call-ID header');
-  const cseq = parseCSeq(m.get('cseq') ?? '');
+  // The message's own CSeq parse (cached, and the same as parseCSeq of its first line).
+  const cseq = msg !== undefined ? msg.cseq() : parseCSeq(m.get('cseq') ?? '');
   if (cseq === undefined) return bad('Malformed CSeq header', SipErrorCode.BAD_CSEQ);
   if (m.isRequest && cseq.method !== m.method) {
     // RFC 3261 §8.1.1.5: "The method MUST match that of the request."
@@ -117,20 +157,20 @@ export function validate(message: SipMessage, opts?: ValidateOptions): Validatio
   const mf = m.get('max-forwards');
   if (mf !== undefined && !/^\d{1,10}$/.test(mf)) return bad('Malformed Max-Forwards header');
 
-  const contacts = m.getAll('contact');
-  for (const el of contacts) {
-    if (el === '*') {
-      if (contacts.length !== 1) return bad('Contact * mixed with other contacts');
-      continue;
-    }
-    if (isSipError(parseContact(el))) {
-      return bad('Malformed Contact header', SipErrorCode.BAD_NAME_ADDR);
+  if (!bytesOk(msg, H.CONTACT, true)) {
+    const contacts = m.getAll('contact');
+    for (const el of contacts) {
+      if (el === '*') {
+        if (contacts.length !== 1) return bad('Contact * mixed with other contacts');
+        continue;
+      }
+      if (isSipError(parseContact(el))) {
+        return bad('Malformed Contact header', SipErrorCode.BAD_NAME_ADDR);
+      }
     }
   }
-  for (const [name, label] of [
-    ['route', 'Route'],
-    ['record-route', 'Record-Route'],
-  ] as const) {
+  for (const [id, name, label] of ROUTES) {
+    if (bytesOk(msg, id, true)) continue;
     for (const el of m.getAll(name)) {
       if (isSipError(parseNameAddr(el))) {
         return bad(`Malformed ${label} header`, SipErrorCode.BAD_NAME_ADDR);
@@ -148,23 +188,32 @@ export function validate(message: SipMessage, opts?: ValidateOptions): Validatio
       return bad(`Malformed ${label} header`);
     }
   }
-  if (m.has('content-type') && m.body.length > 0 && m.contentType() === undefined) {
+  if (
+    m.has('content-type') &&
+    (msg !== undefined ? msg.bodyLength() : m.body.length) > 0 &&
+    m.contentType() === undefined
+  ) {
     return bad('Malformed Content-Type header');
   }
-  for (const name of ['require', 'proxy-require', 'supported'] as const) {
+  for (const [id, name] of OPTION_TAGS) {
+    if (msg !== undefined && msg.countId(id) === 0) continue;
     for (const el of m.getAll(name)) {
       if (!/^[A-Za-z0-9\-.!%*_+`'~]+$/.test(el)) return bad(`Malformed ${name} header`);
     }
   }
 
   // RFC 3261 §8.2.2 / §16.3 step 1 and §7.1: SIP-Version must be 2.0, else 505.
-  if (m.version.toUpperCase() !== 'SIP/2.0') {
+  if (m.version !== 'SIP/2.0' && m.version.toUpperCase() !== 'SIP/2.0') {
     return reject(505, 'Version Not Supported', SipErrorCode.UNSUPPORTED_VERSION);
   }
 
   if (m.isRequest) {
-    const uri = parseUri(m.requestUri);
-    if (isSipError(uri)) return bad('Malformed Request-URI', SipErrorCode.BAD_URI);
+    // The message's cached parse of its Request-URI: parseUri of it, undefined when malformed.
+    const parsed = msg !== undefined ? msg.requestUriParsed() : parseUri(m.requestUri);
+    if (parsed === undefined || isSipError(parsed)) {
+      return bad('Malformed Request-URI', SipErrorCode.BAD_URI);
+    }
+    const uri = parsed;
     // RFC 3261 §19.1.1 Table 1: URI headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
     if (uri.headers.size > 0)
       return bad('Request-URI must not contain headers', SipErrorCode.BAD_URI);
@@ -175,7 +224,7 @@ export function validate(message: SipMessage, opts?: ValidateOptions): Validatio
       return reject(416, 'Unsupported URI Scheme', SipErrorCode.UNSUPPORTED_URI_SCHEME);
     }
     const supported = opts?.proxyRequire === undefined ? [] : opts.proxyRequire;
-    if (supported !== null) {
+    if (supported !== null && (msg === undefined || msg.countId(H.PROXY_REQUIRE) > 0)) {
       // §16.3 step 5: Proxy-Require tags the proxy does not support give 420 with Unsupported.
       const lower = supported.map((t) => t.toLowerCase());
       const unsupported = m
