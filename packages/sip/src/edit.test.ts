@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse, serialize, SipError, type SipMessage } from './index.js';
 
@@ -183,4 +184,63 @@ describe('serialising an edited message that does not fill its buffer', () => {
     }
     for (const out of outs) expect(out.toString('latin1')).toBe(EXPECTED);
   });
+});
+
+/** Every cached accessor's answer, in comparable form. */
+function cachedReads(m: SipMessage): unknown {
+  const addr = (a: { raw: string; tag: string | undefined; uri: { raw: string } } | undefined) =>
+    a === undefined ? undefined : [a.raw, a.tag, a.uri.raw];
+  return {
+    via: m.via().map((v) => [v.raw, v.host, v.port, v.branch, v.rport, v.received]),
+    topVia: m.topVia()?.raw,
+    from: addr(m.from()),
+    to: addr(m.to()),
+    cseq: m.cseq(),
+    ruri: m.requestUriParsed()?.raw,
+    contacts: m.contacts().map((c) => [c.raw, c.uri.raw, c.expires]),
+    route: m.route().map((r) => r.raw),
+    recordRoute: m.recordRoute().map((r) => r.raw),
+    contentType: m.contentType(),
+    maxForwards: m.maxForwards(),
+    contentLength: m.contentLength(),
+  };
+}
+
+describe('cached parses across edits and clones', () => {
+  const edit = fc.constantFrom(
+    (m: SipMessage) => m.prependVia('SIP/2.0/TCP 198.18.0.7:5070;branch=z9hG4bKnew;rport'),
+    (m: SipMessage) => m.removeTopVia(),
+    (m: SipMessage) => m.prependRecordRoute('<sip:198.18.0.7;lr>'),
+    (m: SipMessage) => m.removeTopRoute(),
+    (m: SipMessage) => m.setRequestUri('sip:carol@198.18.0.8:5080;transport=tcp'),
+    (m: SipMessage) => void m.decrementMaxForwards(),
+    (m: SipMessage) => m.setBody('v=0\r\n', 'application/sdp'),
+    (m: SipMessage) => m.addHeader('Contact', '<sip:x@198.18.0.9>;expires=30'),
+    (m: SipMessage) => m.addHeader('m', 'sip:y@198.18.0.9', 'first'),
+    (m: SipMessage) => m.setHeader('To', '<sip:dave@example.com>;tag=t2'),
+    (m: SipMessage) => m.setHeader('f', 'Eve <sip:eve@example.com>;tag=f2'),
+    (m: SipMessage) => m.setHeader('CSeq', '7 INVITE'),
+    (m: SipMessage) => m.setHeader('Route', '<sip:p9.example.com;lr>'),
+    (m: SipMessage) => void m.removeHeader('record-route'),
+    (m: SipMessage) => void m.removeHeader('Via'),
+    (m: SipMessage) => void m.removeHeader('contact'),
+    (m: SipMessage) => m.setHeader('Content-Type', 'Text/HTML; charset=utf-8'),
+    (m: SipMessage) => m.addHeader('X-Other', 'x'),
+  );
+
+  it('answer after every edit as a fresh parse of the serialised message, and a clone too', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(edit, fc.boolean()), { maxLength: 8 }), (steps) => {
+        let m = mustParse(INVITE.replace('l: 5', 'Contact: <sip:alice@198.18.0.1:5060>\r\nl: 5'));
+        cachedReads(m);
+        for (const [step, viaClone] of steps) {
+          cachedReads(m); // fill the caches before the edit
+          if (viaClone) m = m.clone();
+          step(m);
+          expect(cachedReads(m)).toEqual(cachedReads(reparse(m)));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  }, 120_000);
 });

@@ -168,6 +168,9 @@ export interface StartLine {
 }
 
 const EMPTY_BODY = new Uint8Array(0);
+/** `#touch` ids beside the header ids: every cache, the Request-URI's. */
+const ALL = -1;
+const REQUEST_URI = -2;
 const UNPARSED = Symbol('unparsed');
 type Lazy<T> = T | typeof UNPARSED;
 
@@ -199,13 +202,18 @@ export class Message implements SipMessage {
   #latin1: string | undefined = undefined;
   #headAscii: boolean | undefined = undefined;
 
-  // caches (reset on every edit)
+  // Caches of parsed values: an edit resets those of the header it changed (`#touch`), a clone
+  // starts with the original's (the values are immutable and the lines the same).
   #via: Lazy<readonly Via[]> = UNPARSED;
   #topVia: Lazy<Via | undefined> = UNPARSED;
   #from: Lazy<NameAddr | undefined> = UNPARSED;
   #to: Lazy<NameAddr | undefined> = UNPARSED;
   #cseq: Lazy<CSeq | undefined> = UNPARSED;
   #ruri: Lazy<SipUri | undefined> = UNPARSED;
+  #contacts: Lazy<readonly Contact[]> = UNPARSED;
+  #route: Lazy<readonly NameAddr[]> = UNPARSED;
+  #recordRoute: Lazy<readonly NameAddr[]> = UNPARSED;
+  #contentType: Lazy<string | undefined> = UNPARSED;
 
   /**
    * `buf[start..end)` is the message (the buffer may hold other data before and after it);
@@ -541,14 +549,17 @@ export class Message implements SipMessage {
   }
 
   contacts(): readonly Contact[] {
-    const out: Contact[] = [];
-    for (const e of this.#elementsOf(H.CONTACT)) {
-      if (e === '*') continue;
-      const c = parseContact(e);
-      if (isSipError(c)) break;
-      out.push(c);
+    if (this.#contacts === UNPARSED) {
+      const out: Contact[] = [];
+      for (const e of this.#elementsOf(H.CONTACT)) {
+        if (e === '*') continue;
+        const c = parseContact(e);
+        if (isSipError(c)) break;
+        out.push(c);
+      }
+      this.#contacts = out;
     }
-    return out;
+    return this.#contacts;
   }
 
   contactStar(): boolean {
@@ -567,11 +578,13 @@ export class Message implements SipMessage {
   }
 
   route(): readonly NameAddr[] {
-    return this.#addressList(H.ROUTE);
+    if (this.#route === UNPARSED) this.#route = this.#addressList(H.ROUTE);
+    return this.#route;
   }
 
   recordRoute(): readonly NameAddr[] {
-    return this.#addressList(H.RECORD_ROUTE);
+    if (this.#recordRoute === UNPARSED) this.#recordRoute = this.#addressList(H.RECORD_ROUTE);
+    return this.#recordRoute;
   }
 
   contentLength(): number | undefined {
@@ -586,6 +599,11 @@ export class Message implements SipMessage {
   }
 
   contentType(): string | undefined {
+    if (this.#contentType === UNPARSED) this.#contentType = this.#readContentType();
+    return this.#contentType;
+  }
+
+  #readContentType(): string | undefined {
     const h = this.#first(H.CONTENT_TYPE);
     if (h === undefined) return undefined;
     const v = this.#value(h);
@@ -647,14 +665,24 @@ export class Message implements SipMessage {
 
   // ---- editing -----------------------------------------------------------------------------
 
-  #touch(): void {
+  /**
+   * Marks the message edited and drops the cached parses the edit may have changed: those of
+   * header `id` (the Request-URI's for `REQUEST_URI`), or all of them for `ALL`.
+   */
+  #touch(id: number): void {
     this.#edited = true;
-    this.#via = UNPARSED;
-    this.#topVia = UNPARSED;
-    this.#from = UNPARSED;
-    this.#to = UNPARSED;
-    this.#cseq = UNPARSED;
-    this.#ruri = UNPARSED;
+    if (id === ALL || id === H.VIA) {
+      this.#via = UNPARSED;
+      this.#topVia = UNPARSED;
+    }
+    if (id === ALL || id === H.FROM) this.#from = UNPARSED;
+    if (id === ALL || id === H.TO) this.#to = UNPARSED;
+    if (id === ALL || id === H.CSEQ) this.#cseq = UNPARSED;
+    if (id === ALL || id === REQUEST_URI) this.#ruri = UNPARSED;
+    if (id === ALL || id === H.CONTACT) this.#contacts = UNPARSED;
+    if (id === ALL || id === H.ROUTE) this.#route = UNPARSED;
+    if (id === ALL || id === H.RECORD_ROUTE) this.#recordRoute = UNPARSED;
+    if (id === ALL || id === H.CONTENT_TYPE) this.#contentType = UNPARSED;
   }
 
   #newLine(name: string, value: string): HeaderLine {
@@ -675,7 +703,7 @@ export class Message implements SipMessage {
     const line = HeaderLine.synthetic(H.VIA, 'Via', 'via', value);
     const at = this.#indexOfFirst(H.VIA);
     insertAt(this.#lines, at === -1 ? 0 : at, line);
-    this.#touch();
+    this.#touch(H.VIA);
   }
 
   /** Removes the first element of the first line of header `id`; false when there is none. */
@@ -688,7 +716,7 @@ export class Message implements SipMessage {
       const comma = indexOfByte(this.#buf, COMMA, h.valueStart);
       if (comma === -1 || comma >= h.valueEnd) {
         removeAt(this.#lines, at);
-        this.#touch();
+        this.#touch(id);
         return true;
       }
     }
@@ -703,7 +731,7 @@ export class Message implements SipMessage {
       );
       this.#lines[at] = rest;
     }
-    this.#touch();
+    this.#touch(id);
     return true;
   }
 
@@ -723,7 +751,7 @@ export class Message implements SipMessage {
       at = lastVia + 1;
     }
     insertAt(this.#lines, at, line);
-    this.#touch();
+    this.#touch(H.RECORD_ROUTE);
   }
 
   removeTopRoute(): void {
@@ -737,7 +765,7 @@ export class Message implements SipMessage {
     }
     this.#requestUri = uri;
     this.#startLineEdited = true;
-    this.#touch();
+    this.#touch(REQUEST_URI);
   }
 
   decrementMaxForwards(): number {
@@ -748,7 +776,7 @@ export class Message implements SipMessage {
       const line = this.#newLine('Max-Forwards', '70');
       const lastVia = this.#lines.reduce((acc, h, i) => (h.id === H.VIA ? i : acc), -1);
       insertAt(this.#lines, lastVia + 1, line);
-      this.#touch();
+      this.#touch(H.MAX_FORWARDS);
       return 70;
     }
     const h = this.#lines[at] as HeaderLine;
@@ -760,7 +788,7 @@ export class Message implements SipMessage {
       h,
       next < DIGIT_TEXT.length ? (DIGIT_TEXT[next] as string) : String(next),
     );
-    this.#touch();
+    this.#touch(H.MAX_FORWARDS);
     return next;
   }
 
@@ -769,14 +797,14 @@ export class Message implements SipMessage {
     this.#newBody = bytes;
     this.setHeader('Content-Length', String(bytes.length));
     if (contentType !== undefined) this.setHeader('Content-Type', contentType);
-    this.#touch();
+    this.#touch(H.CONTENT_LENGTH);
   }
 
   addHeader(name: string, value: string, position: 'first' | 'last' = 'last'): void {
     const line = this.#newLine(name, value);
     if (position === 'first') this.#lines.unshift(line);
     else this.#lines.push(line);
-    this.#touch();
+    this.#touch(line.id);
   }
 
   setHeader(name: string, value: string): void {
@@ -791,7 +819,7 @@ export class Message implements SipMessage {
       this.#lines[at] = line;
       this.#lines = this.#lines.filter((h, i) => i <= at || !this.#matches(h, id, canonical));
     }
-    this.#touch();
+    this.#touch(id);
   }
 
   removeHeader(name: string): number {
@@ -799,7 +827,7 @@ export class Message implements SipMessage {
     const before = this.#lines.length;
     this.#lines = this.#lines.filter((h) => !this.#matches(h, id, canonical));
     const removed = before - this.#lines.length;
-    if (removed > 0) this.#touch();
+    if (removed > 0) this.#touch(id);
     return removed;
   }
 
@@ -822,6 +850,18 @@ export class Message implements SipMessage {
     if (this.#edited) m.#edited = true;
     m.#startLineEdited = this.#startLineEdited;
     m.#newBody = this.#newBody;
+    m.#latin1 = this.#latin1;
+    m.#headAscii = this.#headAscii;
+    m.#via = this.#via;
+    m.#topVia = this.#topVia;
+    m.#from = this.#from;
+    m.#to = this.#to;
+    m.#cseq = this.#cseq;
+    m.#ruri = this.#ruri;
+    m.#contacts = this.#contacts;
+    m.#route = this.#route;
+    m.#recordRoute = this.#recordRoute;
+    m.#contentType = this.#contentType;
     return m;
   }
 
