@@ -211,6 +211,20 @@ function messageWith(via: string, from: string, to: string, cseq: string, mf: st
 }
 
 describe('fast paths agree with the full parsers', () => {
+  it.each([
+    'SIP/2.0/UDP 198.18.0.1:5060;branch=z9hG4bK1;rport',
+    'SIP/2.0/udp Host.Example.COM;ttl=16;rport=5061;received=198.18.0.9;branch=z9hG4bK2',
+    'SIP/2.0/TCP h.example.com:05060;ttl=0;ttl=255;rport;rport=7;RECEIVED=198.18.0.2',
+    'SIP/2.0/TLS h.example.com.;received=198.18.0.3;received=198.18.0.4;x=y;lr',
+    'SIP/2.0/WSS a-b.c;branch=z9hG4bK3, SIP/2.0/UDP d.e;branch=z9hG4bK4',
+  ])('reads the top Via fields the scan records as the full parser does: %s', (value) => {
+    const r = parse(messageWith(value, '<sip:a@b>;tag=1', '<sip:c@d>', '1 OPTIONS', '70'));
+    if (!r.ok) throw new Error(r.error.reason);
+    const v = r.message.topVia();
+    expect(v).toBeInstanceOf(FastVia);
+    expect(viaFields(v)).toEqual(viaFields(parseVia(firstListElement(value)) as Via));
+  });
+
   it(
     'on generated Via, From/To, CSeq and Max-Forwards values',
     () => {

@@ -37,6 +37,21 @@ const BACKSLASH = 0x5c;
 // read TOKEN a dozen times); a local constant is not.
 const TOKEN: Uint8Array = TOKEN_TABLE;
 const result = { start: -1, end: -1 };
+/**
+ * What `scanTopVia` read besides the branch (buffer offsets; -1 absent): the transport's end
+ * (it starts after `SIP/2.0/`), the host, the port, the last `received` value, the last `rport`
+ * (-2 absent, -1 without a value) and the last `ttl`.
+ */
+const viaScan = {
+  transportEnd: -1,
+  hostStart: -1,
+  hostEnd: -1,
+  port: -1,
+  receivedStart: -1,
+  receivedEnd: -1,
+  rport: -2,
+  ttl: -1,
+};
 /** Where `scanNameAddr` found the URI: between `<` and `>`, offsets of the buffer. */
 const uriRange = { start: -1, end: -1 };
 
@@ -156,14 +171,18 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   }
   let i = tokenEndB(buf, s + 8, e);
   if (i === s + 8) return -1;
+  const transportEnd = i;
   const ws = i;
   while (i < e && (buf[i] === SP || buf[i] === HT)) i++;
   if (i === ws) return -1;
+  const hostStart = i;
   i = hostEndB(buf, i, e);
   if (i < 0) return -1;
+  const hostEnd = i;
+  let port = -1;
   if (i < e && buf[i] === COLON) {
     const p0 = ++i;
-    let port = 0;
+    port = 0;
     for (; i < e; i++) {
       const c = buf[i] as number;
       if (c < 0x30 || c > 0x39) break;
@@ -173,6 +192,10 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   }
   let bs = -1;
   let be = -1;
+  let rs = -1;
+  let re = -1;
+  let rport = -2;
+  let ttl = -1;
   while (i < e && buf[i] === SEMI) {
     const n0 = i + 1;
     const n1 = tokenEndB(buf, n0, e);
@@ -195,14 +218,18 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
       be = v1;
     } else if (len === 8 && nameIs(buf, n0, n1, 'received')) {
       if (!hasValue || !isIpv4B(buf, v0, v1)) return -1;
+      rs = v0;
+      re = v1;
     } else if (len === 5 && nameIs(buf, n0, n1, 'rport')) {
       if (hasValue) {
         const p = smallNumber(buf, v0, v1, 5);
         if (p < 0 || p > 65535) return -1;
-      }
+        rport = p;
+      } else rport = -1;
     } else if (len === 3 && nameIs(buf, n0, n1, 'ttl')) {
       const t = hasValue ? smallNumber(buf, v0, v1, 3) : -1;
       if (t < 0 || t > 255) return -1;
+      ttl = t;
     } else if (len === 5 && nameIs(buf, n0, n1, 'maddr')) {
       return -1;
     }
@@ -210,6 +237,15 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   if (i < e && buf[i] !== COMMA) return -1;
   result.start = bs;
   result.end = be;
+  const v = viaScan;
+  v.transportEnd = transportEnd;
+  v.hostStart = hostStart;
+  v.hostEnd = hostEnd;
+  v.port = port;
+  v.receivedStart = rs;
+  v.receivedEnd = re;
+  v.rport = rport;
+  v.ttl = ttl;
   return i;
 }
 
@@ -395,8 +431,10 @@ function inconsistent(what: string, raw: string): SipError {
 }
 
 /**
- * A top Via accepted by `scanTopVia`: `branch` and `raw` are substrings of the message head
- * (`text`, offsets into it); every other field comes from the full parser, on first access.
+ * A top Via accepted by `scanTopVia`, made right after the scan: `raw`, `branch`, the transport,
+ * host, port, `received`, `rport` and `ttl` come from what the scan read (substrings of the
+ * message head `text`); `params` from the full parser, on first access. The scan accepts no
+ * IPv6 reference, no `maddr` and no protocol but `SIP/2.0`.
  */
 export class FastVia implements Via {
   readonly #text: string;
@@ -404,16 +442,43 @@ export class FastVia implements Via {
   readonly #e: number;
   readonly #bs: number;
   readonly #be: number;
+  readonly #transportEnd: number;
+  readonly #hostStart: number;
+  readonly #hostEnd: number;
+  readonly #receivedStart: number;
+  readonly #receivedEnd: number;
+  readonly #port: number;
+  readonly #rport: number;
+  readonly #ttl: number;
   #raw: string | undefined;
   #branch: string | undefined;
+  #transport: string | undefined;
+  #host: string | undefined;
+  #received: string | undefined;
   #full: Via | undefined;
 
-  constructor(text: string, s: number, e: number, bs: number, be: number) {
+  /** `text` is the message head from buffer offset `base`: offsets into it are buffer - base. */
+  constructor(text: string, base: number, s: number, e: number) {
+    const v = viaScan;
     this.#text = text;
-    this.#s = s;
-    this.#e = e;
-    this.#bs = bs;
-    this.#be = be;
+    this.#s = s - base;
+    this.#e = e - base;
+    this.#bs = result.start < 0 ? -1 : result.start - base;
+    this.#be = result.end - base;
+    this.#transportEnd = v.transportEnd - base;
+    this.#hostStart = v.hostStart - base;
+    this.#hostEnd = v.hostEnd - base;
+    this.#receivedStart = v.receivedStart < 0 ? -1 : v.receivedStart - base;
+    this.#receivedEnd = v.receivedEnd - base;
+    this.#port = v.port;
+    this.#rport = v.rport;
+    this.#ttl = v.ttl;
+    this.#raw = undefined;
+    this.#branch = undefined;
+    this.#transport = undefined;
+    this.#host = undefined;
+    this.#received = undefined;
+    this.#full = undefined;
   }
 
   get raw(): string {
@@ -427,6 +492,47 @@ export class FastVia implements Via {
     return this.#branch;
   }
 
+  get protocol(): string {
+    return 'SIP/2.0';
+  }
+
+  get transport(): string {
+    // parseVia: the transport token in upper case.
+    return (this.#transport ??= this.#text.slice(this.#s + 8, this.#transportEnd).toUpperCase());
+  }
+
+  get host(): string {
+    // readHost: a host name in lower case, an IPv4 address as written.
+    return (this.#host ??= this.#text.slice(this.#hostStart, this.#hostEnd).toLowerCase());
+  }
+
+  get ipv6(): boolean {
+    return false;
+  }
+
+  get port(): number | undefined {
+    return this.#port < 0 ? undefined : this.#port;
+  }
+
+  get rport(): number | true | undefined {
+    return this.#rport === -2 ? undefined : this.#rport === -1 ? true : this.#rport;
+  }
+
+  get ttl(): number | undefined {
+    return this.#ttl < 0 ? undefined : this.#ttl;
+  }
+
+  get received(): string | undefined {
+    if (this.#received === undefined && this.#receivedStart >= 0) {
+      this.#received = this.#text.slice(this.#receivedStart, this.#receivedEnd);
+    }
+    return this.#received;
+  }
+
+  get maddr(): string | undefined {
+    return undefined;
+  }
+
   #f(): Via {
     if (this.#full === undefined) {
       const v = parseVia(this.raw);
@@ -436,33 +542,6 @@ export class FastVia implements Via {
     return this.#full;
   }
 
-  get protocol(): string {
-    return this.#f().protocol;
-  }
-  get transport(): string {
-    return this.#f().transport;
-  }
-  get host(): string {
-    return this.#f().host;
-  }
-  get ipv6(): boolean {
-    return this.#f().ipv6;
-  }
-  get port(): number | undefined {
-    return this.#f().port;
-  }
-  get received(): string | undefined {
-    return this.#f().received;
-  }
-  get rport(): number | true | undefined {
-    return this.#f().rport;
-  }
-  get maddr(): string | undefined {
-    return this.#f().maddr;
-  }
-  get ttl(): number | undefined {
-    return this.#f().ttl;
-  }
   get params(): ReadonlyMap<string, string> {
     return this.#f().params;
   }

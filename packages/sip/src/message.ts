@@ -480,14 +480,7 @@ export class Message implements SipMessage {
       const end = scanTopVia(this.#buf, h.valueStart, h.valueEnd);
       if (end >= 0) {
         // The scanner accepts ASCII bytes only: its strings are substrings of the Latin-1 head.
-        const b = this.#start;
-        return new FastVia(
-          this.#latin1Head(),
-          h.valueStart - b,
-          end - b,
-          found.start < 0 ? -1 : found.start - b,
-          found.end - b,
-        );
+        return new FastVia(this.#latin1Head(), this.#start, h.valueStart, end);
       }
     }
     const v = parseVia(firstListElement(this.#value(h)));
