@@ -435,6 +435,29 @@ export class Message implements SipMessage {
     return true;
   }
 
+  /** The values of every line of header `id` (whole lines, lists not split), in order. */
+  lineValues(id: number): string[] {
+    const out: string[] = [];
+    const lines = this.#lines;
+    for (let i = 0; i < lines.length; i++) {
+      const h = lines[i] as HeaderLine;
+      if (h.id === id) out.push(this.#value(h));
+    }
+    return out;
+  }
+
+  /**
+   * Whether the To value has a tag, as `parseNameAddr(get('to'))` would say (false when it fails
+   * to parse), answered from the cached To when the bytes pass `nameAddrOkB`; undefined: ask
+   * `parseNameAddr`.
+   */
+  toHasTag(): boolean | undefined {
+    const h = this.#first(TO);
+    if (h === undefined || h.lineStart < 0 || h.folded) return undefined;
+    if (!nameAddrOkB(this.#buf, h.valueStart, h.valueEnd)) return undefined;
+    return this.to()?.tag !== undefined;
+  }
+
   /** `body.length` without making the body's view. */
   bodyLength(): number {
     if (this.#newBody !== undefined) return this.#newBody.length;

@@ -3,6 +3,7 @@ import {
   buildResponse,
   buildResponseFromPartial,
   parse,
+  serialize,
   SipError,
   validate,
   type SipMessage,
@@ -105,5 +106,39 @@ describe('validate options (RFC 3261 §16.3)', () => {
     expect(validate(tel)).toMatchObject({ status: 416 });
     expect(validate(tel, { schemes: ['urn'] })).toEqual({ ok: true });
     expect(validate(tel, { schemes: null })).toEqual({ ok: true });
+  });
+});
+
+/** The same message, not seen as this package's class: buildResponse reads it as any SipMessage. */
+function plain(m: SipMessage): SipMessage {
+  return new Proxy(m, {
+    get: (target, key) => {
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+    getPrototypeOf: () => Object.prototype,
+  });
+}
+
+describe('buildResponse from a parsed message reads its lines and cached To as from any message', () => {
+  it.each([
+    ['an untagged To', 'To: Bob <sip:bob@biloxi.example.com>'],
+    ['a tagged To', 'To: Bob <sip:bob@biloxi.example.com>;tag=t1'],
+    ['an empty tag', 'To: <sip:bob@biloxi.example.com>;tag'],
+    ['a tag on a URI the full parser rejects', 'To: <sip:bob@-bad.example.com>;tag=t1'],
+    ['an addr-spec To with a tag', 'To: sip:bob@biloxi.example.com;tag=t1'],
+    ['a folded To', 'To: Bob\r\n <sip:bob@biloxi.example.com>;tag=t1'],
+    ['Via lists and lines', 'To: <sip:b@c>\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK9, SIP/2.0/TCP b'],
+  ])('%s', (_what, line) => {
+    const text = REQ.replace('To: Bob <sip:bob@biloxi.example.com>', line);
+    for (const [status, options] of [
+      [100, {}],
+      [180, { toTag: 'mine' }],
+      [486, { toTag: false }],
+    ] as const) {
+      const fast = serialize(buildResponse(req(text), status, 'R', [['X', 'y']], options));
+      const full = serialize(buildResponse(plain(req(text)), status, 'R', [['X', 'y']], options));
+      expect(fast.toString('latin1')).toBe(full.toString('latin1'));
+    }
   });
 });

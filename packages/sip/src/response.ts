@@ -4,7 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { SipError, SipErrorCode, isSipError } from './errors.js';
 import { parseNameAddr } from './name-addr.js';
 import { parse } from './parse.js';
-import type { PartialMessage, SipMessage } from './types.js';
+import { H } from './header-names.js';
+import { Message } from './message.js';
+import type { ParseOptions, PartialMessage, SipMessage } from './types.js';
 
 export interface BuildResponseOptions {
   /**
@@ -21,6 +23,8 @@ export interface BuildResponseOptions {
 
 interface Source {
   readonly via: readonly string[];
+  /** Whether `to` has a tag when already known (as parseNameAddr would say); else undefined. */
+  readonly toHasTag: boolean | undefined;
   readonly from: string | undefined;
   readonly to: string | undefined;
   readonly callId: string | undefined;
@@ -37,6 +41,9 @@ function checkLine(what: string, v: string): void {
   if (/[\r\n]/.test(v)) throw new SipError(SipErrorCode.INVALID_ARGUMENT, `${what} has CR/LF`);
 }
 
+/** A built response is never too large to parse. */
+const BUILT: ParseOptions = { maxMessageBytes: Number.MAX_SAFE_INTEGER };
+
 function build(
   src: Source,
   status: number,
@@ -48,44 +55,49 @@ function build(
     throw new SipError(SipErrorCode.INVALID_ARGUMENT, `status must be 100..699, got ${status}`);
   }
   checkLine('reason', reason);
-  const lines: string[] = [`SIP/2.0 ${status} ${reason}`];
+  let text = `SIP/2.0 ${status} ${reason}\r\n`;
   // "The Via header field values in the response MUST equal the Via header field values in the
   // request and MUST maintain the same ordering." (§8.2.6.2)
-  for (const v of src.via) lines.push(`Via: ${v}`);
+  for (const v of src.via) text += `Via: ${v}\r\n`;
   // "The From field of the response MUST equal the From header field of the request."
-  if (src.from !== undefined) lines.push(`From: ${src.from}`);
+  if (src.from !== undefined) text += `From: ${src.from}\r\n`;
   if (src.to !== undefined) {
     let to = src.to;
-    const parsed = parseNameAddr(to);
-    const hasTag = !isSipError(parsed) && parsed.tag !== undefined;
+    let hasTag = src.toHasTag;
+    if (hasTag === undefined) {
+      const parsed = parseNameAddr(to);
+      hasTag = !isSipError(parsed) && parsed.tag !== undefined;
+    }
     const tag = options?.toTag;
     if (!hasTag && tag !== false && (status > 100 || tag !== undefined)) {
       to = `${to};tag=${tag ?? randomTag()}`;
     }
-    lines.push(`To: ${to}`);
+    text += `To: ${to}\r\n`;
   }
-  if (src.callId !== undefined) lines.push(`Call-ID: ${src.callId}`);
-  if (src.cseq !== undefined) lines.push(`CSeq: ${src.cseq}`);
+  if (src.callId !== undefined) text += `Call-ID: ${src.callId}\r\n`;
+  if (src.cseq !== undefined) text += `CSeq: ${src.cseq}\r\n`;
   // §8.2.6.1: a 100 (Trying) copies the request's Timestamp.
-  if (status === 100 && src.timestamp !== undefined) lines.push(`Timestamp: ${src.timestamp}`);
-  for (const [name, value] of extraHeaders ?? []) {
-    checkLine(name, name);
-    checkLine(name, value);
-    lines.push(`${name}: ${value}`);
+  if (status === 100 && src.timestamp !== undefined) text += `Timestamp: ${src.timestamp}\r\n`;
+  if (extraHeaders !== undefined) {
+    for (const [name, value] of extraHeaders) {
+      checkLine(name, name);
+      checkLine(name, value);
+      text += `${name}: ${value}\r\n`;
+    }
   }
   const body =
     options?.body === undefined
-      ? Buffer.alloc(0)
+      ? undefined
       : typeof options.body === 'string'
         ? Buffer.from(options.body, 'utf8')
         : Buffer.from(options.body);
   if (options?.contentType !== undefined) {
     checkLine('contentType', options.contentType);
-    lines.push(`Content-Type: ${options.contentType}`);
+    text += `Content-Type: ${options.contentType}\r\n`;
   }
-  lines.push(`Content-Length: ${body.length}`);
-  const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8');
-  const r = parse(Buffer.concat([head, body]), { maxMessageBytes: Number.MAX_SAFE_INTEGER });
+  text += `Content-Length: ${body === undefined ? 0 : body.length}\r\n\r\n`;
+  const head = Buffer.from(text, 'utf8');
+  const r = parse(body === undefined ? head : Buffer.concat([head, body]), BUILT);
   if (!r.ok) {
     throw new SipError(
       SipErrorCode.INVALID_ARGUMENT,
@@ -108,11 +120,19 @@ export function buildResponse(
   extraHeaders?: readonly (readonly [string, string])[],
   options?: BuildResponseOptions,
 ): SipMessage {
-  const via: string[] = [];
-  for (const h of request.headers()) if (h.name === 'via') via.push(h.value);
+  let via: string[];
+  let toHasTag: boolean | undefined;
+  if (request instanceof Message) {
+    via = request.lineValues(H.VIA);
+    toHasTag = request.toHasTag();
+  } else {
+    via = [];
+    for (const h of request.headers()) if (h.name === 'via') via.push(h.value);
+  }
   return build(
     {
       via,
+      toHasTag,
       from: request.get('from'),
       to: request.get('to'),
       callId: request.get('call-id'),
@@ -140,6 +160,7 @@ export function buildResponseFromPartial(
   return build(
     {
       via: partial.via ?? [],
+      toHasTag: undefined,
       from: partial.from,
       to: partial.to,
       callId: partial.callId,
