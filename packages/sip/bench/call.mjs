@@ -261,7 +261,9 @@ if (mode === 'alloc') {
     for (const c of node.children) walk(c, names);
   };
   walk(profile.head, new Set());
-  for (const [name, bytes] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 40))) {
+  for (const [name, bytes] of [...inclusive]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, Number(process.env.TOP ?? 40))) {
     console.log(`${String(Math.round(bytes / N)).padStart(8)}  ${name}`);
   }
 } else {
