@@ -199,41 +199,57 @@ function relayResponse(bytes) {
   sink += serialize(msg).length;
 }
 
-function call(n) {
+/** The datagrams of call `n` as received: made before the measured calls, not counted. */
+function datagrams(n) {
+  const b = (text) => Buffer.from(text, 'latin1');
+  return [
+    b(invite(n)),
+    b(response(n, 180, 'Ringing', 'INVITE', 1, false)),
+    b(response(n, 200, 'OK', 'INVITE', 1, true)),
+    b(inDialog(n, 'ACK', 1)),
+    b(inDialog(n, 'BYE', 2)),
+    b(response(n, 200, 'OK', 'BYE', 2, false)),
+  ];
+}
+
+function call([invite, ringing, ok, ackBytes, byeBytes, byeOk]) {
   // INVITE: received, matched, 100 Trying built and sent, forwarded with Record-Route.
-  const inv = receive(Buffer.from(invite(n), 'latin1'));
+  const inv = receive(invite);
   key(inv);
   sink += (inv.get('timestamp') ?? '').length;
   const trying = buildResponse(inv, 100, 'Trying', [], {});
   sink += serialize(trying).length;
   forwardRequest(inv, true, false);
-  relayResponse(Buffer.from(response(n, 180, 'Ringing', 'INVITE', 1, false), 'latin1'));
-  relayResponse(Buffer.from(response(n, 200, 'OK', 'INVITE', 1, true), 'latin1'));
+  relayResponse(ringing);
+  relayResponse(ok);
   // ACK of the 2xx: matched against the accepted INVITE, forwarded statelessly.
-  const ack = receive(Buffer.from(inDialog(n, 'ACK', 1), 'latin1'));
+  const ack = receive(ackBytes);
   sink += ack.callId().length + ack.cseq().seq + (ack.from()?.tag ?? '').length;
   sink += (ack.to()?.tag ?? '').length;
   forwardRequest(ack, false, true);
   // BYE: a new server transaction, forwarded by the route set; its 200 relayed.
-  const bye = receive(Buffer.from(inDialog(n, 'BYE', 2), 'latin1'));
+  const bye = receive(byeBytes);
   key(bye);
   forwardRequest(bye, false, false);
-  relayResponse(Buffer.from(response(n, 200, 'OK', 'BYE', 2, false), 'latin1'));
+  relayResponse(byeOk);
 }
 
 // Warm-up (compilation happens here, not in the measured window).
 const WARM = Number(process.env.WARM ?? 3000);
-for (let i = 0; i < WARM; i++) call(1_000_000 + i);
+for (let i = 0; i < WARM; i++) call(datagrams(1_000_000 + i));
+/** The datagrams of calls first..first+count-1. */
+const calls = (first, count) => Array.from({ length: count }, (_, i) => datagrams(first + i));
 
 if (mode === 'alloc') {
   // Windows of N calls; a window in which a collection ran is not counted.
   const used = () => getHeapStatistics().used_heap_size;
   const perCall = [];
   for (let w = 0; w < 12; w++) {
+    const input = calls(2_000_000 + w * N, N);
     const profiler = new GCProfiler();
     profiler.start();
     const before = used();
-    for (let i = 0; i < N; i++) call(2_000_000 + w * N + i);
+    for (let i = 0; i < N; i++) call(input[i]);
     const after = used();
     if (profiler.stop().statistics.length === 0) perCall.push(Math.round((after - before) / N));
   }
@@ -251,7 +267,8 @@ if (mode === 'alloc') {
     includeObjectsCollectedByMajorGC: true,
     includeObjectsCollectedByMinorGC: true,
   });
-  for (let i = 0; i < N; i++) call(2_000_000 + i);
+  const input = calls(2_000_000, N);
+  for (let i = 0; i < N; i++) call(input[i]);
   const { profile } = await session.post('HeapProfiler.stopSampling');
   const inclusive = new Map();
   const walk = (node, stack) => {
@@ -267,8 +284,9 @@ if (mode === 'alloc') {
     console.log(`${String(Math.round(bytes / N)).padStart(8)}  ${name}`);
   }
 } else {
+  const input = calls(0, N);
   const t0 = process.cpuUsage();
-  for (let i = 0; i < N; i++) call(i);
+  for (let i = 0; i < N; i++) call(input[i]);
   const t = process.cpuUsage(t0);
   console.log(
     JSON.stringify({ N, cpuUsPerCall: N > 0 ? (t.user + t.system) / N : 0, sink: sink & 1 }),
