@@ -259,6 +259,7 @@ if (mode === 'alloc') {
 } else if (mode === 'profile') {
   // V8's sampling heap profiler, collected objects included: bytes per call by function,
   // inclusive (a function and everything it calls), largest first.
+  const input = calls(2_000_000, N);
   const session = new Session();
   session.connect();
   await session.post('HeapProfiler.enable');
@@ -267,7 +268,6 @@ if (mode === 'alloc') {
     includeObjectsCollectedByMajorGC: true,
     includeObjectsCollectedByMinorGC: true,
   });
-  const input = calls(2_000_000, N);
   for (let i = 0; i < N; i++) call(input[i]);
   const { profile } = await session.post('HeapProfiler.stopSampling');
   const inclusive = new Map();

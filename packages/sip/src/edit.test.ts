@@ -234,10 +234,17 @@ describe('cached parses across edits and clones', () => {
         let m = mustParse(INVITE.replace('l: 5', 'Contact: <sip:alice@198.18.0.1:5060>\r\nl: 5'));
         cachedReads(m);
         for (const [step, viaClone] of steps) {
-          cachedReads(m); // fill the caches before the edit
+          const reads = cachedReads(m); // fills the caches before the edit
+          const original = m;
+          const before = serialize(m).toString('latin1');
           if (viaClone) m = m.clone();
           step(m);
           expect(cachedReads(m)).toEqual(cachedReads(reparse(m)));
+          if (viaClone) {
+            // A clone shares line objects with its original: editing it changes nothing there.
+            expect(serialize(original).toString('latin1')).toBe(before);
+            expect(cachedReads(original)).toEqual(reads);
+          }
         }
       }),
       { numRuns: 500 },

@@ -122,23 +122,6 @@ export class HeaderLine {
     h.value = value;
     return h;
   }
-
-  copy(): HeaderLine {
-    const h = new HeaderLine(
-      this.id,
-      this.lineStart,
-      this.nameEnd,
-      this.valueStart,
-      this.valueEnd,
-      this.lineEnd,
-      this.folded,
-    );
-    h.rawName = this.rawName;
-    h.value = this.value;
-    h.canonical = this.canonical;
-    h.nameStart = this.nameStart;
-    return h;
-  }
 }
 
 /** Offsets of a scanned message head, as produced by the scanner (its head object is one). */
@@ -385,11 +368,16 @@ export class Message implements SipMessage {
   }
 
   getAll(name: string): string[] {
-    const { canonical } = resolveName(name);
-    const lines = this.#linesOf(name);
-    if (!LIST_HEADERS.has(canonical)) return lines.map((h) => this.#value(h));
+    const { id, canonical } = resolveName(name);
+    const list = LIST_HEADERS.has(canonical);
     const out: string[] = [];
-    for (const h of lines) for (const e of splitList(this.#value(h))) out.push(e);
+    const lines = this.#lines;
+    for (let i = 0; i < lines.length; i++) {
+      const h = lines[i] as HeaderLine;
+      if (!this.#matches(h, id, canonical)) continue;
+      if (!list) out.push(this.#value(h));
+      else for (const e of splitList(this.#value(h))) out.push(e);
+    }
     return out;
   }
 
@@ -851,7 +839,9 @@ export class Message implements SipMessage {
     const layout: MessageLayout = {
       startLineEnd: this.#startLineEnd,
       startLineNext: this.#startLineNext,
-      lines: this.#lines.map((h) => h.copy()),
+      // The clone shares the line objects (an edit replaces a line in its message's array, never
+      // changes one; what a line caches, its decoded name and value, is the same for both).
+      lines: this.#lines.slice(),
       sepStart: this.#sepStart,
       bodyStart: this.#bodyStart,
     };
