@@ -210,6 +210,10 @@ describe('cached parses across edits and clones', () => {
   const edit = fc.constantFrom(
     (m: SipMessage) => m.prependVia('SIP/2.0/TCP 198.18.0.7:5070;branch=z9hG4bKnew;rport'),
     (m: SipMessage) => m.removeTopVia(),
+    (m: SipMessage) => m.prependVia('SIP/2.0/UDP a.example.com;branch=z9hG4bKa, SIP/2.0/UDP b'),
+    (m: SipMessage) => m.prependVia('SIP/2.0/UDP é.example.com;branch=z9hG4bKé'),
+    (m: SipMessage) => m.prependVia('SIP/2.0/UDP h;ttl=9;received=198.18.0.3;rport=9'),
+    (m: SipMessage) => m.addHeader('Via', 'SIP/2.0/UDP bad_-.;branch=z9hG4bKb'),
     (m: SipMessage) => m.prependRecordRoute('<sip:198.18.0.7;lr>'),
     (m: SipMessage) => m.removeTopRoute(),
     (m: SipMessage) => m.setRequestUri('sip:carol@198.18.0.8:5080;transport=tcp'),

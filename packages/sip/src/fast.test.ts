@@ -62,6 +62,14 @@ function expectAgreement(m: SipMessage): void {
   expect(viaFields(m.topVia())).toEqual(
     full === undefined || isSipError(full) ? undefined : viaFields(full),
   );
+  // via(): every element of every Via line through parseVia, up to the first malformed one.
+  const all: unknown[] = [];
+  for (const e of m.getAll('via')) {
+    const v = parseVia(e);
+    if (isSipError(v)) break;
+    all.push(viaFields(v));
+  }
+  expect(m.via().map(viaFields)).toEqual(all);
   for (const name of ['from', 'to'] as const) {
     const v = m.get(name);
     const f = v === undefined ? undefined : parseNameAddrLazy(v);

@@ -151,6 +151,9 @@ export interface StartLine {
 }
 
 const EMPTY_BODY = new Uint8Array(0);
+/** Scratch bytes for scanning a short added line's text (3 bytes a UTF-16 unit at most). */
+const SCRATCH_TEXT = 512;
+const SCRATCH: Buffer = Buffer.allocUnsafeSlow(SCRATCH_TEXT * 3);
 /** `#touch` ids beside the header ids: every cache, the Request-URI's. */
 const ALL = -1;
 const REQUEST_URI = -2;
@@ -468,14 +471,39 @@ export class Message implements SipMessage {
   via(): readonly Via[] {
     if (this.#via === UNPARSED) {
       const out: Via[] = [];
-      for (const e of this.#elementsOf(H.VIA)) {
-        const v = parseVia(e);
-        if (isSipError(v)) break;
-        out.push(v);
+      const lines = this.#lines;
+      let top = true;
+      for (let i = 0; i < lines.length; i++) {
+        const h = lines[i] as HeaderLine;
+        if (h.id !== VIA) continue;
+        // A line that is one via-parm in the common form: the scanner's Via (the top one is
+        // topVia()'s); else every element through the full parser, up to the first bad one.
+        const fast = top ? this.topVia() : this.#fastVia(h);
+        top = false;
+        if (fast !== undefined && fast.raw.length === this.#valueLength(h)) {
+          out.push(fast);
+          continue;
+        }
+        let bad = false;
+        for (const e of splitList(this.#value(h))) {
+          const v = parseVia(e);
+          if (isSipError(v)) {
+            bad = true;
+            break;
+          }
+          out.push(v);
+        }
+        if (bad) break;
       }
       this.#via = out;
     }
     return this.#via;
+  }
+
+  /** Length of a line's value as `#value` gives it (without decoding a wire line's). */
+  #valueLength(h: HeaderLine): number {
+    if (h.value !== undefined || h.lineStart < 0 || h.folded) return this.#value(h).length;
+    return h.valueEnd - h.valueStart;
   }
 
   topVia(): Via | undefined {
@@ -486,16 +514,30 @@ export class Message implements SipMessage {
   #readTopVia(): Via | undefined {
     const h = this.#first(VIA);
     if (h === undefined) return undefined;
-    if (h.lineStart >= 0 && !h.folded) {
-      // The fast byte path (fast.ts); -1 means "ask the full parser".
-      const end = scanTopVia(this.#buf, h.valueStart, h.valueEnd);
-      if (end >= 0) {
-        // The scanner accepts ASCII bytes only: its strings are substrings of the Latin-1 head.
-        return new FastVia(this.#latin1Head(), this.#start, h.valueStart, end);
-      }
-    }
+    const fast = this.#fastVia(h);
+    if (fast !== undefined) return fast;
     const v = parseVia(firstListElement(this.#value(h)));
     return isSipError(v) ? undefined : v;
+  }
+
+  /**
+   * The first via-parm of a Via line by the byte scanner (fast.ts), undefined when it answers
+   * "ask the full parser". A wire line is scanned in place; a line added by an edit (its value a
+   * string) is scanned from a scratch copy of its UTF-8 bytes when they are all ASCII, so that
+   * byte offsets are string offsets.
+   */
+  #fastVia(h: HeaderLine): fast.FastVia | undefined {
+    if (h.lineStart >= 0 && !h.folded) {
+      const end = scanTopVia(this.#buf, h.valueStart, h.valueEnd);
+      // The scanner accepts ASCII bytes only: its strings are substrings of the Latin-1 head.
+      return end < 0 ? undefined : new FastVia(this.#latin1Head(), this.#start, h.valueStart, end);
+    }
+    const v = h.value;
+    if (h.lineStart >= 0 || v === undefined || v.length > SCRATCH_TEXT) return undefined;
+    const n = writeUtf8(SCRATCH, 0, v);
+    if (n !== v.length) return undefined;
+    const end = scanTopVia(SCRATCH, 0, n);
+    return end < 0 ? undefined : new FastVia(v, 0, 0, end);
   }
 
   #nameAddr(id: number): NameAddr | undefined {

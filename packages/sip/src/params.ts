@@ -13,6 +13,9 @@ function valueEnd(s: string, i: number): number {
   return i;
 }
 
+/** The parameters of a value that has none: one shared, never-written map. */
+const NO_PARAMS: ReadonlyMap<string, string> = new Map();
+
 /**
  * Reads parameters starting at `i` (at a `;`, possibly after whitespace). Names are lower-cased,
  * quoted values are unquoted, valueless parameters map to `''`. Returns the index where parsing
@@ -22,11 +25,12 @@ function valueEnd(s: string, i: number): number {
 export function readParams(
   s: string,
   i: number,
-): { params: Map<string, string>; end: number } | undefined {
-  const params = new Map<string, string>();
+): { params: ReadonlyMap<string, string>; end: number } | undefined {
+  // No Map for a value without parameters (most Contact, Route and Record-Route values).
+  let params: Map<string, string> | undefined;
   for (;;) {
     const j = skipWs(s, i);
-    if (j >= s.length || s.charCodeAt(j) !== SEMI) return { params, end: j };
+    if (j >= s.length || s.charCodeAt(j) !== SEMI) return { params: params ?? NO_PARAMS, end: j };
     const nameStart = skipWs(s, j + 1);
     const nameEnd = tokenEnd(s, nameStart);
     if (nameEnd === nameStart) return undefined;
@@ -50,6 +54,6 @@ export function readParams(
     } else {
       i = nameEnd;
     }
-    params.set(name, value);
+    (params ??= new Map<string, string>()).set(name, value);
   }
 }
