@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PinholeController } from '@pinhole/control';
-import { FcpClient, RequestFramer, ResponseDecoder } from '@pinhole/fcp';
+import { FcpClient, FcpServer, RequestFramer, ResponseDecoder } from '@pinhole/fcp';
 import { Policy } from '@pinhole/policy';
 import { TransactionLayer } from '@pinhole/transaction';
 import { startApp, type AppHandle } from './app.js';
@@ -28,6 +28,7 @@ describe('warmUp', () => {
     const hold = vi.spyOn(PinholeController.prototype, 'hold');
     const policy = vi.spyOn(Policy.prototype, 'handle');
     const framer = vi.spyOn(RequestFramer.prototype, 'push');
+    const server = vi.spyOn(FcpServer.prototype, 'handle');
     const decoder = vi.spyOn(ResponseDecoder.prototype, 'push');
     const r = await warmUp({ config, maxCalls: 20, budgetMs: 60_000 });
     expect(r.calls).toBe(20);
@@ -43,9 +44,10 @@ describe('warmUp', () => {
     expect(hold).toHaveBeenCalled();
     expect(policy).toHaveBeenCalled();
     // Two SETs when the 200 opens the holes, two RELEASEs when the BYE closes them: each
-    // framed and parsed as the fcpd does, its answer decoded as the client does.
+    // framed and handled as the fcpd does, its answer decoded as the client does.
     expect(r.fcpRequests).toBe(20 * 4);
     expect(framer).toHaveBeenCalledTimes(20 * 4);
+    expect(server).toHaveBeenCalledTimes(20 * 4);
     expect(decoder).toHaveBeenCalledTimes(20 * 4);
     expect(r.ms).toBeGreaterThanOrEqual(0);
   });
@@ -74,17 +76,28 @@ describe('warmUp', () => {
     expect(process.getActiveResourcesInfo().sort()).toEqual(handles);
   });
 
-  it('answers SETs and RELEASEs in the sink with the FCP codec', async () => {
-    const sink = new WarmupFcpSink();
+  it('answers SETs and RELEASEs in the sink through the FCP codec and a private, unbound FCP server', async () => {
+    const handle = vi.spyOn(FcpServer.prototype, 'handle');
+    const start = vi.spyOn(FcpServer.prototype, 'start');
+    const sink = new WarmupFcpSink(['198.19.0.0/16']);
     const pme = { proto: 17, dst: '198.19.0.20', dstPort: 20000 };
     const set = await sink.set(pme, { timer: 60 });
-    expect(set).toEqual({ ok: true, outcomes: [{ server: 'warm-up', kind: 'SET', status: 201 }] });
+    expect(set).toEqual({ ok: true, outcomes: [{ server: 'warm-up', kind: 'SET', status: 200 }] });
+    // Again: the server's rule table has it (a refresh).
+    const again = await sink.set(pme, { timer: 60 });
+    expect(again.outcomes[0]?.status).toBe(201);
     const rel = await sink.release(pme);
     expect(rel).toEqual({
       ok: true,
       outcomes: [{ server: 'warm-up', kind: 'RELEASE', status: 200 }],
     });
-    expect(sink.requests).toBe(2);
+    // A hole outside the protected networks is refused, as the real server would.
+    const out = await sink.set({ proto: 17, dst: '192.0.2.1', dstPort: 20000 }, { timer: 60 });
+    expect(out.ok).toBe(false);
+    expect(sink.requests).toBe(4);
+    expect(handle).toHaveBeenCalledTimes(4);
+    expect(start).not.toHaveBeenCalled();
+    await sink.close();
   });
 });
 

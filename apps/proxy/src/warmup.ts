@@ -5,14 +5,16 @@
  * `ProxyCore` (parse, validate, the `@pinhole/transaction` layer and its server and client
  * transactions, routing, Via and Record-Route handling, serialisation), a private firewall
  * module and `@pinhole/control` controller with a private `@pinhole/policy` instance, holds of
- * the 200 until its SETs are answered, and the FCP codec: every SET and RELEASE is encoded as the
- * client encodes it, framed and parsed as the fcpd parses it, answered and decoded as the client
- * decodes answers — by a sink in this process (`WarmupFcpSink`).
+ * the 200 until its SETs are answered, and FCP: every SET and RELEASE is encoded as the client
+ * encodes it, framed and handled as an fcpd handles it (a private, never started `FcpServer` on
+ * a memory backend: the request processing the embedded fcpd runs, short of its firewall
+ * backend), and its answer decoded as the client decodes answers (`WarmupFcpSink`).
  *
  * Nothing leaves the process: the core's transport is the scripted caller and callee of
- * scripted-calls.ts, the FCP port is the sink (no connection, no request to any fcpd, no hole),
- * and the core, the firewall module and the controller count into a private `ProxyMetrics` and
- * log to a silent logger; all of it is closed and dropped at the end, its timers cleared. The
+ * scripted-calls.ts, the FCP port is the sink (no connection, no request to the real fcpd, no
+ * hole: its server binds nothing and keeps its rules in memory), and the core, the firewall
+ * module and the controller count into a private `ProxyMetrics` and log to a silent logger; all
+ * of it is closed and dropped at the end, its timers cleared. The
  * synthetic addresses are from 198.18.0.0/15 (RFC 2544 benchmarking): the callee's side,
  * 198.19.0.0/16, plays the protected network.
  *
@@ -23,11 +25,12 @@
  */
 import {
   encodeRequestWithSeq,
-  parseRequest,
-  encodeResponse,
+  FcpServer,
+  MemoryBackend,
   RequestFramer,
   ResponseDecoder,
   toPme,
+  type FcpClientInfo,
   type RequestWithoutSeq,
 } from '@pinhole/fcp';
 import { PinholeController, type FcpPort, type FcpPortResult } from '@pinhole/control';
@@ -88,17 +91,44 @@ const silent: Logger = {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+const WARM_PROTECTED = ['198.19.0.0/16'];
+
+/** The warm-up's FCP "client" as a private server sees it. */
+const SINK_CLIENT: FcpClientInfo = {
+  address: '127.0.0.1',
+  port: 0,
+  transport: 'tcp',
+  owner: '127.0.0.1',
+  authenticated: false,
+};
+
 /**
- * An FCP port that never reaches a server: each request is encoded as `FcpClient` encodes it,
- * framed and parsed as the fcpd's server does, answered (201 to a SET, 200 to a RELEASE) and the
- * answer decoded as the client decodes it, on a later turn, as an answer from a socket would be.
+ * An FCP port that never reaches a real server: each request is encoded as `FcpClient` encodes
+ * it, framed as an fcpd frames its input, handled by a private `FcpServer` of @pinhole/fcp on a
+ * `MemoryBackend` (the request processing an embedded fcpd runs: parsing, policy checks, the rule
+ * table, expiry timers; never started, so it binds nothing), and its answer decoded as the client
+ * decodes answers. `close()` stops the server (its expiry timers).
  */
 export class WarmupFcpSink implements FcpPort {
   /** Requests answered. */
   requests = 0;
   readonly #framer = new RequestFramer();
   readonly #decoder = new ResponseDecoder(() => 'none');
+  readonly #server: FcpServer;
   #seq = 0;
+
+  constructor(protectedNetworks: readonly string[]) {
+    this.#server = new FcpServer(
+      {
+        // Required by the configuration; never bound (the server is not started).
+        listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+        policy: { protectedNetworks: [...protectedNetworks] },
+        // As the embedded fcpd: no per-client rate limit or rule quota for the proxy.
+        limits: { ratePerSec: 0, maxRulesPerClient: 1_000_000 },
+      },
+      new MemoryBackend(),
+    );
+  }
 
   set(
     pme: Parameters<FcpPort['set']>[0],
@@ -115,29 +145,25 @@ export class WarmupFcpSink implements FcpPort {
     return this.#exchange({ method: 'RELEASE', pme: toPme(pme) });
   }
 
-  #exchange(req: RequestWithoutSeq): Promise<FcpPortResult> {
-    const seq = ++this.#seq;
-    const wire = encodeRequestWithSeq(req, seq);
-    let status = 400;
+  close(): Promise<void> {
+    return this.#server.stop();
+  }
+
+  async #exchange(req: RequestWithoutSeq): Promise<FcpPortResult> {
+    const wire = encodeRequestWithSeq(req, ++this.#seq);
+    let answer = '';
     for (const ev of this.#framer.push(Buffer.from(wire, 'latin1'))) {
-      if (ev.kind !== 'request') continue;
-      const parsed = parseRequest(ev.text);
-      if (parsed.kind === 'request') status = parsed.request.method === 'SET' ? 201 : 200;
+      if (ev.kind === 'request') answer += await this.#server.handle(ev.text, SINK_CLIENT);
     }
-    const answer = encodeResponse({ seq, status });
-    return new Promise((resolve) => {
-      setImmediate(() => {
-        this.requests++;
-        const outcomes = this.#decoder
-          .push(answer)
-          .flatMap((ev) =>
-            ev.kind === 'response'
-              ? [{ server: 'warm-up', kind: req.method, status: ev.response.status }]
-              : [],
-          );
-        resolve({ ok: outcomes.every((o) => o.status < 300), outcomes });
-      });
-    });
+    this.requests++;
+    const outcomes = this.#decoder
+      .push(answer)
+      .flatMap((ev) =>
+        ev.kind === 'response'
+          ? [{ server: 'warm-up', kind: req.method, status: ev.response.status }]
+          : [],
+      );
+    return { ok: outcomes.length > 0 && outcomes.every((o) => o.status < 300), outcomes };
   }
 }
 
@@ -157,13 +183,13 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
     holdMs: 0,
     tag: 'warm-up',
   });
-  const sink = new WarmupFcpSink();
+  const sink = new WarmupFcpSink(WARM_PROTECTED);
   let core: ProxyCore | undefined;
   let control: PinholeController | undefined;
   try {
     const policy = new Policy({
       ...opts.policy,
-      protectedNetworks: ['198.19.0.0/16'],
+      protectedNetworks: WARM_PROTECTED,
       firewallAddresses: [PROXY],
     });
     // Private metrics: the live registry never sees a synthetic call.
@@ -208,6 +234,7 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
     core?.close();
     // Holds and FCP requests in flight settle on the sink's next turns; the sweep stops.
     await control?.close().catch(() => undefined);
+    await sink.close().catch(() => undefined);
   }
   return {
     calls: calls.completed,
