@@ -23,6 +23,7 @@ import {
   NetlinkChannel,
   NftChannel,
   NftablesBackend,
+  builtAddonPath,
   builtHelperPath,
   startFcpd,
 } from '../dist/index.js';
@@ -299,9 +300,13 @@ async function idleEcho(n) {
   return { p50: pct(lat, 50), p99: pct(lat, 99) };
 }
 
-/** The netlink floor: an empty NEWSETELEM batch through the helper when idle. */
-async function idleNetlink(ns, n) {
-  const ch = new NetlinkChannel({ argv: ns.argv(builtHelperPath()) });
+/** The netlink floor: an empty NEWSETELEM batch, in process or through the helper, when idle. */
+async function idleNetlink(ns, n, mode) {
+  const ch = new NetlinkChannel(
+    mode === 'helper'
+      ? { argv: ns.argv(builtHelperPath()) }
+      : { inProcess: { netns: `/run/netns/${ns.name}` } },
+  );
   const msg = () => [
     {
       kind: 'new',
@@ -444,6 +449,9 @@ let nftAloneNl;
 let idleNl;
 let idleAloneNl;
 let idleNlFloor;
+let nftHelper;
+let idleHelper;
+let idleHelperFloor;
 if (missing.length === 0) {
   const ns = await createNetns('b');
   try {
@@ -458,13 +466,16 @@ if (missing.length === 0) {
     const b0 = mk('cli');
     await b0.open();
     await b0.close();
-    const netlink = builtHelperPath() !== undefined;
+    const netlink = builtAddonPath() !== undefined;
+    const helper = builtHelperPath() !== undefined;
+    const viaHelper = { channel: 'netlink', helperCommand: ns.argv(builtHelperPath() ?? '') };
     console.error(`${PAIRS} pairs per run, ${REPEAT} interleaved runs per row...`);
     const none = async () => undefined;
-    [mem, ceiling, nftNl, nftRow, nftSplit, nftAloneNl, nftAlone] = await interleaved([
+    [mem, ceiling, nftNl, nftHelper, nftRow, nftSplit, nftAloneNl, nftAlone] = await interleaved([
       ['e2e memory', () => pairs('memory', undefined, PAIRS)],
       ['direct nft -f', async () => directNft(ns, PAIRS)],
       ['e2e netlink', netlink ? () => pairs('nftables', ns, PAIRS, { channel: 'netlink' }) : none],
+      ['e2e netlink helper', helper ? () => pairs('nftables', ns, PAIRS, viaHelper) : none],
       ['e2e cli', () => pairs('nftables', ns, PAIRS, { channel: 'cli' })],
       [
         'e2e cli splitBursts',
@@ -474,7 +485,9 @@ if (missing.length === 0) {
       ['backend alone cli', () => backendPairs(mk('cli'), PAIRS)],
     ]);
     rows.push(['FcpClient → server → memory backend', mem]);
-    if (nftNl) rows.push(['FcpClient → server → nftables backend, netlink channel', nftNl]);
+    if (nftNl) rows.push(['FcpClient → server → nftables backend, netlink in process', nftNl]);
+    if (nftHelper)
+      rows.push(['FcpClient → server → nftables backend, netlink through the helper', nftHelper]);
     rows.push(['FcpClient → server → nftables backend, cli channel', nftRow]);
     rows.push(['FcpClient → server → nftables backend, cli channel, `nft.splitBursts`', nftSplit]);
     if (nftAloneNl)
@@ -485,7 +498,11 @@ if (missing.length === 0) {
     if (netlink) {
       idleNl = await idleSets('nftables', ns, IDLE_SETS, { channel: 'netlink' });
       idleAloneNl = await idleBackend(mk('netlink'), IDLE_SETS);
-      idleNlFloor = await idleNetlink(ns, IDLE_SETS);
+      idleNlFloor = await idleNetlink(ns, IDLE_SETS, 'in-process');
+    }
+    if (helper) {
+      idleHelper = await idleSets('nftables', ns, IDLE_SETS, viaHelper);
+      idleHelperFloor = await idleNetlink(ns, IDLE_SETS, 'helper');
     }
     idle = await idleSets('nftables', ns, IDLE_SETS, { channel: 'cli' });
     idleAlone = await idleBackend(mk('cli'), IDLE_SETS);
@@ -516,7 +533,7 @@ for (const [name, r] of rows) {
 if (nftRow && ceiling && nftAlone) {
   const r = (x) => (x === undefined ? '–' : (x.rate / ceiling.rate).toFixed(2));
   console.log(
-    `\nRatio to direct nft (goal ≥ 0.5): end to end netlink ${r(nftNl)}, cli ${r(nftRow)} (with splitBursts ${r(nftSplit)}); backend alone netlink ${r(nftAloneNl)}, cli ${r(nftAlone)}`,
+    `\nRatio to direct nft (goal ≥ 0.5): end to end netlink ${r(nftNl)} (through the helper ${r(nftHelper)}), cli ${r(nftRow)} (with splitBursts ${r(nftSplit)}); backend alone netlink ${r(nftAloneNl)}, cli ${r(nftAlone)}`,
   );
 }
 console.log(
@@ -530,7 +547,11 @@ console.log(
 );
 if (idleNl)
   console.log(
-    `| FcpClient → server → nftables backend, netlink channel | ${ms(idleNl.p50)} | ${ms(idleNl.p99)} |`,
+    `| FcpClient → server → nftables backend, netlink in process | ${ms(idleNl.p50)} | ${ms(idleNl.p99)} |`,
+  );
+if (idleHelper)
+  console.log(
+    `| FcpClient → server → nftables backend, netlink through the helper | ${ms(idleHelper.p50)} | ${ms(idleHelper.p99)} |`,
   );
 if (idle)
   console.log(
@@ -538,7 +559,7 @@ if (idle)
   );
 if (idleAloneNl)
   console.log(
-    `| NftablesBackend.install alone, netlink | ${ms(idleAloneNl.p50)} | ${ms(idleAloneNl.p99)} |`,
+    `| NftablesBackend.install alone, netlink in process | ${ms(idleAloneNl.p50)} | ${ms(idleAloneNl.p99)} |`,
   );
 if (idleAlone)
   console.log(
@@ -546,7 +567,11 @@ if (idleAlone)
   );
 if (idleNlFloor)
   console.log(
-    `| pinhole-nfnl empty NEWSETELEM batch: the netlink floor | ${ms(idleNlFloor.p50)} | ${ms(idleNlFloor.p99)} |`,
+    `| empty NEWSETELEM batch in process: the netlink floor | ${ms(idleNlFloor.p50)} | ${ms(idleNlFloor.p99)} |`,
+  );
+if (idleHelperFloor)
+  console.log(
+    `| empty NEWSETELEM batch through pinhole-nfnl: the helper's floor | ${ms(idleHelperFloor.p50)} | ${ms(idleHelperFloor.p99)} |`,
   );
 if (idleNft)
   console.log(

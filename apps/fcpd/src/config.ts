@@ -47,12 +47,16 @@ export interface NftConfig {
    */
   readonly splitBursts?: boolean | undefined;
   /**
-   * How set elements reach the kernel: `netlink` (the pinhole-nfnl helper, a netlink socket) or
-   * `cli` (the `nft -i` channel). Default: netlink when the helper is built and starts, else cli
-   * with a warning; an explicit `netlink` that cannot start stops the daemon's start instead.
+   * How set elements reach the kernel: `netlink` (a netlink socket, in process through the
+   * pinhole-nfnl.node addon or in the pinhole-nfnl helper process) or `cli` (the `nft -i`
+   * channel). Default: netlink when one of the two is built and starts, else cli with a warning;
+   * an explicit `netlink` that cannot start stops the daemon's start instead.
    */
   readonly channel?: 'netlink' | 'cli' | undefined;
-  /** The helper's argv; default: `command` with its last word replaced by the built helper. */
+  /**
+   * The helper process's argv; set, the helper is used instead of the in-process addon. Default:
+   * `command` with its last word replaced by the built helper.
+   */
   readonly helperCommand?: readonly string[] | undefined;
 }
 
@@ -384,8 +388,8 @@ export const USAGE = `Usage: pinhole-fcpd [options]
   --nft-table NAME          owned table in family inet (default pinhole)
   --nft-hook forward|input  hooks to gate or mark (repeatable; default forward)
   --nft-mark 0xMARK         mark bits in mark mode (default 0x00100000)
-  --nft-channel netlink|cli how set elements reach the kernel (default netlink through the
-                            built pinhole-nfnl helper, falling back to the nft CLI)
+  --nft-channel netlink|cli how set elements reach the kernel (default netlink, in process
+                            or through the pinhole-nfnl helper, falling back to the nft CLI)
   --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default info)
   --check                   validate the configuration, print it and exit
   -h, --help                this help

@@ -17,9 +17,9 @@ export type {
   NftConfig,
   TlsMaterial,
 } from './config.js';
-export { NftablesBackend, DEFAULT_MARK, builtHelperPath } from './nftables-backend.js';
+export { NftablesBackend, DEFAULT_MARK, commandNetns } from './nftables-backend.js';
 export type { BackendLogger, NftChannelKind, NftablesBackendOptions } from './nftables-backend.js';
-export { NetlinkChannel } from './nfnl-channel.js';
+export { NetlinkChannel, builtAddonPath, builtHelperPath } from './nfnl-channel.js';
 export type { MessageResult, NetlinkChannelOptions } from './nfnl-channel.js';
 export { NftChannel, NftError } from './nft-channel.js';
 export type { NftChannelOptions } from './nft-channel.js';

@@ -9,9 +9,7 @@
  * neighbours.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type {
   FirewallBackend,
   FirewallRule,
@@ -20,7 +18,12 @@ import type {
   RuleMeta,
 } from '@pinhole/fcp';
 import { NftChannel, NftError } from './nft-channel.js';
-import { NetlinkChannel, type MessageResult } from './nfnl-channel.js';
+import {
+  NetlinkChannel,
+  builtAddonPath,
+  builtHelperPath,
+  type MessageResult,
+} from './nfnl-channel.js';
 import { commentUserdata, describeError, holeKeyBytes, type SetElemMessage } from './nfnl.js';
 import {
   MAX_COMMENT,
@@ -68,13 +71,17 @@ export interface NftablesBackendOptions {
    */
   readonly splitBursts?: boolean | undefined;
   /**
-   * How set elements of the hash sets reach the kernel: `netlink` through the `pinhole-nfnl`
-   * helper (one netlink batch per transaction), `cli` through the `nft -i` channel. Default:
-   * netlink when the helper is built and starts, else cli with a warning. An explicit `netlink`
-   * makes a helper that cannot start an error of `open()`.
+   * How set elements of the hash sets reach the kernel: `netlink` (one netlink batch per
+   * transaction: in this process through the built addon, else through the `pinhole-nfnl` helper
+   * process), `cli` through the `nft -i` channel. Default: netlink when one of the two works,
+   * else cli with a warning. An explicit `netlink` makes a netlink channel that cannot start an
+   * error of `open()`.
    */
   readonly channel?: NftChannelKind | undefined;
-  /** The helper's argv; default: `nftCommand` with its last word replaced by the built helper. */
+  /**
+   * The helper's argv. Given, the helper process is used instead of the in-process addon.
+   * Default: `nftCommand` with its last word replaced by the built helper.
+   */
   readonly helperCommand?: readonly string[] | undefined;
   readonly logger?: BackendLogger | undefined;
   /** Called after every transaction with its size and duration (metrics). */
@@ -86,20 +93,6 @@ export interface NftablesBackendOptions {
 export const DEFAULT_MARK = 0x00100000;
 
 export type NftChannelKind = 'netlink' | 'cli';
-
-/** The helper binary built by `npm run build` (dist/pinhole-nfnl), or undefined. */
-export function builtHelperPath(): string | undefined {
-  for (const rel of ['./pinhole-nfnl', '../dist/pinhole-nfnl']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // next candidate
-    }
-  }
-  return undefined;
-}
 
 /** After this many consecutive failures of the netlink channel, the backend uses the nft CLI. */
 const NETLINK_MAX_FAILURES = 3;
@@ -208,6 +201,11 @@ export class NftablesBackend implements FirewallBackend {
     return this.#nl === undefined ? 'cli' : 'netlink';
   }
 
+  /** With the netlink channel: whether it runs in this process or through the helper. */
+  get netlinkMode(): 'in-process' | 'helper' | undefined {
+    return this.#nl?.mode;
+  }
+
   unsupported(rule: FirewallRule): string | undefined {
     return unsupportedReason(rule) ?? this.#overlap(rule);
   }
@@ -307,6 +305,7 @@ export class NftablesBackend implements FirewallBackend {
         adopted: rules.length,
         chains: allWantedChains(ruleset),
         channel,
+        ...(this.#nl === undefined ? {} : { netlink: this.#nl.mode }),
         ms: Math.round(performance.now() - started),
       },
       'nftables table ready',
@@ -315,12 +314,28 @@ export class NftablesBackend implements FirewallBackend {
   }
 
   /**
-   * Starts the netlink helper and checks it end to end (an empty NEWSETELEM on h4d must be
-   * acknowledged), unless the CLI channel was chosen. Returns the channel in use.
+   * Opens the netlink channel and checks it end to end (an empty NEWSETELEM on h4d must be
+   * acknowledged), unless the CLI channel was chosen: in this process when the addon is built,
+   * nft.helperCommand is not set and nft runs plainly or through `ip netns exec NAME` (the
+   * socket is then made in that namespace); else through the helper process. Returns the channel
+   * in use.
    */
   async #openNetlink(): Promise<NftChannelKind> {
     if (this.#o.channel === 'cli') return 'cli';
     const explicit = this.#o.channel === 'netlink';
+    const tried: string[] = [];
+    const netns = commandNetns(this.#argv);
+    if (this.#o.helperCommand === undefined && netns !== undefined) {
+      if (builtAddonPath() === undefined) {
+        tried.push('the netlink addon pinhole-nfnl.node is not built');
+      } else {
+        const why = await this.#tryNetlink(
+          new NetlinkChannel({ inProcess: { netns: netns === '' ? undefined : netns } }),
+        );
+        if (why === undefined) return 'netlink';
+        tried.push(`in process: ${why}`);
+      }
+    }
     let argv = this.#o.helperCommand;
     if (argv === undefined) {
       const helper = builtHelperPath();
@@ -333,33 +348,14 @@ export class NftablesBackend implements FirewallBackend {
             : [helper];
       }
     }
-    let why: string;
     if (argv === undefined) {
-      why = 'the netlink helper pinhole-nfnl is not built (no C compiler at build time?)';
+      tried.push('the netlink helper pinhole-nfnl is not built (no C compiler at build time?)');
     } else {
-      const nl = new NetlinkChannel({ argv });
-      try {
-        await nl.start();
-        const [probe] = await nl.run(this.table, [
-          {
-            kind: 'new',
-            set: 'h4d',
-            keys: Buffer.alloc(0),
-            keyLen: 0,
-            timeoutMs: 0,
-            userdata: undefined,
-          },
-        ]);
-        if (probe !== undefined && probe.errno === 0) {
-          this.#nl = nl;
-          return 'netlink';
-        }
-        why = `the kernel refused the probe: ${describeError('new', this.table, 'h4d', probe?.errno ?? 0, probe?.offset)}`;
-      } catch (e) {
-        why = (e as Error).message;
-      }
-      await nl.close();
+      const why = await this.#tryNetlink(new NetlinkChannel({ argv }));
+      if (why === undefined) return 'netlink';
+      tried.push(`helper: ${why}`);
     }
+    const why = tried.join('; ');
     if (explicit) {
       // open() fails: nothing may keep running behind it.
       await this.#channel.close();
@@ -367,6 +363,33 @@ export class NftablesBackend implements FirewallBackend {
     }
     this.#o.logger?.warn({ reason: why }, 'netlink channel unavailable: using the nft CLI channel');
     return 'cli';
+  }
+
+  /** Starts `nl` and probes it; keeps it and returns undefined, or closes it and says why. */
+  async #tryNetlink(nl: NetlinkChannel): Promise<string | undefined> {
+    let why: string;
+    try {
+      await nl.start();
+      const [probe] = await nl.run(this.table, [
+        {
+          kind: 'new',
+          set: 'h4d',
+          keys: Buffer.alloc(0),
+          keyLen: 0,
+          timeoutMs: 0,
+          userdata: undefined,
+        },
+      ]);
+      if (probe !== undefined && probe.errno === 0) {
+        this.#nl = nl;
+        return undefined;
+      }
+      why = `the kernel refused the probe: ${describeError('new', this.table, 'h4d', probe?.errno ?? 0, probe?.offset)}`;
+    } catch (e) {
+      why = (e as Error).message;
+    }
+    await nl.close();
+    return why;
   }
 
   install(rule: FirewallRule, meta: RuleMeta): Promise<void> {
@@ -675,4 +698,30 @@ export class NftablesBackend implements FirewallBackend {
     await this.#channel.close();
     await this.#nl?.close();
   }
+}
+
+/**
+ * The network namespace nft runs in, as the in-process netlink socket must be made: '' for
+ * plain `nft` (this process's namespace), `/run/netns/NAME` for `ip netns exec NAME nft`, and
+ * undefined for any other wrapper (`sudo nft`), which only the helper process can imitate.
+ */
+export function commandNetns(argv: readonly string[]): string | undefined {
+  const last = argv[argv.length - 1];
+  if (last === undefined || basename(last) !== 'nft') return undefined;
+  if (argv.length === 1) return '';
+  const [ip, netns, exec, name] = argv;
+  if (
+    argv.length === 5 &&
+    ip !== undefined &&
+    basename(ip) === 'ip' &&
+    netns === 'netns' &&
+    exec === 'exec' &&
+    name !== undefined &&
+    /^[A-Za-z0-9_.-]+$/.test(name) &&
+    name !== '.' &&
+    name !== '..'
+  ) {
+    return `/run/netns/${name}`;
+  }
+  return undefined;
 }
