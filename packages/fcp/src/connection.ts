@@ -1,10 +1,12 @@
 /**
- * One persistent FCP connection to one server (TCP or TLS): pipelined requests correlated in
+ * One persistent FCP connection to one server (TCP, TLS, or a local link to a server in this
+ * process): pipelined requests correlated in
  * order and cross-checked against SEQ (spec §6 #29: SEQ=0 or no SEQ is accepted, the order
  * decides), a deadline per request, and reconnection with exponential backoff. Used by FcpClient.
  */
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { FcpError, FcpErrorCode } from './errors.js';
 import type { TimerApi } from './expiry-queue.js';
@@ -21,10 +23,18 @@ export type UnsequencedRequest = FcpRequest extends infer R
 export interface ServerEndpoint {
   readonly host: string;
   readonly port: number;
-  /** Default `tcp`. `udp`: one datagram per request, retransmitted (FcpUdpConnection). */
-  readonly transport?: 'tcp' | 'tls' | 'udp' | undefined;
+  /**
+   * Default `tcp`. `udp`: one datagram per request, retransmitted (FcpUdpConnection). `local`:
+   * a server in this process, reached through `connect` (no socket; `host` only names it).
+   */
+  readonly transport?: 'tcp' | 'tls' | 'udp' | 'local' | undefined;
   /** For `tls`: ca, cert, key, servername... */
   readonly tls?: tls.ConnectionOptions | undefined;
+  /**
+   * For `local`: opens a connection to the server, e.g. `() => server.connectLocal()` of an
+   * `FcpServer` in this process. Called again to reconnect; may throw while the server is down.
+   */
+  readonly connect?: (() => Duplex) | undefined;
 }
 
 export interface ReconnectOptions {
@@ -87,7 +97,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
   readonly #reconnect: Required<{ [K in keyof ReconnectOptions]: number }>;
   readonly #maxQueued: number;
   readonly #maxLine: number;
-  #socket: net.Socket | undefined;
+  #socket: Duplex | undefined;
   #open = false;
   #closed = false;
   #everConnected = false;
@@ -104,7 +114,10 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
   constructor(endpoint: ServerEndpoint, timers: TimerApi, options: ConnectionOptions = {}) {
     super();
     this.endpoint = endpoint;
-    this.name = `${endpoint.transport ?? 'tcp'}:${endpoint.host}:${endpoint.port}`;
+    this.name =
+      endpoint.transport === 'local'
+        ? `local:${endpoint.host}`
+        : `${endpoint.transport ?? 'tcp'}:${endpoint.host}:${endpoint.port}`;
     this.#timers = timers;
     const r = options.reconnect ?? {};
     this.#reconnect = {
@@ -176,6 +189,11 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
   #write(p: Pending): void {
     p.written = true;
     this.#outstanding.push(p);
+    if (this.endpoint.transport === 'local') {
+      // No syscall to save: the server reads it now, in this turn.
+      this.#socket?.write(p.wire);
+      return;
+    }
     // Coalesce the requests issued in one turn of the event loop into one write (one syscall).
     this.#writeBuf.push(p.wire);
     if (!this.#writeScheduled) {
@@ -191,7 +209,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
 
   #connect(): void {
     if (this.#closed) return;
-    const { host, port } = this.endpoint;
+    const { host, port, connect } = this.endpoint;
     const decoder = new ResponseDecoder(
       (i) => {
         const p = this.#outstanding[i];
@@ -205,14 +223,30 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
       this.#attempt = 0;
       const reconnected = this.#everConnected;
       this.#everConnected = true;
-      socket.setNoDelay(true);
+      if (socket instanceof net.Socket) socket.setNoDelay(true);
       for (const p of this.#queue.splice(0)) this.#write(p);
       this.emit('connect', { reconnected });
     };
-    const socket: net.Socket =
-      this.endpoint.transport === 'tls'
-        ? tls.connect({ host, port, ...this.endpoint.tls }, onUp)
-        : net.connect({ host, port }, onUp);
+    let socket: Duplex;
+    if (this.endpoint.transport === 'local') {
+      try {
+        if (connect === undefined) throw new Error('no connect function for a local server');
+        socket = connect();
+      } catch (e) {
+        // The server is not running (yet, or any more): try again later, as after a refused
+        // TCP connection.
+        this.emit('protocol-error', { detail: `${this.name}: ${(e as Error).message}` });
+        this.#scheduleReconnect();
+        return;
+      }
+      // Up at once; announced after the caller has attached its listeners.
+      queueMicrotask(onUp);
+    } else {
+      socket =
+        this.endpoint.transport === 'tls'
+          ? tls.connect({ host, port, ...this.endpoint.tls }, onUp)
+          : net.connect({ host, port }, onUp);
+    }
     this.#socket = socket;
     socket.setEncoding('latin1');
     let error: Error | undefined;
@@ -264,7 +298,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
     }, delayMs);
   }
 
-  #onResponse(resp: DecodedResponse, socket: net.Socket): void {
+  #onResponse(resp: DecodedResponse, socket: Duplex): void {
     const p = this.#outstanding.shift();
     if (!p) {
       this.#protocolError(socket, `unsolicited response (status ${resp.status})`);
@@ -280,7 +314,7 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
     if (!p.abandoned) p.resolve(resp);
   }
 
-  #protocolError(socket: net.Socket, detail: string): void {
+  #protocolError(socket: Duplex, detail: string): void {
     this.emit('protocol-error', { detail });
     for (const p of this.#outstanding.splice(0)) this.#fail(p, FcpErrorCode.PROTOCOL, detail);
     socket.destroy();

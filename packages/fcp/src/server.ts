@@ -8,9 +8,11 @@
 import * as dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import type { FirewallBackend, FirewallRule, PortRange } from './backend.js';
 import { validateServerConfig, type FcpServerConfig, type ResolvedServerConfig } from './config.js';
+import { FcpError, FcpErrorCode } from './errors.js';
 import { ExpiryQueue, systemTimers, type TimerApi } from './expiry-queue.js';
 import {
   formatAddress,
@@ -20,6 +22,7 @@ import {
   prefixOverlaps,
   type ParsedPrefix,
 } from './ip.js';
+import { localLink } from './local-link.js';
 import { policyViolation } from './policy.js';
 import {
   fromFirewallRule,
@@ -51,7 +54,8 @@ export interface FcpLogger {
 
 const silentLogger: FcpLogger = { info: () => {}, warn: () => {}, error: () => {} };
 
-export type FcpTransport = 'tcp' | 'udp' | 'tls';
+/** `local`: a client in this process, through `connectLocal()` (no socket). */
+export type FcpTransport = 'tcp' | 'udp' | 'tls' | 'local';
 
 /** Who sent a request. */
 export interface FcpClientInfo {
@@ -224,7 +228,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
   readonly #udpCache = new Map<string, UdpCacheEntry>();
   readonly #tcpServers: net.Server[] = [];
   readonly #udpSockets: dgram.Socket[] = [];
-  readonly #sockets = new Set<net.Socket>();
+  readonly #sockets = new Set<Duplex>();
   readonly #bound: BoundAddress[] = [];
   readonly #requests: Record<string, Record<number, number>> = {};
   #counters = {
@@ -412,9 +416,27 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     });
   }
 
-  #onConnection(socket: net.Socket, transport: 'tcp' | 'tls'): void {
+  /**
+   * A connection from a client in this same process (the proxy's embedded fcpd): the client's
+   * end of a local link (see local-link.ts; give it to `FcpClient` as the endpoint's `connect`).
+   * This server serves the other end exactly as a TCP connection from 127.0.0.1: same ACL,
+   * owner, limits and replies. Throws when the server is not running.
+   */
+  connectLocal(): Duplex {
+    if (!this.#accepting()) {
+      throw new FcpError(FcpErrorCode.CLOSED, 'FCP server is not running');
+    }
+    const [client, server] = localLink();
+    this.#onConnection(server, 'local', '127.0.0.1');
+    return client;
+  }
+
+  #onConnection(
+    socket: Duplex,
+    transport: 'tcp' | 'tls' | 'local',
+    remote: string | undefined = (socket as net.Socket).remoteAddress,
+  ): void {
     socket.on('error', () => {});
-    const remote = socket.remoteAddress;
     if (remote === undefined || !this.#accepting()) {
       socket.destroy();
       return;
@@ -434,13 +456,13 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     }
     const client: FcpClientInfo = {
       address,
-      port: socket.remotePort ?? 0,
+      port: socket instanceof net.Socket ? (socket.remotePort ?? 0) : 0,
       transport,
       owner,
       authenticated,
     };
     this.#sockets.add(socket);
-    socket.setNoDelay(true);
+    if (socket instanceof net.Socket) socket.setNoDelay(true);
     this.emit('connection', client);
     socket.on('close', () => {
       this.#sockets.delete(socket);
@@ -469,7 +491,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     );
   }
 
-  #serveStream(socket: net.Socket, client: FcpClientInfo): void {
+  #serveStream(socket: Duplex, client: FcpClientInfo): void {
     const framer = new RequestFramer({ maxRequestBytes: this.config.limits.maxRequestBytes });
     const maxInflight = this.config.limits.maxInflightPerConnection;
     interface Slot {
