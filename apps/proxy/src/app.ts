@@ -186,7 +186,13 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     // Before listening: nothing is sent, nothing is counted (see warmup.ts).
     const w = await warmUp({ config, policy: policyInput(config, addrs) });
     proxyLog.info(
-      { calls: w.calls, messages: w.messages, fcpRequests: w.fcpRequests, ms: Math.round(w.ms) },
+      {
+        calls: w.calls,
+        messages: w.messages,
+        fcpRequests: w.fcpRequests,
+        ms: Math.round(w.ms),
+        cpuMs: Math.round(w.cpuMs),
+      },
       'warm-up done',
     );
   }

@@ -81,8 +81,9 @@ export interface ProxyConfig {
    */
   readonly warmup: boolean;
   /**
-   * The warm-up's time budget, milliseconds: no synthetic call starts after it (the calls in
-   * flight then get a quarter of it more to finish). 0..10000; default 1000.
+   * The warm-up's budget, milliseconds of CPU time: no synthetic call starts once the process has
+   * used this much, nor after four times this much wall time (the calls in flight then get a
+   * quarter of it more to finish). 0..10000; default 1000.
    */
   readonly warmupMs: number;
 }
@@ -433,7 +434,8 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --log-level L               fatal|error|warn|info|debug|trace|silent (default info)
   --policy JSON               further @pinhole/policy settings, e.g. '{"openOn":"offer"}'
   --no-warmup                 skip the start-up warm-up (synthetic calls run in-process)
-  --warmup-ms N               the warm-up's time budget (default 1000, at most 10000)
+  --warmup-ms N               the warm-up's budget, ms of CPU time (default 1000, at most
+                              10000; never more than 4x as much wall time)
   --help                      this text
 `;
 

@@ -52,10 +52,20 @@ describe('warmUp', () => {
     expect(r.ms).toBeGreaterThanOrEqual(0);
   });
 
-  it('starts no call after its time budget', async () => {
+  it('starts no call after its budget', async () => {
     const r = await warmUp({ config, maxCalls: 1_000_000, budgetMs: 0 });
     expect(r.calls).toBe(0);
     expect(r.messages).toBe(0);
+  });
+
+  it('counts its budget in CPU time, capped at four times as much wall time', async () => {
+    // A process that gets no CPU (here: the CPU clock stands still) stops at the wall-time cap.
+    vi.spyOn(process, 'cpuUsage').mockReturnValue({ user: 0, system: 0 });
+    const r = await warmUp({ config, maxCalls: 1_000_000, budgetMs: 50 });
+    expect(r.cpuMs).toBe(0);
+    expect(r.messages).toBeGreaterThan(0);
+    // Started until 4 × 50 ms had passed, then drained for at most max(50, 50 / 4) ms.
+    expect(r.ms).toBeGreaterThanOrEqual(200);
   });
 
   it('sends nothing, counts nothing, and leaves no timer or handle behind', async () => {
@@ -66,14 +76,35 @@ describe('warmUp', () => {
     const fcpSet = vi.spyOn(FcpClient.prototype, 'set');
     const fcpRelease = vi.spyOn(FcpClient.prototype, 'release');
     const fcpQuery = vi.spyOn(FcpClient.prototype, 'query');
+    const coreClose = vi.spyOn(ProxyCore.prototype, 'close');
+    const layerClose = vi.spyOn(TransactionLayer.prototype, 'close');
+    const controlClose = vi.spyOn(PinholeController.prototype, 'close');
+    const serverStop = vi.spyOn(FcpServer.prototype, 'stop');
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    await turn(); // what earlier tests left to run once
     const handles = process.getActiveResourcesInfo().sort();
     const r = await warmUp({ config, maxCalls: 10, budgetMs: 60_000 });
+    await turn();
     expect(r.calls).toBe(10);
     for (const spy of [udpSend, udpCreate, tcpWrite, tcpConnect, fcpSet, fcpRelease, fcpQuery]) {
       expect(spy).not.toHaveBeenCalled();
     }
-    // Transaction timers (Timer D, J, K …), hold deadlines and the controller's sweep: cleared.
-    expect(process.getActiveResourcesInfo().sort()).toEqual(handles);
+    // Transaction timers (Timer D, J, K …: unref'd), the controller's sweep and the FCP server's
+    // expiry timers: the private core, its transaction layer, the controller and the server are
+    // closed, and the layer holds no transaction any more.
+    expect(coreClose).toHaveBeenCalledTimes(1);
+    expect(layerClose).toHaveBeenCalledTimes(1);
+    expect((layerClose.mock.contexts[0] as TransactionLayer).size).toBe(0);
+    expect(controlClose).toHaveBeenCalledTimes(1);
+    expect(serverStop).toHaveBeenCalledTimes(1);
+    // Nothing that keeps the process alive is left (earlier tests' timers may have ended
+    // meanwhile: no kind of resource may be more numerous than before).
+    const count = (list: string[]): Map<string, number> =>
+      list.reduce((m, k) => m.set(k, (m.get(k) ?? 0) + 1), new Map<string, number>());
+    const before = count(handles);
+    for (const [kind, n] of count(process.getActiveResourcesInfo())) {
+      expect({ kind, n }).toEqual({ kind, n: Math.min(n, before.get(kind) ?? 0) });
+    }
   });
 
   it('answers SETs and RELEASEs in the sink through the FCP codec and a private, unbound FCP server', async () => {
