@@ -83,7 +83,7 @@ export interface ProxyConfig {
   /**
    * The warm-up's budget, milliseconds of CPU time: no synthetic call starts once the process has
    * used this much, nor after four times this much wall time (the calls in flight then get a
-   * quarter of it more to finish). 0..10000; default 1000.
+   * quarter of it more to finish). 0..10000; default 2000.
    */
   readonly warmupMs: number;
 }
@@ -111,7 +111,7 @@ export const DEFAULT_CONFIG: ProxyConfig = {
   logLevel: 'info',
   policy: {},
   warmup: true,
-  warmupMs: 1000,
+  warmupMs: 2000,
 };
 
 const SOURCE_POLICIES: readonly SourcePolicy[] = ['any', 'sdp', 'contact', 'signalling'];
@@ -434,7 +434,7 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --log-level L               fatal|error|warn|info|debug|trace|silent (default info)
   --policy JSON               further @pinhole/policy settings, e.g. '{"openOn":"offer"}'
   --no-warmup                 skip the start-up warm-up (synthetic calls run in-process)
-  --warmup-ms N               the warm-up's budget, ms of CPU time (default 1000, at most
+  --warmup-ms N               the warm-up's budget, ms of CPU time (default 2000, at most
                               10000; never more than 4x as much wall time)
   --help                      this text
 `;

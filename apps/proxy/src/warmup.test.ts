@@ -200,8 +200,8 @@ describe('warmup configuration', () => {
     expect(() => configFromObject({ warmup: 'no' })).toThrow(/warmup/);
   });
 
-  it('takes its time budget from warmupMs / --warmup-ms, 0..10000, default 1000', () => {
-    expect(DEFAULT_CONFIG.warmupMs).toBe(1000);
+  it('takes its time budget from warmupMs / --warmup-ms, 0..10000, default 2000', () => {
+    expect(DEFAULT_CONFIG.warmupMs).toBe(2000);
     expect(parseArgs(['--warmup-ms', '2500']).config.warmupMs).toBe(2500);
     expect(configFromObject({ warmupMs: 0 }).warmupMs).toBe(0);
     expect(() => parseArgs(['--warmup-ms', '10001'])).toThrow(/warmup-ms/);

@@ -46,9 +46,6 @@ import { ProxyCore, type Logger } from './proxy-core.js';
 import { ScriptedCalls } from './scripted-calls.js';
 import type { Listener, Peer } from './transport.js';
 
-/** Default time budget of the warm-up, milliseconds (`warmupMs`). */
-export const DEFAULT_WARMUP_MS = 1000;
-
 export interface WarmupOptions {
   /** The live configuration: the core and the firewall module run with its settings. */
   readonly config: ProxyConfig;
