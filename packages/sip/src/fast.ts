@@ -37,23 +37,6 @@ const BACKSLASH = 0x5c;
 // read TOKEN a dozen times); a local constant is not.
 const TOKEN: Uint8Array = TOKEN_TABLE;
 const result = { start: -1, end: -1 };
-/**
- * What `scanTopVia` read besides the branch (buffer offsets; -1 absent): the transport's end
- * (it starts after `SIP/2.0/`), the host, the port, the last `received` value, the last `rport`
- * (-2 absent, -1 without a value) and the last `ttl`.
- */
-const viaScan = {
-  transportEnd: -1,
-  hostStart: -1,
-  hostEnd: -1,
-  port: -1,
-  receivedStart: -1,
-  receivedEnd: -1,
-  rport: -2,
-  ttl: -1,
-};
-/** Where `scanNameAddr` found the URI: between `<` and `>`, offsets of the buffer. */
-const uriRange = { start: -1, end: -1 };
 
 /** Where the scanners leave the range of the value they were asked for (start -1: absent). */
 export const found: { start: number; end: number } = result;
@@ -171,18 +154,14 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   }
   let i = tokenEndB(buf, s + 8, e);
   if (i === s + 8) return -1;
-  const transportEnd = i;
   const ws = i;
   while (i < e && (buf[i] === SP || buf[i] === HT)) i++;
   if (i === ws) return -1;
-  const hostStart = i;
   i = hostEndB(buf, i, e);
   if (i < 0) return -1;
-  const hostEnd = i;
-  let port = -1;
   if (i < e && buf[i] === COLON) {
     const p0 = ++i;
-    port = 0;
+    let port = 0;
     for (; i < e; i++) {
       const c = buf[i] as number;
       if (c < 0x30 || c > 0x39) break;
@@ -192,10 +171,6 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   }
   let bs = -1;
   let be = -1;
-  let rs = -1;
-  let re = -1;
-  let rport = -2;
-  let ttl = -1;
   while (i < e && buf[i] === SEMI) {
     const n0 = i + 1;
     const n1 = tokenEndB(buf, n0, e);
@@ -218,18 +193,14 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
       be = v1;
     } else if (len === 8 && nameIs(buf, n0, n1, 'received')) {
       if (!hasValue || !isIpv4B(buf, v0, v1)) return -1;
-      rs = v0;
-      re = v1;
     } else if (len === 5 && nameIs(buf, n0, n1, 'rport')) {
       if (hasValue) {
         const p = smallNumber(buf, v0, v1, 5);
         if (p < 0 || p > 65535) return -1;
-        rport = p;
-      } else rport = -1;
+      }
     } else if (len === 3 && nameIs(buf, n0, n1, 'ttl')) {
       const t = hasValue ? smallNumber(buf, v0, v1, 3) : -1;
       if (t < 0 || t > 255) return -1;
-      ttl = t;
     } else if (len === 5 && nameIs(buf, n0, n1, 'maddr')) {
       return -1;
     }
@@ -237,15 +208,6 @@ export function scanTopVia(buf: Uint8Array, s: number, e: number): number {
   if (i < e && buf[i] !== COMMA) return -1;
   result.start = bs;
   result.end = be;
-  const v = viaScan;
-  v.transportEnd = transportEnd;
-  v.hostStart = hostStart;
-  v.hostEnd = hostEnd;
-  v.port = port;
-  v.receivedStart = rs;
-  v.receivedEnd = re;
-  v.rport = rport;
-  v.ttl = ttl;
   return i;
 }
 
@@ -308,7 +270,6 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
     }
     i++;
   }
-  const uriEnd = i;
   const first = buf[u0] as number;
   if (
     i - u0 < 2 ||
@@ -348,8 +309,6 @@ export function scanNameAddr(buf: Uint8Array, s: number, e: number): boolean {
   if (i !== e) return false;
   result.start = ts;
   result.end = te;
-  uriRange.start = u0;
-  uriRange.end = uriEnd;
   return true;
 }
 
@@ -430,11 +389,74 @@ function inconsistent(what: string, raw: string): SipError {
   );
 }
 
+/** `nameIs` on a string: `text[at..)` spells the lower-case letters of `name` in any case. */
+function textNameIs(text: string, at: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    if ((text.charCodeAt(at + i) | 0x20) !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** The fields of a scanned Via read on first use (`FastVia`): -1 where absent. */
+interface ViaFields {
+  readonly transport: string;
+  readonly host: string;
+  readonly port: number;
+  readonly received: string | undefined;
+  /** -2 absent, -1 without a value. */
+  readonly rport: number;
+  readonly ttl: number;
+}
+
 /**
- * A top Via accepted by `scanTopVia`, made right after the scan: `raw`, `branch`, the transport,
- * host, port, `received`, `rport` and `ttl` come from what the scan read (substrings of the
- * message head `text`); `params` from the full parser, on first access. The scan accepts no
- * IPv6 reference, no `maddr` and no protocol but `SIP/2.0`.
+ * Reads the transport, host, port, `received`, `rport` and `ttl` of `text[s..e)`, a via-parm
+ * that `scanTopVia` accepted (so in its form: `SIP/2.0/<transport> <host>[:<port>]` then
+ * `;name[=value]` tokens, ASCII, no quotes): one pass, no validation left to do. Values as
+ * parseVia gives them (upper-case transport, lower-case host, the last of a repeated parameter).
+ */
+function viaFieldsOf(text: string, s: number, e: number): ViaFields {
+  let i = s + 8;
+  while (text.charCodeAt(i) !== SP && text.charCodeAt(i) !== HT) i++;
+  const transport = text.slice(s + 8, i).toUpperCase();
+  while (text.charCodeAt(i) === SP || text.charCodeAt(i) === HT) i++;
+  const h0 = i;
+  while (i < e && text.charCodeAt(i) !== COLON && text.charCodeAt(i) !== SEMI) i++;
+  const host = text.slice(h0, i).toLowerCase();
+  let port = -1;
+  if (i < e && text.charCodeAt(i) === COLON) {
+    port = 0;
+    for (i++; i < e && text.charCodeAt(i) !== SEMI; i++)
+      port = port * 10 + text.charCodeAt(i) - 0x30;
+  }
+  let received: string | undefined;
+  let rport = -2;
+  let ttl = -1;
+  while (i < e) {
+    // at ";": name [= value] up to the next ";" or the end
+    const n0 = i + 1;
+    let n1 = n0;
+    while (n1 < e && text.charCodeAt(n1) !== EQUAL && text.charCodeAt(n1) !== SEMI) n1++;
+    let v1 = n1;
+    while (v1 < e && text.charCodeAt(v1) !== SEMI) v1++;
+    const len = n1 - n0;
+    const hasValue = n1 < v1;
+    if (len === 8 && textNameIs(text, n0, 'received')) {
+      received = text.slice(n1 + 1, v1);
+    } else if (len === 5 && textNameIs(text, n0, 'rport')) {
+      rport = hasValue ? Number(text.slice(n1 + 1, v1)) : -1;
+    } else if (len === 3 && textNameIs(text, n0, 'ttl')) {
+      ttl = Number(text.slice(n1 + 1, v1));
+    }
+    i = v1;
+  }
+  return { transport, host, port, received, rport, ttl };
+}
+
+/**
+ * A top Via accepted by `scanTopVia`: `branch` and `raw` are substrings of the message head
+ * (`text`, offsets into it); the transport, host, port, `received`, `rport` and `ttl` are read
+ * from the same text on first use of any of them (`viaFieldsOf`), `params` comes from the full
+ * parser. The scan accepts no IPv6 reference, no `maddr` and no protocol but `SIP/2.0`.
  */
 export class FastVia implements Via {
   readonly #text: string;
@@ -442,43 +464,17 @@ export class FastVia implements Via {
   readonly #e: number;
   readonly #bs: number;
   readonly #be: number;
-  readonly #transportEnd: number;
-  readonly #hostStart: number;
-  readonly #hostEnd: number;
-  readonly #receivedStart: number;
-  readonly #receivedEnd: number;
-  readonly #port: number;
-  readonly #rport: number;
-  readonly #ttl: number;
   #raw: string | undefined;
   #branch: string | undefined;
-  #transport: string | undefined;
-  #host: string | undefined;
-  #received: string | undefined;
+  #fields: ViaFields | undefined;
   #full: Via | undefined;
 
-  /** `text` is the message head from buffer offset `base`: offsets into it are buffer - base. */
-  constructor(text: string, base: number, s: number, e: number) {
-    const v = viaScan;
+  constructor(text: string, s: number, e: number, bs: number, be: number) {
     this.#text = text;
-    this.#s = s - base;
-    this.#e = e - base;
-    this.#bs = result.start < 0 ? -1 : result.start - base;
-    this.#be = result.end - base;
-    this.#transportEnd = v.transportEnd - base;
-    this.#hostStart = v.hostStart - base;
-    this.#hostEnd = v.hostEnd - base;
-    this.#receivedStart = v.receivedStart < 0 ? -1 : v.receivedStart - base;
-    this.#receivedEnd = v.receivedEnd - base;
-    this.#port = v.port;
-    this.#rport = v.rport;
-    this.#ttl = v.ttl;
-    this.#raw = undefined;
-    this.#branch = undefined;
-    this.#transport = undefined;
-    this.#host = undefined;
-    this.#received = undefined;
-    this.#full = undefined;
+    this.#s = s;
+    this.#e = e;
+    this.#bs = bs;
+    this.#be = be;
   }
 
   get raw(): string {
@@ -492,45 +488,39 @@ export class FastVia implements Via {
     return this.#branch;
   }
 
+  #v(): ViaFields {
+    return (this.#fields ??= viaFieldsOf(this.#text, this.#s, this.#e));
+  }
+
   get protocol(): string {
     return 'SIP/2.0';
   }
-
   get transport(): string {
-    // parseVia: the transport token in upper case.
-    return (this.#transport ??= this.#text.slice(this.#s + 8, this.#transportEnd).toUpperCase());
+    return this.#v().transport;
   }
-
   get host(): string {
-    // readHost: a host name in lower case, an IPv4 address as written.
-    return (this.#host ??= this.#text.slice(this.#hostStart, this.#hostEnd).toLowerCase());
+    return this.#v().host;
   }
-
   get ipv6(): boolean {
     return false;
   }
-
   get port(): number | undefined {
-    return this.#port < 0 ? undefined : this.#port;
+    const p = this.#v().port;
+    return p < 0 ? undefined : p;
   }
-
-  get rport(): number | true | undefined {
-    return this.#rport === -2 ? undefined : this.#rport === -1 ? true : this.#rport;
-  }
-
-  get ttl(): number | undefined {
-    return this.#ttl < 0 ? undefined : this.#ttl;
-  }
-
   get received(): string | undefined {
-    if (this.#received === undefined && this.#receivedStart >= 0) {
-      this.#received = this.#text.slice(this.#receivedStart, this.#receivedEnd);
-    }
-    return this.#received;
+    return this.#v().received;
   }
-
+  get rport(): number | true | undefined {
+    const r = this.#v().rport;
+    return r === -2 ? undefined : r === -1 ? true : r;
+  }
   get maddr(): string | undefined {
     return undefined;
+  }
+  get ttl(): number | undefined {
+    const t = this.#v().ttl;
+    return t < 0 ? undefined : t;
   }
 
   #f(): Via {
@@ -690,13 +680,23 @@ export function nameAddrOkB(buf: Uint8Array, s: number, e: number): boolean {
     }
     return sipUriOkB(buf, s, j) && headerParamsOkB(buf, j, e);
   }
-  // scanNameAddr accepted: parseAddress's URI text is what it found between "<" and ">".
-  return scanNameAddr(buf, s, e) && sipUriOkB(buf, uriRange.start, uriRange.end);
+  if (!scanNameAddr(buf, s, e)) return false;
+  // Accepted: parseAddress's URI text is between the "<" after the display name (a quoted one
+  // holds no backslash here, so its end is the next quote) and the first ">" after that.
+  const lt =
+    first === DQUOTE
+      ? indexOfB(buf, indexOfB(buf, s + 1, e, DQUOTE) + 1, e, LAQUOT)
+      : indexOfB(buf, s, e, LAQUOT);
+  return sipUriOkB(buf, lt + 1, indexOfB(buf, lt + 1, e, RAQUOT));
 }
 
 function hasByte(buf: Uint8Array, s: number, e: number, b: number): boolean {
-  for (let i = s; i < e; i++) if (buf[i] === b) return true;
-  return false;
+  return indexOfB(buf, s, e, b) !== -1;
+}
+
+function indexOfB(buf: Uint8Array, s: number, e: number, b: number): number {
+  for (let i = s; i < e; i++) if (buf[i] === b) return i;
+  return -1;
 }
 
 /** `*(;token[=token])` to exactly `e`, without `expires` or `q` (which the full parser checks). */

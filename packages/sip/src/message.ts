@@ -160,6 +160,23 @@ const REQUEST_URI = -2;
 const UNPARSED = Symbol('unparsed');
 type Lazy<T> = T | typeof UNPARSED;
 
+/** Message caches of Contact, Route, Record-Route and Content-Type. */
+class MoreCaches {
+  contacts: Lazy<readonly Contact[]> = UNPARSED;
+  route: Lazy<readonly NameAddr[]> = UNPARSED;
+  recordRoute: Lazy<readonly NameAddr[]> = UNPARSED;
+  contentType: Lazy<string | undefined> = UNPARSED;
+
+  copy(): MoreCaches {
+    const c = new MoreCaches();
+    c.contacts = this.contacts;
+    c.route = this.route;
+    c.recordRoute = this.recordRoute;
+    c.contentType = this.contentType;
+    return c;
+  }
+}
+
 export class Message implements SipMessage {
   readonly isRequest: boolean;
   #method: string;
@@ -196,10 +213,8 @@ export class Message implements SipMessage {
   #to: Lazy<NameAddr | undefined> = UNPARSED;
   #cseq: Lazy<CSeq | undefined> = UNPARSED;
   #ruri: Lazy<SipUri | undefined> = UNPARSED;
-  #contacts: Lazy<readonly Contact[]> = UNPARSED;
-  #route: Lazy<readonly NameAddr[]> = UNPARSED;
-  #recordRoute: Lazy<readonly NameAddr[]> = UNPARSED;
-  #contentType: Lazy<string | undefined> = UNPARSED;
+  /** The caches of headers read less often, made on first use (one field less per message). */
+  #more: MoreCaches | undefined = undefined;
 
   /**
    * `buf[start..end)` is the message (the buffer may hold other data before and after it);
@@ -530,14 +545,22 @@ export class Message implements SipMessage {
     if (h.lineStart >= 0 && !h.folded) {
       const end = scanTopVia(this.#buf, h.valueStart, h.valueEnd);
       // The scanner accepts ASCII bytes only: its strings are substrings of the Latin-1 head.
-      return end < 0 ? undefined : new FastVia(this.#latin1Head(), this.#start, h.valueStart, end);
+      if (end < 0) return undefined;
+      const b = this.#start;
+      return new FastVia(
+        this.#latin1Head(),
+        h.valueStart - b,
+        end - b,
+        found.start < 0 ? -1 : found.start - b,
+        found.end - b,
+      );
     }
     const v = h.value;
     if (h.lineStart >= 0 || v === undefined || v.length > SCRATCH_TEXT) return undefined;
     const n = writeUtf8(SCRATCH, 0, v);
     if (n !== v.length) return undefined;
     const end = scanTopVia(SCRATCH, 0, n);
-    return end < 0 ? undefined : new FastVia(v, 0, 0, end);
+    return end < 0 ? undefined : new FastVia(v, 0, end, found.start, found.end);
   }
 
   #nameAddr(id: number): NameAddr | undefined {
@@ -595,7 +618,8 @@ export class Message implements SipMessage {
   }
 
   contacts(): readonly Contact[] {
-    if (this.#contacts === UNPARSED) {
+    const more = (this.#more ??= new MoreCaches());
+    if (more.contacts === UNPARSED) {
       const out: Contact[] = [];
       for (const e of this.#elementsOf(H.CONTACT)) {
         if (e === '*') continue;
@@ -603,9 +627,9 @@ export class Message implements SipMessage {
         if (isSipError(c)) break;
         out.push(c);
       }
-      this.#contacts = out;
+      more.contacts = out;
     }
-    return this.#contacts;
+    return more.contacts;
   }
 
   contactStar(): boolean {
@@ -624,13 +648,15 @@ export class Message implements SipMessage {
   }
 
   route(): readonly NameAddr[] {
-    if (this.#route === UNPARSED) this.#route = this.#addressList(H.ROUTE);
-    return this.#route;
+    const more = (this.#more ??= new MoreCaches());
+    if (more.route === UNPARSED) more.route = this.#addressList(H.ROUTE);
+    return more.route;
   }
 
   recordRoute(): readonly NameAddr[] {
-    if (this.#recordRoute === UNPARSED) this.#recordRoute = this.#addressList(H.RECORD_ROUTE);
-    return this.#recordRoute;
+    const more = (this.#more ??= new MoreCaches());
+    if (more.recordRoute === UNPARSED) more.recordRoute = this.#addressList(H.RECORD_ROUTE);
+    return more.recordRoute;
   }
 
   contentLength(): number | undefined {
@@ -645,8 +671,9 @@ export class Message implements SipMessage {
   }
 
   contentType(): string | undefined {
-    if (this.#contentType === UNPARSED) this.#contentType = this.#readContentType();
-    return this.#contentType;
+    const more = (this.#more ??= new MoreCaches());
+    if (more.contentType === UNPARSED) more.contentType = this.#readContentType();
+    return more.contentType;
   }
 
   #readContentType(): string | undefined {
@@ -725,10 +752,13 @@ export class Message implements SipMessage {
     if (id === ALL || id === H.TO) this.#to = UNPARSED;
     if (id === ALL || id === H.CSEQ) this.#cseq = UNPARSED;
     if (id === ALL || id === REQUEST_URI) this.#ruri = UNPARSED;
-    if (id === ALL || id === H.CONTACT) this.#contacts = UNPARSED;
-    if (id === ALL || id === H.ROUTE) this.#route = UNPARSED;
-    if (id === ALL || id === H.RECORD_ROUTE) this.#recordRoute = UNPARSED;
-    if (id === ALL || id === H.CONTENT_TYPE) this.#contentType = UNPARSED;
+    const more = this.#more;
+    if (more !== undefined) {
+      if (id === ALL || id === H.CONTACT) more.contacts = UNPARSED;
+      if (id === ALL || id === H.ROUTE) more.route = UNPARSED;
+      if (id === ALL || id === H.RECORD_ROUTE) more.recordRoute = UNPARSED;
+      if (id === ALL || id === H.CONTENT_TYPE) more.contentType = UNPARSED;
+    }
   }
 
   #newLine(name: string, value: string): HeaderLine {
@@ -906,10 +936,7 @@ export class Message implements SipMessage {
     m.#to = this.#to;
     m.#cseq = this.#cseq;
     m.#ruri = this.#ruri;
-    m.#contacts = this.#contacts;
-    m.#route = this.#route;
-    m.#recordRoute = this.#recordRoute;
-    m.#contentType = this.#contentType;
+    m.#more = this.#more?.copy();
     return m;
   }
 
