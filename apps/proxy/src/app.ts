@@ -4,7 +4,7 @@
  * each worker when `workers` > 1) and by tests.
  */
 import { execFileSync } from 'node:child_process';
-import { FcpClient } from '@pinhole/fcp';
+import { FcpClient, type ServerEndpoint } from '@pinhole/fcp';
 import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
 import { warmUp } from './warmup.js';
 import { Policy, PolicyError, type PolicyConfigInput } from '@pinhole/policy';
@@ -141,12 +141,19 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
   const { config, logger } = opts;
   let fcpd: FcpdHandle | undefined;
   let backend = 'remote';
-  let servers = opts.fcpServers ?? config.fcp.map((s) => ({ host: s.host, port: s.port }));
+  let servers: readonly ServerEndpoint[] =
+    opts.fcpServers ?? config.fcp.map((s) => ({ host: s.host, port: s.port }));
   if (servers.length === 0) {
     const e = await startEmbeddedFcpd(config, logger, opts.embeddedBackend);
     fcpd = e.fcpd;
     backend = e.backend;
-    servers = [e.server];
+    // The embedded fcpd is in this process: talk to it over a local link, not loopback TCP, so
+    // a SET is answered in the turn that sent it (no kernel round trip, no event-loop poll
+    // between the 200 and its relay). Workers (cli.ts) still reach it over TCP.
+    const server = e.fcpd.server;
+    servers = [
+      { host: 'embedded', port: 0, transport: 'local', connect: () => server.connectLocal() },
+    ];
   }
   const fcp = new FcpClient({ servers, keepAlive: false });
   const fcpLog = logger.child({ component: 'fcp-client' });

@@ -95,6 +95,21 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
       await cleanupNetns();
     });
 
+    it('reaches its embedded fcpd over the in-process link, which programs the kernel from its own thread', () => {
+      const lines = proxy!.lines;
+      expect(
+        lines.some((l) => l.msg === 'FCP server connected' && l.server === 'local:embedded'),
+      ).toBe(true);
+      expect(
+        lines.some(
+          (l) =>
+            l.msg === 'nftables table ready' &&
+            l.channel === 'netlink' &&
+            l.netlink === 'in-process',
+        ),
+      ).toBe(true);
+    });
+
     it('drops media before the call, passes every packet sent after the 200 OK is relayed, and closes the hole after BYE', async () => {
       const mark = proxy!.lines.length;
       expect(await reaches(MEDIA)).toBe(false);

@@ -161,6 +161,10 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
       expect((await uas).code).toBe(0);
       expect(a.proxy.metrics.requests.get({ method: 'INVITE' })).toBe(1);
       expect(a.proxy.metrics.requests.get({ method: 'BYE' })).toBe(1);
+      // The embedded fcpd is reached over the in-process link (its one connection). Loopback
+      // media needs no hole; the namespace tests open holes through this link.
+      expect(a.fcp.servers).toEqual(['local:embedded']);
+      expect(a.fcpd!.server.stats().connections).toBe(1);
     });
 
     it('forks in parallel to two registered contacts; the answer wins and the other branch is cancelled', async () => {
