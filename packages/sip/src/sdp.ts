@@ -5,6 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
+import * as sdpTransform from 'sdp-transform';
 import { SipErrorCode } from './errors.js';
 import { classifyHost } from './host.js';
 import type { MediaDirection, MediaEndpoint, MediaEndpointsResult } from './types.js';
@@ -26,23 +27,9 @@ function toText(body: Uint8Array | string): string {
   return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
 }
 
-/** `text.split(/\r\n|\n|\r/)` without its last element when empty, in one indexed pass. */
 function splitLines(text: string): string[] {
-  const lines: string[] = [];
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x0d) {
-      lines.push(text.slice(start, i));
-      if (text.charCodeAt(i + 1) === 0x0a) i++;
-      start = i + 1;
-    } else if (c === 0x0a) {
-      lines.push(text.slice(start, i));
-      start = i + 1;
-    }
-  }
-  lines.push(text.slice(start));
-  if (lines[lines.length - 1] === '') lines.pop();
+  const lines = text.split(/\r\n|\n|\r/);
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
 }
 
@@ -52,8 +39,7 @@ function checkAddress(
   address: string,
 ): { address: string; fqdn: boolean } | string {
   // RFC 4566 §5.7: multicast addresses carry "/ttl" (IP4) and "/number" suffixes.
-  const slash = address.indexOf('/');
-  const base = slash === -1 ? address : address.slice(0, slash);
+  const base = address.split('/')[0] ?? '';
   const kind = isIP(base);
   if (addrType === 'IP4') {
     if (kind === 4) return { address: base, fqdn: false };
@@ -95,52 +81,21 @@ interface RawMedia {
   portCount: number;
   protocol: string;
   connection: ConnectionLine | undefined;
-  direction: MediaDirection | undefined;
-  rtcpMux: boolean;
-  /** `a=rtcp` as read (fields of later lines over earlier ones), undefined without one. */
-  rtcp: RtcpLine | undefined;
-}
-
-/** `a=rtcp:<port>[ IN IP<v> <address>]`: the port a number only in its canonical form. */
-interface RtcpLine {
-  port: number | string;
-  ipVersion: number | undefined;
-  address: string | undefined;
 }
 
 /** Longest SDP line accepted (real ones are well under 1 KB; a=fingerprint, a=candidate). */
 const MAX_SDP_LINE = 4096;
 
-/**
- * The attribute lines read, each whole and exact (a linear pattern: nothing here backtracks on
- * a long crafted line): `a=rtcp` (RFC 3605) with an optional address.
- */
-const RTCP_LINE = /^a=rtcp:(\d{1,5})(?: IN IP([46]) ([0-9A-Za-z.:-]+))?$/;
+/** The lines handed to sdp-transform: m= lines and the few attributes read from it. */
+const SAFE_FOR_TRANSFORM =
+  /^(?:m=.*|a=(?:sendrecv|sendonly|recvonly|inactive|rtcp-mux)|a=rtcp:\d{1,5}(?: IN IP[46] [0-9A-Za-z.:-]+)?)$/;
 
-/** The direction an exact `a=<direction>` line sets, else undefined. */
-function directionOf(line: string): MediaDirection | undefined {
-  switch (line) {
-    case 'a=sendrecv':
-      return 'sendrecv';
-    case 'a=sendonly':
-      return 'sendonly';
-    case 'a=recvonly':
-      return 'recvonly';
-    case 'a=inactive':
-      return 'inactive';
-    default:
-      return undefined;
-  }
+const DIRECTIONS: readonly MediaDirection[] = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
+
+function isDirection(v: unknown): v is MediaDirection {
+  return typeof v === 'string' && (DIRECTIONS as readonly string[]).includes(v);
 }
 
-/** A number when `text` is its canonical decimal form ("5005", not "05005"), else the text. */
-function canonicalInt(text: string): number | string {
-  const n = Number(text);
-  return String(n) === text ? n : text;
-}
-
-/** U+2028 and U+2029: an m= line holding one is not an m= line for the section structure. */
-const LINE_SEPARATOR = /[\u2028\u2029]/;
 /**
  * Lists, per m-line, where its media goes: connection address (media-level `c=` over
  * session-level), port, port count, protocol, direction (media over session, default
@@ -158,11 +113,16 @@ export function mediaEndpoints(body: Uint8Array | string): MediaEndpointsResult 
   if (firstLine === undefined || !/^v=0\s*$/.test(firstLine)) {
     return sdpError(SipErrorCode.BAD_SDP, 'SDP must start with v=0');
   }
+  let session: sdpTransform.SessionDescription;
+  try {
+    // sdp-transform reads the attributes used here (direction, a=rtcp, a=rtcp-mux) and the m=
+    // structure. It only ever sees those lines, prechecked by linear patterns: several of its
+    // grammar regexes backtrack badly on long crafted lines of other attributes.
+    session = sdpTransform.parse(lines.filter((l) => SAFE_FOR_TRANSFORM.test(l)).join('\r\n'));
+  } catch (cause) {
+    return sdpError(SipErrorCode.BAD_SDP, `unparseable SDP: ${String(cause).slice(0, 80)}`);
+  }
   let sessionConnection: ConnectionLine | undefined;
-  let sessionDirection: MediaDirection | undefined;
-  // An m= line with a U+2028/U+2029 in it does not start a section (see README: such a body is
-  // refused as inconsistent).
-  let strayMLine = false;
   const raw: RawMedia[] = [];
   for (const line of lines) {
     if (line.length === 0) continue;
@@ -170,11 +130,10 @@ export function mediaEndpoints(body: Uint8Array | string): MediaEndpointsResult 
       return sdpError(SipErrorCode.BAD_SDP, `malformed SDP line: ${line.slice(0, 40)}`);
     }
     const type = line.charAt(0);
-    const current = raw[raw.length - 1];
+    const value = line.slice(2);
     if (type === 'm') {
-      if (LINE_SEPARATOR.test(line)) strayMLine = true;
       // m=<media> <port>[/<number of ports>] <proto> <fmt> ...
-      const parts = line.slice(2).split(' ');
+      const parts = value.split(' ');
       if (parts.length < 3) return sdpError(SipErrorCode.BAD_SDP, 'malformed m= line');
       const [portText = '', countText] = (parts[1] ?? '').split('/');
       const port = parsePort(portText);
@@ -192,59 +151,35 @@ export function mediaEndpoints(body: Uint8Array | string): MediaEndpointsResult 
       if (protocol.length === 0 || (parts[0] ?? '').length === 0) {
         return sdpError(SipErrorCode.BAD_SDP, 'malformed m= line');
       }
-      raw.push({
-        type: parts[0] ?? '',
-        port,
-        portCount,
-        protocol,
-        connection: undefined,
-        direction: undefined,
-        rtcpMux: false,
-        rtcp: undefined,
-      });
+      raw.push({ type: parts[0] ?? '', port, portCount, protocol, connection: undefined });
     } else if (type === 'c') {
-      const c = parseConnection(line.slice(2));
+      const c = parseConnection(value);
       if (typeof c === 'string') return sdpError(SipErrorCode.BAD_SDP_ADDRESS, c);
+      const current = raw[raw.length - 1];
       if (current === undefined) sessionConnection ??= c;
       else current.connection ??= c;
-    } else if (type === 'a') {
-      // Direction (the last line of the section or session level wins), rtcp-mux, rtcp (each
-      // field from the last line that has it).
-      const direction = directionOf(line);
-      if (direction !== undefined) {
-        if (current === undefined) sessionDirection = direction;
-        else current.direction = direction;
-      } else if (current === undefined) {
-        // Session-level rtcp and rtcp-mux lines do not apply to any stream.
-      } else if (line === 'a=rtcp-mux') {
-        current.rtcpMux = true;
-      } else if (line.startsWith('a=rtcp:')) {
-        const r = RTCP_LINE.exec(line);
-        if (r !== null) {
-          const rtcp = (current.rtcp ??= { port: 0, ipVersion: undefined, address: undefined });
-          rtcp.port = canonicalInt(r[1] ?? '');
-          if (r[3] !== undefined) {
-            rtcp.ipVersion = Number(r[2]);
-            rtcp.address = r[3];
-          }
-        }
-      }
     }
   }
-  if (strayMLine) return sdpError(SipErrorCode.BAD_SDP, 'inconsistent m= lines');
+  const parsedMedia = session.media;
+  if (parsedMedia.length !== raw.length) {
+    return sdpError(SipErrorCode.BAD_SDP, 'inconsistent m= lines');
+  }
+  const sessionDirection = isDirection(session.direction) ? session.direction : undefined;
   const media: MediaEndpoint[] = [];
   for (let index = 0; index < raw.length; index++) {
     const r = raw[index] as RawMedia;
+    const m = parsedMedia[index] as (typeof parsedMedia)[number];
     const conn = r.connection ?? sessionConnection;
     let rtcp: MediaEndpoint['rtcp'];
-    if (r.rtcp !== undefined) {
-      const port = r.rtcp.port;
-      if (typeof port !== 'number' || port > 65535) {
+    if (m.rtcp !== undefined) {
+      const port = m.rtcp.port as unknown;
+      if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
         return sdpError(SipErrorCode.BAD_SDP_PORT, 'bad a=rtcp port');
       }
       let address: string | undefined;
-      if (r.rtcp.address !== undefined) {
-        const checked = checkAddress(`IP${String(r.rtcp.ipVersion)}`, r.rtcp.address);
+      if (m.rtcp.address !== undefined) {
+        const ipVer = m.rtcp.ipVer as unknown;
+        const checked = checkAddress(`IP${String(ipVer)}`, String(m.rtcp.address));
         if (typeof checked === 'string') return sdpError(SipErrorCode.BAD_SDP_ADDRESS, checked);
         address = checked.address;
       }
@@ -259,9 +194,9 @@ export function mediaEndpoints(body: Uint8Array | string): MediaEndpointsResult 
       port: r.port,
       portCount: r.portCount,
       protocol: r.protocol,
-      direction: r.direction ?? sessionDirection ?? 'sendrecv',
+      direction: isDirection(m.direction) ? m.direction : (sessionDirection ?? 'sendrecv'),
       rtcp,
-      rtcpMux: r.rtcpMux,
+      rtcpMux: m.rtcpMux !== undefined,
       disabled: r.port === 0,
     });
   }
