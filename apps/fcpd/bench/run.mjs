@@ -330,6 +330,45 @@ async function idleNetlink(ns, n, mode) {
   return { p50: pct(lat, 50), p99: pct(lat, 99) };
 }
 
+/**
+ * The embedded deployment (a one-worker pinhole-proxy): fcpd in the client's process on the
+ * nftables backend (netlink in process, in the namespace), reached over the local FCP link.
+ */
+async function idleEmbedded(ns, n) {
+  const d = await startFcpd(
+    {
+      listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+      backend: 'nftables',
+      protected: ['198.19.0.0/16'],
+      limits: { ratePerSec: 0, maxRulesPerClient: 200_000 },
+      policy: { allowForever: true },
+      nft: { command: ns.argv('nft') },
+    },
+    { logger: log },
+  );
+  const client = new FcpClient({
+    servers: [
+      { host: 'embedded', port: 0, transport: 'local', connect: () => d.server.connectLocal() },
+    ],
+    keepAlive: false,
+  });
+  await client.ready();
+  const lat = [];
+  for (let i = 0; i < n + IDLE_WARMUP; i++) {
+    const pme = dst(i);
+    await new Promise((r) => setTimeout(r, 5));
+    const s = performance.now();
+    const r = await client.set(pme, { timer: 60 });
+    if (i >= IDLE_WARMUP) lat.push(performance.now() - s);
+    if (!r.ok) throw new Error(`SET failed: ${JSON.stringify(r.outcomes)}`);
+    await client.release(pme);
+  }
+  client.close();
+  await d.close();
+  lat.sort((x, y) => x - y);
+  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
 async function idleSets(kind, ns, n, nftExtra) {
   const d = await daemon(kind, ns, nftExtra);
   const client = new FcpClient({
@@ -452,6 +491,7 @@ let idleNlFloor;
 let nftHelper;
 let idleHelper;
 let idleHelperFloor;
+let idleEmb;
 if (missing.length === 0) {
   const ns = await createNetns('b');
   try {
@@ -499,6 +539,7 @@ if (missing.length === 0) {
       idleNl = await idleSets('nftables', ns, IDLE_SETS, { channel: 'netlink' });
       idleAloneNl = await idleBackend(mk('netlink'), IDLE_SETS);
       idleNlFloor = await idleNetlink(ns, IDLE_SETS, 'in-process');
+      idleEmb = await idleEmbedded(ns, IDLE_SETS);
     }
     if (helper) {
       idleHelper = await idleSets('nftables', ns, IDLE_SETS, viaHelper);
@@ -548,6 +589,10 @@ console.log(
 if (idleNl)
   console.log(
     `| FcpClient → server → nftables backend, netlink in process | ${ms(idleNl.p50)} | ${ms(idleNl.p99)} |`,
+  );
+if (idleEmb)
+  console.log(
+    `| embedded (one-worker proxy): FcpClient → local link → server → nftables, netlink in process, all in one process | ${ms(idleEmb.p50)} | ${ms(idleEmb.p99)} |`,
   );
 if (idleHelper)
   console.log(
