@@ -352,21 +352,7 @@ async function idleEmbedded(ns, n) {
     ],
     keepAlive: false,
   });
-  await client.ready();
-  const lat = [];
-  for (let i = 0; i < n + IDLE_WARMUP; i++) {
-    const pme = dst(i);
-    await new Promise((r) => setTimeout(r, 5));
-    const s = performance.now();
-    const r = await client.set(pme, { timer: 60 });
-    if (i >= IDLE_WARMUP) lat.push(performance.now() - s);
-    if (!r.ok) throw new Error(`SET failed: ${JSON.stringify(r.outcomes)}`);
-    await client.release(pme);
-  }
-  client.close();
-  await d.close();
-  lat.sort((x, y) => x - y);
-  return { p50: pct(lat, 50), p99: pct(lat, 99) };
+  return timeIdleSets(client, n, d);
 }
 
 async function idleSets(kind, ns, n, nftExtra) {
@@ -375,11 +361,16 @@ async function idleSets(kind, ns, n, nftExtra) {
     servers: [{ host: '127.0.0.1', port: d.addresses[0].port }],
     keepAlive: false,
   });
+  return timeIdleSets(client, n, d);
+}
+
+/** One SET at a time, 5 ms apart (the daemon idles between them), each followed by its RELEASE. */
+async function timeIdleSets(client, n, d) {
   await client.ready();
   const lat = [];
   for (let i = 0; i < n + IDLE_WARMUP; i++) {
     const pme = dst(i);
-    await new Promise((r) => setTimeout(r, 5)); // idle between requests
+    await new Promise((r) => setTimeout(r, 5));
     const s = performance.now();
     const r = await client.set(pme, { timer: 60 });
     if (i >= IDLE_WARMUP) lat.push(performance.now() - s);
