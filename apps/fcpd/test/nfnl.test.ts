@@ -6,6 +6,7 @@
  * and the backend takes the in-process channel by default, the helper for wrappers the addon
  * cannot imitate, and falls back to the nft CLI when neither can run.
  */
+import type { FirewallRule } from '@pinhole/fcp';
 import { cleanupNetns, createNetns, systemTestGate, type Netns } from '@pinhole/testkit';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { NftError } from '../src/nft-channel.js';
@@ -58,6 +59,20 @@ describe.runIf(ok)('pinhole-nfnl in a network namespace', () => {
       `flush set ${t} h4d; flush set ${t} h4sd; flush set ${t} h6d; flush set ${t} h6sd`,
     ]);
   });
+
+  /** A pass rule toward one host and a port range (optionally from one source host). */
+  function hole(dst: string, ports: readonly [number, number], src?: string): FirewallRule {
+    const base = {
+      family: 4 as const,
+      proto: 17,
+      src: src === undefined ? undefined : { address: src, prefix: 32 },
+      srcPorts: undefined,
+      dst: { address: dst, prefix: 32 },
+      dstPorts: ports,
+      action: 'pass' as const,
+    };
+    return { key: canonicalKey(base), ...base };
+  }
 
   type Mode = 'in-process' | 'helper';
   const channelOf = (mode: Mode): NetlinkChannel =>
@@ -214,16 +229,7 @@ describe.runIf(ok)('pinhole-nfnl in a network namespace', () => {
     await auto.open();
     expect(auto.channel).toBe('cli');
     expect(warnings).toContain('netlink channel unavailable: using the nft CLI channel');
-    const base = {
-      family: 4 as const,
-      proto: 17,
-      src: undefined,
-      srcPorts: undefined,
-      dst: { address: '198.19.0.5', prefix: 32 },
-      dstPorts: [40000, 40000] as const,
-      action: 'pass' as const,
-    };
-    const rule = { key: canonicalKey(base), ...base };
+    const rule = hole('198.19.0.5', [40000, 40000]);
     await auto.install(rule, { owner: 'a', timerSec: 30 });
     expect((await listed('h4d')).map((e) => e.val)).toEqual([
       { concat: ['198.19.0.5', 17, 40000] },
@@ -261,16 +267,7 @@ describe.runIf(ok)('pinhole-nfnl in a network namespace', () => {
     });
     await wrapped.open();
     expect([wrapped.channel, wrapped.netlinkMode]).toEqual(['netlink', 'helper']);
-    const base = {
-      family: 4 as const,
-      proto: 17,
-      src: undefined,
-      srcPorts: undefined,
-      dst: { address: '198.19.0.9', prefix: 32 },
-      dstPorts: [40000, 40000] as const,
-      action: 'pass' as const,
-    };
-    const rule = { key: canonicalKey(base), ...base };
+    const rule = hole('198.19.0.9', [40000, 40000]);
     await wrapped.install(rule, { owner: 'a', timerSec: 30 });
     expect((await listed('h4d')).map((e) => e.val)).toEqual([
       { concat: ['198.19.0.9', 17, 40000] },
@@ -289,16 +286,7 @@ describe.runIf(ok)('pinhole-nfnl in a network namespace', () => {
     await b.open();
     expect(b.channel).toBe('netlink');
     const rules = Array.from({ length: 600 }, (_, i) => {
-      const base = {
-        family: 4 as const,
-        proto: 17,
-        src: undefined,
-        srcPorts: undefined,
-        dst: { address: `198.19.2.${i % 250}`, prefix: 32 },
-        dstPorts: [30000 + i, 30000 + i] as const,
-        action: 'pass' as const,
-      };
-      return { key: canonicalKey(base), ...base };
+      return hole(`198.19.2.${i % 250}`, [30000 + i, 30000 + i]);
     });
     await Promise.all(rules.map((r) => b.install(r, { owner: 'a', timerSec: 30 })));
     // A refresh of a known rule is add + delete + add: 1,800 messages in one transaction.
@@ -319,16 +307,7 @@ describe.runIf(ok)('pinhole-nfnl in a network namespace', () => {
     const b = mk();
     await b.open();
     expect(b.channel).toBe('netlink');
-    const base = {
-      family: 4 as const,
-      proto: 17,
-      src: { address: '198.18.0.7', prefix: 32 },
-      srcPorts: undefined,
-      dst: { address: '198.19.0.6', prefix: 32 },
-      dstPorts: [40000, 40001] as const,
-      action: 'pass' as const,
-    };
-    const rule = { key: canonicalKey(base), ...base };
+    const rule = hole('198.19.0.6', [40000, 40001], '198.18.0.7');
     await b.install(rule, { owner: '127.0.0.1', timerSec: 60 });
     await b.close();
     const again = mk();
