@@ -25,6 +25,7 @@ import {
   NftablesBackend,
   builtAddonPath,
   builtHelperPath,
+  emptyNewSetElem,
   startFcpd,
 } from '../dist/index.js';
 
@@ -307,16 +308,7 @@ async function idleNetlink(ns, n, mode) {
       ? { argv: ns.argv(builtHelperPath()) }
       : { inProcess: { netns: `/run/netns/${ns.name}` } },
   );
-  const msg = () => [
-    {
-      kind: 'new',
-      set: 'h4d',
-      keys: Buffer.alloc(0),
-      keyLen: 0,
-      timeoutMs: 0,
-      userdata: undefined,
-    },
-  ];
+  const msg = () => [emptyNewSetElem('h4d')];
   await ch.run('pinhole', msg());
   const lat = [];
   for (let i = 0; i < n + IDLE_WARMUP; i++) {

@@ -20,6 +20,7 @@ export type {
 export { NftablesBackend, DEFAULT_MARK, commandNetns } from './nftables-backend.js';
 export type { BackendLogger, NftChannelKind, NftablesBackendOptions } from './nftables-backend.js';
 export { NetlinkChannel, builtAddonPath, builtHelperPath } from './nfnl-channel.js';
+export { emptyNewSetElem } from './nfnl.js';
 export type { MessageResult, NetlinkChannelOptions } from './nfnl-channel.js';
 export { NftChannel, NftError } from './nft-channel.js';
 export type { NftChannelOptions } from './nft-channel.js';

@@ -9,6 +9,7 @@ import {
   commentUserdata,
   decodeUserdata,
   describeError,
+  emptyNewSetElem,
   encodeBatchFrame,
   holeKeyBytes,
   keyBytes,
@@ -219,6 +220,10 @@ describe('set-element batches', () => {
     const probe = { ...del, keys: Buffer.alloc(0), keyLen: 0 };
     const [, m] = messages(encodeBatchFrame(1, 'pinhole', [probe], 1).subarray(8));
     expect(attrs(attrs(m?.body ?? Buffer.alloc(0))[2]?.value ?? Buffer.alloc(0))).toEqual([]);
+    // The probe the backend sends: a NEWSETELEM with no element, asking for an ACK.
+    const [, p] = messages(encodeBatchFrame(1, 'pinhole', [emptyNewSetElem('h4d')], 1).subarray(8));
+    expect(p?.type).toBe((10 << 8) | NFT_MSG_NEWSETELEM);
+    expect(attrs(attrs(p?.body ?? Buffer.alloc(0))[2]?.value ?? Buffer.alloc(0))).toEqual([]);
   });
 });
 

@@ -163,6 +163,14 @@ export interface SetElemMessage {
   readonly userdata: Buffer | undefined;
 }
 
+/**
+ * An empty NEWSETELEM on `set`: it changes nothing, and the kernel acknowledges it when the
+ * table and set exist and the sender may change them (the netlink channel's probe).
+ */
+export function emptyNewSetElem(set: string): SetElemMessage {
+  return { kind: 'new', set, keys: Buffer.alloc(0), keyLen: 0, timeoutMs: 0, userdata: undefined };
+}
+
 /** Where the table and set name attributes start in a set-element message (error offsets). */
 export interface SetElemLayout {
   readonly tableAt: number;

@@ -24,7 +24,13 @@ import {
   builtHelperPath,
   type MessageResult,
 } from './nfnl-channel.js';
-import { commentUserdata, describeError, holeKeyBytes, type SetElemMessage } from './nfnl.js';
+import {
+  commentUserdata,
+  describeError,
+  emptyNewSetElem,
+  holeKeyBytes,
+  type SetElemMessage,
+} from './nfnl.js';
 import {
   MAX_COMMENT,
   adoptElements,
@@ -370,16 +376,7 @@ export class NftablesBackend implements FirewallBackend {
     let why: string;
     try {
       await nl.start();
-      const [probe] = await nl.run(this.table, [
-        {
-          kind: 'new',
-          set: 'h4d',
-          keys: Buffer.alloc(0),
-          keyLen: 0,
-          timeoutMs: 0,
-          userdata: undefined,
-        },
-      ]);
+      const [probe] = await nl.run(this.table, [emptyNewSetElem('h4d')]);
       if (probe !== undefined && probe.errno === 0) {
         this.#nl = nl;
         return undefined;

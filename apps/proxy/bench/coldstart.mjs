@@ -21,7 +21,7 @@ import { controlMetrics, Firewall } from '../dist/firewall.js';
 import { ProxyMetrics } from '../dist/metrics.js';
 import { ProxyCore } from '../dist/proxy-core.js';
 import { ScriptedCalls } from '../dist/scripted-calls.js';
-import { warmUp, WarmupFcpSink } from '../dist/warmup.js';
+import { silent, warmUp, WarmupFcpSink } from '../dist/warmup.js';
 
 const MODE = process.argv[2] ?? 'warm';
 const RATE = Number(process.env.BENCH_RATE ?? 800);
@@ -62,19 +62,12 @@ const peers = new ScriptedCalls({
   holdMs: 500,
   tag: 'live',
 });
-const quiet = {
-  isLevelEnabled: () => false,
-  info: () => undefined,
-  warn: () => undefined,
-  debug: () => undefined,
-  error: () => undefined,
-};
 const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
 const sink = new WarmupFcpSink([PROTECTED]);
 const control = new PinholeController({
   policy: new Policy(policy),
   fcp: sink,
-  logger: quiet,
+  logger: silent,
   metrics: controlMetrics(metrics),
   failMode: config.failMode,
   deadlineMs: config.pinholeDeadlineMs,
@@ -83,8 +76,8 @@ const core = new ProxyCore({
   config,
   transport: peers.transport,
   metrics,
-  logger: quiet,
-  gate: new Firewall({ control, logger: quiet }),
+  logger: silent,
+  gate: new Firewall({ control, logger: silent }),
 });
 peers.attach((inb) => core.receive(inb));
 

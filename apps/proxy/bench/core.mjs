@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { FcpClient } from '@pinhole/fcp';
 import { PinholeController } from '@pinhole/control';
 import * as app from '../dist/app.js';
+import { silent } from '../dist/warmup.js';
 import { parseArgs } from '../dist/config.js';
 import { controlMetrics, Firewall } from '../dist/firewall.js';
 import { ProxyMetrics } from '../dist/metrics.js';
@@ -72,13 +73,6 @@ const LISTENER = {
 };
 const UAC = { transport: 'udp', address: '127.0.0.1', port: 5061 };
 const UAS = { transport: 'udp', address: '127.0.0.1', port: 5062 };
-const quiet = {
-  isLevelEnabled: () => false,
-  info: () => undefined,
-  warn: () => undefined,
-  debug: () => undefined,
-  error: () => undefined,
-};
 
 // The scripted caller and callee (src/scripted-calls.ts, shared with the start-up warm-up).
 const peers = new ScriptedCalls({
@@ -111,15 +105,15 @@ const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0
 const control = new PinholeController({
   policy: app.buildPolicy(config, ['127.0.0.1']),
   fcp,
-  logger: quiet,
+  logger: silent,
   metrics: controlMetrics(metrics),
   failMode: config.failMode,
   deadlineMs: config.pinholeDeadlineMs,
   // BENCH_RELEASE_DELAY_MS: try @pinhole/control's releaseDelayMs (the app leaves it off).
   releaseDelayMs: Number(process.env.BENCH_RELEASE_DELAY_MS ?? 0),
 });
-const firewall = new Firewall({ control, logger: quiet });
-const core = new ProxyCore({ config, transport, metrics, logger: quiet, gate: firewall });
+const firewall = new Firewall({ control, logger: silent });
+const core = new ProxyCore({ config, transport, metrics, logger: silent, gate: firewall });
 peers.attach((inb) => core.receive(inb));
 
 // With --expose-gc: the heap after a full collection before the first call and after the last

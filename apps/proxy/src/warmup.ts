@@ -90,7 +90,8 @@ const MAX_PENDING = 256;
 /** The wall-time cap, as a multiple of the CPU-time budget. */
 const WALL_FACTOR = 4;
 
-const silent: Logger = {
+/** A logger that logs nothing (the warm-up's private core; the benches). */
+export const silent: Logger = {
   isLevelEnabled: () => false,
   info: () => undefined,
   warn: () => undefined,
