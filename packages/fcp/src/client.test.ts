@@ -441,4 +441,20 @@ describe('FcpClient write coalescing', () => {
     expect(clientWrites()).toBe(2);
     expect(chunks).toBe(2);
   });
+
+  it('writes before the event loop runs its immediates (no wait behind other I/O)', async () => {
+    // In the proxy, libuv hands over a burst of UDP datagrams before it runs the immediates: a
+    // SET held for the next immediate waited for the whole burst to be processed.
+    const fake = await ScriptedServer.start((req) => `FCP=1.0 SEQ=${seqOf(req)} 200 OK\r\n`);
+    cleanups.push(() => fake.stop());
+    const c = client([fake.port]);
+    await c.ready();
+    const writes = vi.spyOn(net.Socket.prototype, 'write');
+    cleanups.push(() => writes.mockRestore());
+    let writtenBeforeImmediate: boolean | undefined;
+    setImmediate(() => (writtenBeforeImmediate = writes.mock.calls.length > 0));
+    const set = c.set(rule(1), { timer: 30 });
+    expect((await set).ok).toBe(true);
+    expect(writtenBeforeImmediate).toBe(true);
+  });
 });

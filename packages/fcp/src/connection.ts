@@ -194,11 +194,14 @@ export class FcpConnection extends EventEmitter<ConnectionEvents> {
       this.#socket?.write(p.wire);
       return;
     }
-    // Coalesce the requests issued in one turn of the event loop into one write (one syscall).
+    // Coalesce the requests issued in this run of code (a callback and the promise reactions
+    // it starts) into one write, one syscall. Not setImmediate: in a process that also reads a
+    // UDP socket (the proxy), libuv hands over a burst of up to 32 datagrams before it runs
+    // the immediates, so a SET waited for the whole burst to be processed (a few ms).
     this.#writeBuf.push(p.wire);
     if (!this.#writeScheduled) {
       this.#writeScheduled = true;
-      setImmediate(() => {
+      process.nextTick(() => {
         this.#writeScheduled = false;
         const data = this.#writeBuf.join('');
         this.#writeBuf.length = 0;

@@ -93,6 +93,21 @@ describe('FcpClient against FcpServer in this process (transport local)', () => 
     expect(server.stats().connections).toBe(1);
   });
 
+
+  it('answers a SET before the event loop runs its immediates (no wait behind other I/O)', async () => {
+    // In the proxy, libuv hands over a burst of UDP datagrams before it runs the immediates: a
+    // reply held for the next immediate waited for the whole burst. It must not wait at all.
+    const server = await startServer();
+    const c = localClient(() => server.connectLocal());
+    await c.ready();
+    for (let i = 0; i < 3; i++) {
+      let polled = false;
+      setImmediate(() => (polled = true));
+      const r = await c.set(rule(i), { timer: 30 });
+      expect(r.ok).toBe(true);
+      expect(polled).toBe(false);
+    }
+  });
   it('is refused (401) when the ACL does not admit loopback', async () => {
     const server = await startServer({ allowClients: ['198.18.0.0/16'] });
     const c = localClient(() => server.connectLocal());

@@ -551,7 +551,7 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     let flushScheduled = false;
     const flushNow = (): void => {
       flushScheduled = false;
-      // Replies ready in this turn go out in one write (one syscall), in request order.
+      // Replies ready by now go out in one write (one syscall), in request order.
       let out = '';
       let n = 0;
       while (!ending && n < queue.length && queue[n]?.reply !== undefined) {
@@ -583,7 +583,11 @@ export class FcpServer extends EventEmitter<FcpServerEvents> {
     const flush = (): void => {
       if (flushScheduled) return;
       flushScheduled = true;
-      setImmediate(flushNow);
+      // After the promise reactions now queued (every reply settled by this run of code goes
+      // in the same write), before any other I/O callback. Not setImmediate: in a process that
+      // also reads a UDP socket (the proxy with its embedded fcpd), libuv hands over a burst
+      // of up to 32 datagrams before it runs the immediates, and the replies waited for it.
+      process.nextTick(flushNow);
     };
     // A request that stays incomplete (slow or stalled sender) must not hold the slot forever.
     const partialMs = this.config.limits.partialRequestTimeoutMs;
