@@ -40,7 +40,7 @@ export class ProxyMetrics {
   readonly pinholeWait: Histogram = this.registry.histogram(
     'pinhole_proxy_pinhole_wait_seconds',
     'Time a media-enabling response was held until its pinholes were acknowledged',
-    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   );
   readonly pinholeWaitRecent: Summary = this.registry.summary(
     'pinhole_proxy_pinhole_step_seconds',
@@ -49,7 +49,7 @@ export class ProxyMetrics {
   readonly fcpLatency: Histogram = this.registry.histogram(
     'pinhole_proxy_fcp_request_seconds',
     'FCP request round-trip time',
-    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
   );
 
   constructor(collect: { transactions: () => number; registrations: () => number }) {
