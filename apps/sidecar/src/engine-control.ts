@@ -34,7 +34,9 @@ export interface EngineControlMetrics {
 }
 
 export function createEngineControlMetrics(registry: MetricsRegistry): EngineControlMetrics {
-  const buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+  const buckets = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+  ];
   return {
     pinholes: registry.counter(
       'pinhole_sidecar_pinholes_total',
