@@ -93,7 +93,6 @@ describe('FcpClient against FcpServer in this process (transport local)', () => 
     expect(server.stats().connections).toBe(1);
   });
 
-
   it('answers a SET before the event loop runs its immediates (no wait behind other I/O)', async () => {
     // In the proxy, libuv hands over a burst of UDP datagrams before it runs the immediates: a
     // reply held for the next immediate waited for the whole burst. It must not wait at all.
