@@ -107,6 +107,7 @@ describe('FcpClient against FcpServer in this process (transport local)', () => 
       expect(polled).toBe(false);
     }
   });
+
   it('is refused (401) when the ACL does not admit loopback', async () => {
     const server = await startServer({ allowClients: ['198.18.0.0/16'] });
     const c = localClient(() => server.connectLocal());

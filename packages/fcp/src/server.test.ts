@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import * as net from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FakeTimers, RawPeer, settle, udpExchange } from '../test/helpers.js';
 import type { FcpServerConfig } from './config.js';
 import { MemoryBackend } from './memory-backend.js';
@@ -256,6 +257,22 @@ describe('FcpServer transports', () => {
     await p.until(() => false).catch(() => undefined);
     expect(p.data).toBe('closing connection...\r\n');
     expect(p.closed).toBe(true);
+  });
+
+  it('answers the requests of one segment in one write, in order', async () => {
+    const { tcp } = await startServer();
+    const p = await peer(tcp);
+    const writes = vi.spyOn(net.Socket.prototype, 'write');
+    try {
+      const pme = (i: number) => `PME PROTO=17; DSTIP=198.18.0.${10 + i}; DSTPORT=40000;`;
+      p.send([1, 2, 3, 4].map((i) => set(i, 'ACTION=pass; TIMER=30;', pme(i))).join(''));
+      await p.until((d) => d.includes('SEQ=4 '));
+      const serverWrites = writes.mock.contexts.filter((s) => (s as net.Socket).localPort === tcp);
+      expect(serverWrites).toHaveLength(1);
+      expect(p.data.match(/SEQ=\d/g)).toEqual(['SEQ=1', 'SEQ=2', 'SEQ=3', 'SEQ=4']);
+    } finally {
+      writes.mockRestore();
+    }
   });
 
   it('sends the banner when configured, and the client may pipeline behind it', async () => {
