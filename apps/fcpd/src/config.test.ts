@@ -75,6 +75,8 @@ describe('validateFcpdConfig', () => {
         mark: '0x10',
         channel: 'cli',
         helperCommand: ['/opt/pinhole-nfnl'],
+        shards: 2,
+        shard: 1,
       },
       policy: { maxTimerSec: 3600 },
       limits: { maxRulesPerClient: 100 },
@@ -93,6 +95,8 @@ describe('validateFcpdConfig', () => {
       mark: 16,
       channel: 'cli',
       helperCommand: ['/opt/pinhole-nfnl'],
+      shards: 2,
+      shard: 1,
     });
   });
 
@@ -109,6 +113,10 @@ describe('validateFcpdConfig', () => {
     [{ nft: { splitBursts: 'yes' } }, 'nft.splitBursts'],
     [{ nft: { channel: 'socket' } }, 'nft.channel'],
     [{ nft: { helperCommand: [] } }, 'nft.helperCommand'],
+    [{ nft: { shards: 0 } }, 'nft.shards'],
+    [{ nft: { shards: 65 } }, 'nft.shards'],
+    [{ nft: { shards: 2, shard: 2 } }, 'nft.shard'],
+    [{ nft: { shard: 1 } }, 'nft.shard'],
     [{ metrics: 'udp:127.0.0.1:1' }, 'metrics'],
     [{ logLevel: 'loud' }, 'logLevel'],
     [{ prtected: [] }, 'prtected'],

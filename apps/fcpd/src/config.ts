@@ -15,7 +15,7 @@ import type {
   PolicyConfig,
   PortRange,
 } from '@pinhole/fcp';
-import type { NftHook, NftMode } from './nft-ruleset.js';
+import { MAX_SHARDS, type NftHook, type NftMode } from './nft-ruleset.js';
 
 export class FcpdConfigError extends Error {
   readonly code = 'FCPD_ERR_CONFIG' as const;
@@ -58,6 +58,13 @@ export interface NftConfig {
    * `command` with its last word replaced by the built helper.
    */
   readonly helperCommand?: readonly string[] | undefined;
+  /**
+   * Daemons sharing the table, each writing its own sets (default 1), and this daemon's index
+   * among them (`shard`, default 0). The chains look at every shard's sets; a daemon adds and
+   * deletes only its own elements. For several workers of one proxy with an fcpd each.
+   */
+  readonly shards?: number | undefined;
+  readonly shard?: number | undefined;
 }
 
 export interface MetricsConfig {
@@ -122,6 +129,8 @@ const NFT_KEYS = new Set([
   'splitBursts',
   'channel',
   'helperCommand',
+  'shards',
+  'shard',
 ]);
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -359,6 +368,27 @@ function nftConfig(v: unknown, field: string): NftConfig {
       throw new FcpdConfigError(`${field}.channel`, 'must be "netlink" or "cli"');
     }
     out.channel = v.channel;
+  }
+  if (v.shards !== undefined) {
+    if (
+      typeof v.shards !== 'number' ||
+      !Number.isInteger(v.shards) ||
+      v.shards < 1 ||
+      v.shards > MAX_SHARDS
+    ) {
+      throw new FcpdConfigError(`${field}.shards`, `must be an integer from 1 to ${MAX_SHARDS}`);
+    }
+    out.shards = v.shards;
+  }
+  if (v.shard !== undefined) {
+    const n = (out.shards as number | undefined) ?? 1;
+    if (typeof v.shard !== 'number' || !Number.isInteger(v.shard) || v.shard < 0 || v.shard >= n) {
+      throw new FcpdConfigError(
+        `${field}.shard`,
+        `must be an integer from 0 to ${n - 1} (nft.shards - 1)`,
+      );
+    }
+    out.shard = v.shard;
   }
   for (const key of ['command', 'helperCommand'] as const) {
     const c = v[key];

@@ -159,6 +159,8 @@ function buildBackend(config: FcpdConfig, log: Logger, registry: Registry): Fire
         splitBursts: config.nft?.splitBursts,
         channel: config.nft?.channel,
         helperCommand: config.nft?.helperCommand,
+        shards: config.nft?.shards,
+        shard: config.nft?.shard,
         protected: config.protected ?? [],
         mediaPorts: config.mediaPorts,
         logger: log.child({ component: 'nftables' }),

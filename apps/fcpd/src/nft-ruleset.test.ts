@@ -6,6 +6,7 @@ import {
   decodeComment,
   encodeComment,
   parseListing,
+  parseSetName,
   ruleElements,
   setupScript,
   unsupportedReason,
@@ -154,6 +155,61 @@ describe('setupScript', () => {
     expect(s.indexOf('flush chain inet pinhole holes')).toBeLessThan(
       s.indexOf('delete chain inet pinhole sa_forward'),
     );
+  });
+});
+
+describe('shards', () => {
+  it('names each shard its own sets and looks a packet up in all of them', () => {
+    const s = setupScript({ ...opts, shards: 3 }, []);
+    for (const name of ['h4d', 'h4d_1', 'h4d_2', 'w6', 'w6_1', 'w6_2']) {
+      expect(s).toContain(`add set inet pinhole ${name} {`);
+    }
+    expect(s).toContain(
+      'add rule inet pinhole holes ip daddr . meta l4proto . th dport @h4d accept',
+    );
+    expect(s).toContain('ip daddr . meta l4proto . th dport @h4d_2 accept');
+    expect(s).toContain('ip6 saddr . ip6 daddr . meta l4proto . th dport @h6sd_1 accept');
+    expect(s).not.toContain('h4d_3');
+  });
+
+  it('deletes the hole sets of shards it no longer has, after flushing the chains', () => {
+    const s = setupScript(
+      { ...opts, shards: 2 },
+      ['holes'],
+      ['h4d', 'h4d_1', 'h4d_2', 'w6_3', 'protected4', 'h4d_x'],
+    );
+    expect(s).toContain('delete set inet pinhole h4d_2');
+    expect(s).toContain('delete set inet pinhole w6_3');
+    expect(s).not.toContain('delete set inet pinhole h4d_1');
+    expect(s).not.toContain('delete set inet pinhole protected4');
+    expect(s).not.toContain('delete set inet pinhole h4d_x');
+    expect(s.indexOf('flush chain inet pinhole holes')).toBeLessThan(
+      s.indexOf('delete set inet pinhole h4d_2'),
+    );
+  });
+
+  it('parses set names back into set and shard', () => {
+    expect(parseSetName('h4sd')).toEqual({ set: 'h4sd', shard: 0 });
+    expect(parseSetName('w6_12')).toEqual({ set: 'w6', shard: 12 });
+    for (const bad of ['h4d_0', 'h4d_01', 'protected4', 'h4d_', 'xh4d', 'h4d_100']) {
+      expect(parseSetName(bad)).toBeUndefined();
+    }
+  });
+
+  it('lists the elements of every shard with their shard', () => {
+    const json = JSON.stringify({
+      nftables: [
+        { set: { name: 'h4d', elem: [{ elem: { val: { concat: ['198.19.1.2', 'udp', 1] } } }] } },
+        { set: { name: 'h4d_1', elem: [{ elem: { val: { concat: ['198.19.1.3', 'udp', 2] } } }] } },
+        { set: { name: 'protected4', elem: ['198.19.1.0/24'] } },
+      ],
+    });
+    const l = parseListing(json);
+    expect(l.sets).toEqual(['h4d', 'h4d_1', 'protected4']);
+    expect(l.elements.map((e) => [e.set, e.shard])).toEqual([
+      ['h4d', 0],
+      ['h4d', 1],
+    ]);
   });
 });
 

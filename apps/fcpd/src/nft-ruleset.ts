@@ -10,6 +10,11 @@
  * - `w4` / `w6`: interval (pipapo) sets `saddr . daddr . l4proto . sport . dport` for everything
  *   else (address prefixes, source ports, wide port ranges).
  *
+ * Several daemons may share the table (`shards` > 1, e.g. the workers of one proxy, each with its
+ * own fcpd): shard k > 0 writes the same six sets suffixed `_k` (`h4d_1`, …), and the `holes`
+ * chain looks a packet up in every shard's sets. Each daemon adds, refreshes and deletes only
+ * its own shard's elements, so no daemon can close another's hole.
+ *
  * A hole toward a host and a short destination port range (RTP + RTCP) is expanded into one hash
  * element per port, so the common lookup is a constant-time hash hit whatever the number of
  * holes; only holes that need prefixes or ranges pay for the interval set. Every element carries
@@ -33,10 +38,29 @@ export interface RulesetOptions {
   readonly mediaPorts: PortRange;
   /** Bit(s) OR-ed into the packet mark in `mark` mode. */
   readonly mark: number;
+  /** Daemons sharing the table, each with its own sets (default 1). */
+  readonly shards?: number | undefined;
 }
 
 export type HoleSet = 'h4d' | 'h4sd' | 'w4' | 'h6d' | 'h6sd' | 'w6';
 export const HOLE_SETS: readonly HoleSet[] = ['h4d', 'h4sd', 'w4', 'h6d', 'h6sd', 'w6'];
+
+/** Most daemons that may share one table (`nft.shards`). */
+export const MAX_SHARDS = 64;
+
+/** The kernel name of a hole set in a shard: `h4d` for shard 0, `h4d_2` for shard 2. */
+export function shardSetName(set: HoleSet, shard: number): string {
+  return shard === 0 ? set : `${set}_${shard}`;
+}
+
+const SET_NAME = /^(h4d|h4sd|w4|h6d|h6sd|w6)(?:_([1-9][0-9]?))?$/;
+
+/** The hole set and shard a kernel set name stands for; undefined for any other set. */
+export function parseSetName(name: string): { set: HoleSet; shard: number } | undefined {
+  const m = SET_NAME.exec(name);
+  if (!m) return undefined;
+  return { set: m[1] as HoleSet, shard: m[2] === undefined ? 0 : Number(m[2]) };
+}
 
 /** At most this many destination ports are expanded into hash elements; wider ranges use `w*`. */
 export const MAX_EXPANDED_PORTS = 16;
@@ -53,13 +77,14 @@ const SET_TYPES: Record<HoleSet, string> = {
   w6: 'type ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service; flags interval, timeout;',
 };
 
+/** What each set's elements are matched against (followed by `@<set name>`). */
 const SET_MATCH: Record<HoleSet, string> = {
-  h4d: 'ip daddr . meta l4proto . th dport @h4d',
-  h4sd: 'ip saddr . ip daddr . meta l4proto . th dport @h4sd',
-  w4: 'ip saddr . ip daddr . meta l4proto . th sport . th dport @w4',
-  h6d: 'ip6 daddr . meta l4proto . th dport @h6d',
-  h6sd: 'ip6 saddr . ip6 daddr . meta l4proto . th dport @h6sd',
-  w6: 'ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport @w6',
+  h4d: 'ip daddr . meta l4proto . th dport',
+  h4sd: 'ip saddr . ip daddr . meta l4proto . th dport',
+  w4: 'ip saddr . ip daddr . meta l4proto . th sport . th dport',
+  h6d: 'ip6 daddr . meta l4proto . th dport',
+  h6sd: 'ip6 saddr . ip6 daddr . meta l4proto . th dport',
+  w6: 'ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport',
 };
 
 /** Protocols with ports that a hole may name (TCP, UDP, SCTP). */
@@ -81,15 +106,30 @@ function ports(r: PortRange): string {
  * The one transaction that (re)builds the table around existing hole sets: existing chains are
  * flushed and the unwanted ones deleted, the sets are declared (a no-op when they exist, so their
  * elements and timers survive), the protected networks are replaced and the chains re-filled.
+ * Hole sets of shards beyond `shards` (a table shared by more daemons before) are deleted: no
+ * chain looks at them any more.
  */
-export function setupScript(o: RulesetOptions, existingChains: readonly string[]): string {
+export function setupScript(
+  o: RulesetOptions,
+  existingChains: readonly string[],
+  existingSets: readonly string[] = [],
+): string {
   const t = `inet ${o.table}`;
+  const shards = o.shards ?? 1;
   const wanted = new Set(allWantedChains(o));
   const lines: string[] = [`add table ${t}`];
   // Every chain is flushed first, so no jump references a chain deleted after it.
   for (const c of existingChains) lines.push(`flush chain ${t} ${c}`);
   for (const c of existingChains) if (!wanted.has(c)) lines.push(`delete chain ${t} ${c}`);
-  for (const s of HOLE_SETS) lines.push(`add set ${t} ${s} { ${SET_TYPES[s]} size ${SET_SIZE}; }`);
+  for (const name of existingSets) {
+    const p = parseSetName(name);
+    if (p !== undefined && p.shard >= shards) lines.push(`delete set ${t} ${name}`);
+  }
+  for (let k = 0; k < shards; k++) {
+    for (const s of HOLE_SETS) {
+      lines.push(`add set ${t} ${shardSetName(s, k)} { ${SET_TYPES[s]} size ${SET_SIZE}; }`);
+    }
+  }
   lines.push(`add set ${t} protected4 { type ipv4_addr; flags interval; auto-merge; }`);
   lines.push(`add set ${t} protected6 { type ipv6_addr; flags interval; auto-merge; }`);
   lines.push(`flush set ${t} protected4`, `flush set ${t} protected6`);
@@ -103,7 +143,11 @@ export function setupScript(o: RulesetOptions, existingChains: readonly string[]
     o.mode === 'standalone'
       ? 'accept'
       : `meta mark set meta mark or 0x${o.mark.toString(16)} accept`;
-  for (const s of HOLE_SETS) lines.push(`add rule ${t} holes ${SET_MATCH[s]} ${verdict}`);
+  for (let k = 0; k < shards; k++) {
+    for (const s of HOLE_SETS) {
+      lines.push(`add rule ${t} holes ${SET_MATCH[s]} @${shardSetName(s, k)} ${verdict}`);
+    }
+  }
 
   const mp = ports(o.mediaPorts);
   // Gate chains before the base chains that jump to them.
@@ -331,16 +375,26 @@ function portsOf(v: unknown): PortRange | undefined | null {
 
 export interface ListedElement {
   readonly set: HoleSet;
+  /** The shard whose set holds it (0 for the plain set names). */
+  readonly shard: number;
   readonly val: unknown;
   /** Seconds left as the kernel reports them; undefined = no timeout. */
   readonly expires: number | undefined;
   readonly comment: string | undefined;
 }
 
-/** Extracts the hole-set elements and chain names from `nft -j list table` output. */
-export function parseListing(json: string): { chains: string[]; elements: ListedElement[] } {
+/**
+ * Extracts the chain and set names and the hole-set elements (of every shard) from
+ * `nft -j list table` output.
+ */
+export function parseListing(json: string): {
+  chains: string[];
+  sets: string[];
+  elements: ListedElement[];
+} {
   const doc = JSON.parse(json) as { nftables?: unknown[] };
   const chains: string[] = [];
+  const sets: string[] = [];
   const elements: ListedElement[] = [];
   for (const item of doc.nftables ?? []) {
     if (typeof item !== 'object' || item === null) continue;
@@ -350,12 +404,15 @@ export function parseListing(json: string): { chains: string[]; elements: Listed
     }
     if ('set' in item) {
       const s = (item as { set: { name?: unknown; elem?: unknown[] } }).set;
-      if (!HOLE_SETS.includes(s.name as HoleSet)) continue;
+      if (typeof s.name === 'string') sets.push(s.name);
+      const named = typeof s.name === 'string' ? parseSetName(s.name) : undefined;
+      if (named === undefined) continue;
       for (const e of s.elem ?? []) {
         if (typeof e !== 'object' || e === null || !('elem' in e)) continue;
         const el = (e as { elem: { val?: unknown; expires?: unknown; comment?: unknown } }).elem;
         elements.push({
-          set: s.name as HoleSet,
+          set: named.set,
+          shard: named.shard,
           val: el.val,
           expires: typeof el.expires === 'number' ? el.expires : undefined,
           comment: typeof el.comment === 'string' ? el.comment : undefined,
@@ -363,7 +420,7 @@ export function parseListing(json: string): { chains: string[]; elements: Listed
       }
     }
   }
-  return { chains, elements };
+  return { chains, sets, elements };
 }
 
 /**

@@ -38,8 +38,11 @@ import {
   elementText,
   encodeComment,
   parseListing,
+  HOLE_SETS,
+  MAX_SHARDS,
   ruleElements,
   setupScript,
+  shardSetName,
   unsupportedReason,
   type HoleSet,
   type NftHook,
@@ -94,6 +97,13 @@ export interface NftablesBackendOptions {
   readonly onTransaction?: ((ops: number, ms: number, ok: boolean) => void) | undefined;
   /** Wall clock (ms); injectable for tests. */
   readonly now?: (() => number) | undefined;
+  /**
+   * Daemons sharing the table (default 1) and this one's index (default 0): it writes only its
+   * own shard's sets, adopts only their elements at `open()`, and the chains look at every
+   * shard's sets. For several workers of one proxy, each with its own embedded fcpd.
+   */
+  readonly shards?: number | undefined;
+  readonly shard?: number | undefined;
 }
 
 export const DEFAULT_MARK = 0x00100000;
@@ -122,7 +132,8 @@ const MIN_SPLIT = 32;
 interface Op {
   readonly kind: 'install' | 'remove';
   readonly rule: FirewallRule;
-  readonly set: HoleSet;
+  /** The kernel set (this shard's name of the hole set). */
+  readonly set: string;
   /** Element keys in nft syntax. */
   readonly keys: readonly string[];
   /** Install only: TIMER (0 = no timeout) and the element comment. */
@@ -171,7 +182,11 @@ export class NftablesBackend implements FirewallBackend {
   readonly enforces = true;
   readonly table: string;
   readonly mode: NftMode;
+  readonly shard: number;
+  readonly shards: number;
   readonly #o: NftablesBackendOptions;
+  /** Kernel names of this shard's sets. */
+  readonly #names: Record<HoleSet, string>;
   readonly #channel: NftChannel;
   /** The netlink channel while it is in use; undefined = everything through the nft CLI. */
   #nl: NetlinkChannel | undefined;
@@ -197,6 +212,17 @@ export class NftablesBackend implements FirewallBackend {
     if (!/^[A-Za-z][A-Za-z0-9_]{0,30}$/.test(this.table)) {
       throw new NftError(`invalid nft table name: ${this.table}`);
     }
+    this.shards = o.shards ?? 1;
+    this.shard = o.shard ?? 0;
+    if (!Number.isInteger(this.shards) || this.shards < 1 || this.shards > MAX_SHARDS) {
+      throw new NftError(`invalid nft shards: ${this.shards} (1..${MAX_SHARDS})`);
+    }
+    if (!Number.isInteger(this.shard) || this.shard < 0 || this.shard >= this.shards) {
+      throw new NftError(`invalid nft shard: ${this.shard} (0..${this.shards - 1})`);
+    }
+    const names = {} as Record<HoleSet, string>;
+    for (const set of HOLE_SETS) names[set] = shardSetName(set, this.shard);
+    this.#names = names;
     this.#argv = o.nftCommand ?? ['nft'];
     this.#channel = new NftChannel({ argv: this.#argv });
     this.#now = o.now ?? Date.now;
@@ -280,9 +306,13 @@ export class NftablesBackend implements FirewallBackend {
     if (this.#opened) throw new NftError('backend already opened');
     const started = performance.now();
     const before = await this.#list();
-    const listing = before === undefined ? { chains: [], elements: [] } : parseListing(before);
+    const listing =
+      before === undefined ? { chains: [], sets: [], elements: [] } : parseListing(before);
     const now = this.#now();
-    const { rules, foreign } = adoptElements(listing.elements, now);
+    const { rules, foreign } = adoptElements(
+      listing.elements.filter((e) => e.shard === this.shard),
+      now,
+    );
     if (foreign.length > 0) {
       this.#o.logger?.warn(
         { table: this.table, count: foreign.length },
@@ -296,8 +326,9 @@ export class NftablesBackend implements FirewallBackend {
       protected: this.#o.protected,
       mediaPorts: this.#o.mediaPorts ?? [1024, 65535],
       mark: this.#o.mark ?? DEFAULT_MARK,
+      shards: this.shards,
     } as const;
-    await this.#channel.exec(setupScript(ruleset, listing.chains));
+    await this.#channel.exec(setupScript(ruleset, listing.chains, listing.sets));
     const channel = await this.#openNetlink();
     for (const r of rules) {
       this.#present.set(r.rule.key, r.remainingMs === undefined ? Infinity : now + r.remainingMs);
@@ -308,6 +339,7 @@ export class NftablesBackend implements FirewallBackend {
       {
         table: `inet ${this.table}`,
         mode: this.mode,
+        ...(this.shards > 1 ? { shard: this.shard, shards: this.shards } : {}),
         adopted: rules.length,
         chains: allWantedChains(ruleset),
         channel,
@@ -376,12 +408,12 @@ export class NftablesBackend implements FirewallBackend {
     let why: string;
     try {
       await nl.start();
-      const [probe] = await nl.run(this.table, [emptyNewSetElem('h4d')]);
+      const [probe] = await nl.run(this.table, [emptyNewSetElem(this.#names.h4d)]);
       if (probe !== undefined && probe.errno === 0) {
         this.#nl = nl;
         return undefined;
       }
-      why = `the kernel refused the probe: ${describeError('new', this.table, 'h4d', probe?.errno ?? 0, probe?.offset)}`;
+      why = `the kernel refused the probe: ${describeError('new', this.table, this.#names.h4d, probe?.errno ?? 0, probe?.offset)}`;
     } catch (e) {
       why = (e as Error).message;
     }
@@ -414,7 +446,7 @@ export class NftablesBackend implements FirewallBackend {
     return this.#enqueue(
       'install',
       rule,
-      set,
+      this.#names[set],
       keys,
       meta.timerSec,
       comment,
@@ -434,7 +466,7 @@ export class NftablesBackend implements FirewallBackend {
     return this.#enqueue(
       'remove',
       rule,
-      set,
+      this.#names[set],
       keys,
       0,
       '',
@@ -469,7 +501,7 @@ export class NftablesBackend implements FirewallBackend {
   #enqueue(
     kind: Op['kind'],
     rule: FirewallRule,
-    set: HoleSet,
+    set: string,
     keys: readonly string[],
     timerSec: number,
     comment: string,

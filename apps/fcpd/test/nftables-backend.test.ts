@@ -170,6 +170,42 @@ describe.runIf(ok).each(['netlink', 'cli'] as const)(
       await b2.close();
     });
 
+    it('shares the table between shards: each writes, removes and adopts only its own holes', async () => {
+      const a = backend({ shards: 2, shard: 0 });
+      await a.open();
+      const b = backend({ shards: 2, shard: 1 });
+      await b.open();
+      expect(await blocked()).toBe(true);
+      // The same hole from both shards: two elements in two sets, each the shard's own.
+      const r = hole(t.insideAddr, port);
+      await b.install(r, { owner: 'w1', timerSec: 30 });
+      expect(await reaches()).toBe(true);
+      await a.install(r, { owner: 'w0', timerSec: 30 });
+      const set1 = await t.router.exec('nft', ['list', 'set', 'inet', 'pinhole', 'h4d_1']);
+      expect(set1.stdout).toContain(`${t.insideAddr} . udp . ${port}`);
+      // Shard 0 removing its element leaves shard 1's hole open.
+      await a.remove(r);
+      expect(await reaches()).toBe(true);
+      await a.close();
+      await b.close();
+      // Restarted, each shard adopts its own elements only.
+      const a2 = backend({ shards: 2, shard: 0 });
+      expect(await a2.open()).toEqual([]);
+      const b2 = backend({ shards: 2, shard: 1 });
+      const adopted = await b2.open();
+      expect(adopted.map((x) => [x.rule, x.meta.owner])).toEqual([[r, 'w1']]);
+      await a2.close();
+      await b2.close();
+      // Back to one daemon: the setup deletes the second shard's sets and its hole with them.
+      const one = backend();
+      expect(await one.open()).toEqual([]);
+      const { stdout } = await t.router.exec('nft', ['list', 'table', 'inet', 'pinhole']);
+      expect(stdout).not.toContain('h4d_1');
+      expect(await blocked()).toBe(true);
+      await one.close();
+      expect(() => backend({ shards: 2, shard: 2 })).toThrow(/invalid nft shard: 2/);
+    });
+
     it('opens holes with a source prefix and port ranges through the interval set', async () => {
       const b = backend();
       await b.open();

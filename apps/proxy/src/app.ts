@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { FcpClient, type ServerEndpoint } from '@pinhole/fcp';
-import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
+import { NftablesBackend, startFcpd, type FcpdHandle } from '@pinhole/fcpd';
 import { warmUp } from './warmup.js';
 import { Policy, PolicyError, type PolicyConfigInput } from '@pinhole/policy';
 import type { Logger as PinoLogger } from 'pino';
@@ -42,6 +42,11 @@ export interface AppOptions {
   readonly logger: PinoLogger;
   /** Force the embedded daemon's backend (tests); default: nftables when root and nft exist. */
   readonly embeddedBackend?: 'nftables' | 'memory';
+  /**
+   * Workers with embedded fcpds: this worker's shard of the nftables table (`index` of
+   * `count`); the primary has set the table up for `count` shards (`prepareEmbeddedTable`).
+   */
+  readonly embeddedShard?: { readonly index: number; readonly count: number };
   /** Workers: FCP servers chosen by the primary (its embedded fcpd), and the worker identity. */
   readonly fcpServers?: readonly { host: string; port: number }[];
   readonly worker?: {
@@ -98,17 +103,41 @@ export function buildPolicy(config: ProxyConfig, firewallAddresses: readonly str
 /** Rules the embedded fcpd lets this proxy hold: 500,000 two-hole calls. */
 const EMBEDDED_MAX_RULES = 1_000_000;
 
-/** Starts the embedded fcpd (no `--fcp` given): nftables when possible, else memory. */
-export async function startEmbeddedFcpd(
+/** The embedded fcpd's backend: nftables when running as root with `nft`, else memory. */
+export function embeddedBackendName(): 'nftables' | 'memory' {
+  return nftUsable() ? 'nftables' : 'memory';
+}
+
+/**
+ * Workers (`workers` > 1) each embed an fcpd writing its own shard of the one nftables table.
+ * The primary sets the table up for all of them before it forks them (a worker's setup then
+ * finds every chain and set in place): a one-shot backend that lists, sets up and closes,
+ * adopting nothing (its shard-0 rules are the first worker's to adopt).
+ */
+export async function prepareEmbeddedTable(
   config: ProxyConfig,
   logger: PinoLogger,
-  forced?: 'nftables' | 'memory',
-): Promise<{ fcpd: FcpdHandle; backend: string; server: { host: string; port: number } }> {
-  const backend = forced ?? (nftUsable() ? 'nftables' : 'memory');
-  const prot = config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+  shards: number,
+): Promise<void> {
+  const b = new NftablesBackend({
+    protected: config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED,
+    shards,
+    channel: 'cli',
+    logger: logger.child({ component: 'nftables' }),
+  });
+  await b.open();
+  await b.close();
+}
+
+/** What an embedded fcpd's operator must know: defaulted protected networks, no enforcement. */
+export function warnEmbedded(
+  config: ProxyConfig,
+  logger: PinoLogger,
+  backend: 'nftables' | 'memory',
+): void {
   if (config.protected.length === 0) {
     logger.warn(
-      { protected: prot },
+      { protected: DEFAULT_PROTECTED },
       'no --protected networks given: protecting the private address ranges',
     );
   }
@@ -118,23 +147,53 @@ export async function startEmbeddedFcpd(
         '(run as root with nft installed for the nftables backend, or give --fcp)',
     );
   }
+}
+
+/** Starts the embedded fcpd (no `--fcp` given): nftables when possible, else memory. */
+export async function startEmbeddedFcpd(
+  config: ProxyConfig,
+  logger: PinoLogger,
+  forced?: 'nftables' | 'memory',
+  shard?: { readonly index: number; readonly count: number },
+): Promise<{
+  fcpd: FcpdHandle;
+  backend: string;
+  /** Its loopback TCP listener (for `pinhole-fcpctl`); none in a worker (`shard` given). */
+  server: { host: string; port: number } | undefined;
+}> {
+  const backend = forced ?? embeddedBackendName();
+  const prot = config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+  // With several workers the primary has said these once.
+  if (shard === undefined) warnEmbedded(config, logger, backend);
   const fcpd = await startFcpd(
     {
-      listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+      // A worker's fcpd has no socket: a listen(0) in a cluster worker is the primary's shared
+      // port, which would hand each fcpctl connection to a random worker's shard.
+      listen: shard === undefined ? [{ transport: 'tcp', host: '127.0.0.1', port: 0 }] : [],
       backend: backend === 'nftables' ? 'nftables' : 'memory',
       protected: prot,
       logLevel: config.logLevel,
-      // Its only client is this proxy's own workers on loopback. The per-client request rate
+      // Its only client is this proxy process, over the local link. The per-client request rate
       // (default 1,000/s) and rule quota (default 10,000) protect a shared fcpd from untrusted
       // clients; here they would cap the proxy at ~250 calls/s (4 FCP requests per call) and
       // ~5,000 concurrent two-hole calls, and refused SETs fail calls (fail-closed).
       limits: { ratePerSec: 0, maxRulesPerClient: EMBEDDED_MAX_RULES },
+      ...(shard !== undefined && backend === 'nftables'
+        ? { nft: { shards: shard.count, shard: shard.index } }
+        : {}),
     },
     { logger: logger.child({ component: 'fcpd' }) },
   );
-  const a = fcpd.addresses[0]!;
-  logger.info({ fcp: `tcp:${a.host}:${a.port}`, backend }, 'embedded fcpd started');
-  return { fcpd, backend, server: { host: a.host, port: a.port } };
+  const a = fcpd.addresses[0];
+  logger.info(
+    {
+      fcp: a ? `tcp:${a.host}:${a.port}` : 'in-process link only',
+      backend,
+      ...(shard ? { shard: shard.index } : {}),
+    },
+    'embedded fcpd started',
+  );
+  return { fcpd, backend, server: a ? { host: a.host, port: a.port } : undefined };
 }
 
 export async function startApp(opts: AppOptions): Promise<AppHandle> {
@@ -144,12 +203,12 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
   let servers: readonly ServerEndpoint[] =
     opts.fcpServers ?? config.fcp.map((s) => ({ host: s.host, port: s.port }));
   if (servers.length === 0) {
-    const e = await startEmbeddedFcpd(config, logger, opts.embeddedBackend);
+    const e = await startEmbeddedFcpd(config, logger, opts.embeddedBackend, opts.embeddedShard);
     fcpd = e.fcpd;
     backend = e.backend;
     // The embedded fcpd is in this process: talk to it over a local link, not loopback TCP, so
     // a SET is answered in the turn that sent it (no kernel round trip, no event-loop poll
-    // between the 200 and its relay). Workers (cli.ts) still reach it over TCP.
+    // between the 200 and its relay). With several workers each has its own (cli.ts).
     const server = e.fcpd.server;
     servers = [
       { host: 'embedded', port: 0, transport: 'local', connect: () => server.connectLocal() },

@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 /**
  * `pinhole-proxy`: the SIP proxy that opens and closes firewall pinholes. With `--workers N` > 1
- * the primary process runs the embedded fcpd (when no `--fcp` is given) and N worker processes
- * run the proxy on shared sockets (see dispatch.ts and README.md, "Workers").
+ * the primary process forks N worker processes that run the proxy on shared sockets (see
+ * dispatch.ts and README.md, "Workers"); when no `--fcp` is given, each worker embeds its own
+ * fcpd, writing its own shard of the one nftables table the primary sets up.
  */
 import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
-import { startApp, startEmbeddedFcpd, type AppHandle } from './app.js';
+import {
+  embeddedBackendName,
+  prepareEmbeddedTable,
+  startApp,
+  warnEmbedded,
+  type AppHandle,
+} from './app.js';
 import { parseArgs, usage, type ProxyConfig } from './config.js';
 import type { RegisterRequest } from './registrar.js';
 
@@ -85,14 +92,24 @@ async function single(argv: readonly string[]): Promise<void> {
 
 async function primary(argv: readonly string[], config: ProxyConfig): Promise<void> {
   const log = pino({ level: config.logLevel, base: { app: 'pinhole-proxy', role: 'primary' } });
-  let fcpEnv = config.fcp.map((s) => `${s.host}:${s.port}`).join(',');
-  let embedded: Awaited<ReturnType<typeof startEmbeddedFcpd>> | undefined;
+  const fcpEnv = config.fcp.map((s) => `${s.host}:${s.port}`).join(',');
+  const n = config.workers;
+  // No --fcp: every worker embeds an fcpd (its SETs answered in its own process, as with one
+  // worker), each writing its own shard of the table, set up here once for all of them.
+  let embedded: 'nftables' | 'memory' | undefined;
   if (config.fcp.length === 0) {
-    embedded = await startEmbeddedFcpd(config, log);
-    fcpEnv = `${embedded.server.host}:${embedded.server.port}`;
+    embedded = embeddedBackendName();
+    warnEmbedded(config, log, embedded);
+    if (embedded === 'nftables') {
+      try {
+        await prepareEmbeddedTable(config, log, n);
+      } catch (err) {
+        log.fatal({ err: (err as Error).message }, 'start failed: the nftables table');
+        process.exit(1);
+      }
+    }
   }
   const token = randomBytes(12).toString('hex');
-  const n = config.workers;
   const ports: (number | undefined)[] = new Array<number | undefined>(n).fill(undefined);
   const workers = [...Array(n).keys()].map((i) =>
     cluster.fork({
@@ -100,6 +117,7 @@ async function primary(argv: readonly string[], config: ProxyConfig): Promise<vo
       PINHOLE_WORKERS: String(n),
       PINHOLE_TOKEN: token,
       PINHOLE_FCP: fcpEnv,
+      PINHOLE_EMBEDDED: embedded ?? '',
     }),
   );
   let stopping = false;
@@ -113,8 +131,12 @@ async function primary(argv: readonly string[], config: ProxyConfig): Promise<vo
             { listen: m.listen, workers: n },
             `pinhole-proxy listening on ${m.listen.join(', ')} with ${n} workers`,
           );
+          const fw =
+            embedded === undefined
+              ? 'remote FCP'
+              : `an embedded fcpd in each worker (${embedded} backend)`;
           process.stderr.write(
-            `pinhole-proxy: listening on ${m.listen.join(', ')} with ${n} workers\n`,
+            `pinhole-proxy: listening on ${m.listen.join(', ')} with ${n} workers; firewall: ${fw}\n`,
           );
         }
       } else if (m.t === 'register') {
@@ -139,10 +161,7 @@ async function primary(argv: readonly string[], config: ProxyConfig): Promise<vo
     force.unref();
     void Promise.all(
       workers.map((w) => new Promise((r) => (w.isDead() ? r(0) : w.once('exit', r)))),
-    ).then(async () => {
-      if (embedded) await embedded.fcpd.close();
-      process.exit(0);
-    });
+    ).then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -176,10 +195,14 @@ async function worker(argv: readonly string[], config: ProxyConfig): Promise<voi
         },
       }
     : config;
+  const embedded = process.env.PINHOLE_EMBEDDED;
   const app = await startApp({
     config: cfg,
     logger: log,
     fcpServers,
+    ...(embedded === 'nftables' || embedded === 'memory'
+      ? { embeddedBackend: embedded, embeddedShard: { index, count } }
+      : {}),
     worker: {
       index,
       count,

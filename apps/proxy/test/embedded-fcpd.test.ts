@@ -1,5 +1,5 @@
 /**
- * The embedded fcpd serves only this proxy's workers, so the per-client request rate and rule
+ * The embedded fcpd serves only this proxy, so the per-client request rate and rule
  * quota that protect a shared fcpd must not refuse the proxy's own SETs under load.
  */
 import { FcpClient } from '@pinhole/fcp';
@@ -21,7 +21,11 @@ describe('embedded fcpd', () => {
     const { config } = parseArgs(['--protected', '198.19.0.0/16']);
     const { fcpd, server } = await startEmbeddedFcpd(config, pino({ level: 'silent' }), 'memory');
     cleanup.push(() => fcpd.close());
-    const client = new FcpClient({ servers: [server], keepAlive: false, requestTimeoutMs: 60_000 });
+    const client = new FcpClient({
+      servers: [server!],
+      keepAlive: false,
+      requestTimeoutMs: 60_000,
+    });
     cleanup.push(() => Promise.resolve(client.close()));
     await client.ready();
     const results = await Promise.all(

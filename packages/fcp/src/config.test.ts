@@ -9,7 +9,7 @@ describe('validateServerConfig names the offending field', () => {
   it.each([
     [null, '(root)'],
     [{}, 'listen'],
-    [{ listen: [] }, 'listen'],
+    [{ listen: {} }, 'listen'],
     [{ listen: [{ transport: 'sctp', host: '127.0.0.1', port: 1 }] }, 'listen[0].transport'],
     [{ listen: [{ transport: 'tcp', host: 'localhost', port: 1 }] }, 'listen[0].host'],
     [{ listen: [{ transport: 'tcp', host: '127.0.0.1', port: 70000 }] }, 'listen[0].port'],

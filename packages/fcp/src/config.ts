@@ -223,7 +223,8 @@ const ACTIONS = ['pass', 'drop', 'reject', 'none'] as const;
 export function validateServerConfig(input: unknown): ResolvedServerConfig {
   if (!isObj(input)) throw bad('(root)', 'must be an object');
   const listenIn = arrField(input.listen, 'listen');
-  if (!listenIn || listenIn.length === 0) throw bad('listen', 'needs at least one listener');
+  // Empty: a server reached only through connectLocal() (an fcpd embedded in one process).
+  if (!listenIn) throw bad('listen', 'needs a list of listeners');
   const listen: ListenerConfig[] = listenIn.map((l, i) => {
     const f = `listen[${i}]`;
     if (!isObj(l)) throw bad(f, 'must be an object');

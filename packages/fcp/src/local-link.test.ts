@@ -93,6 +93,17 @@ describe('FcpClient against FcpServer in this process (transport local)', () => 
     expect(server.stats().connections).toBe(1);
   });
 
+  it('serves local clients of a server that has no listener at all', async () => {
+    const server = await startServer({ listen: [] });
+    expect(server.addresses()).toEqual([]);
+    const c = localClient(() => server.connectLocal());
+    await c.ready();
+    expect((await c.set(rule(1), { timer: 30 })).ok).toBe(true);
+    expect(server.liveRules).toBe(1);
+    await c.release(rule(1));
+    expect(server.liveRules).toBe(0);
+  });
+
   it('answers a SET before the event loop runs its immediates (no wait behind other I/O)', async () => {
     // In the proxy, libuv hands over a burst of UDP datagrams before it runs the immediates: a
     // reply held for the next immediate waited for the whole burst. It must not wait at all.
