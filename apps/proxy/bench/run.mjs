@@ -307,17 +307,19 @@ async function step(topo, target, rate, dir) {
   const cpu1 = cpuTicks(server.child.pid);
   const m = await metricsOf(topo.router, server.metricsPorts);
   if (process.env.BENCH_DEBUG) {
-    // The firewall namespace's UDP counters: RcvbufErrors are datagrams the kernel dropped
-    // because the proxy's receive buffer was full.
-    const snmp = execFileSync('ip', ['netns', 'exec', topo.router.name, 'cat', '/proc/net/snmp'], {
-      encoding: 'utf8',
-    });
-    console.error(
-      snmp
-        .split('\n')
-        .filter((l) => l.startsWith('Udp:'))
-        .join('\n'),
-    );
+    // Each namespace's UDP counters (caller, firewall, callee): RcvbufErrors are datagrams the
+    // kernel dropped because a receive buffer (sipp's, the proxy's) was full.
+    for (const [role, ns] of [
+      ['caller', topo.outside],
+      ['firewall', topo.router],
+      ['callee', topo.inside],
+    ]) {
+      const snmp = execFileSync('ip', ['netns', 'exec', ns.name, 'cat', '/proc/net/snmp'], {
+        encoding: 'utf8',
+      });
+      const udp = snmp.split('\n').filter((l) => l.startsWith('Udp:'));
+      console.error(`${role} ${udp.join(' | ')}`);
+    }
   }
   uas.kill('SIGTERM');
   await waitExit(uas, 5000);
