@@ -139,6 +139,16 @@ describe('setupScript', () => {
     expect(s).not.toMatch(/policy drop/);
   });
 
+  it('flushes every chain it declares, so a setup that raced another one adds no rule twice', () => {
+    const s = setupScript(opts, []).split('\n');
+    for (const c of ['holes', 'gate_forward', 'sa_forward']) {
+      const add = s.findIndex((l) => l.startsWith(`add chain inet pinhole ${c}`));
+      expect(add).toBeGreaterThan(0);
+      expect(s[add + 1]).toBe(`flush chain inet pinhole ${c}`);
+      expect(s.findIndex((l) => l.startsWith(`add rule inet pinhole ${c} `))).toBeGreaterThan(add);
+    }
+  });
+
   it('in mark mode only marks', () => {
     const s = setupScript({ ...opts, mode: 'mark' }, []);
     expect(s).toContain('meta mark set meta mark or 0x100000');

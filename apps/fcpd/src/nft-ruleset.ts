@@ -53,6 +53,7 @@ export function shardSetName(set: HoleSet, shard: number): string {
   return shard === 0 ? set : `${set}_${shard}`;
 }
 
+// Shard suffixes 1..99: covers MAX_SHARDS (64) and the sets of any table a larger count made.
 const SET_NAME = /^(h4d|h4sd|w4|h6d|h6sd|w6)(?:_([1-9][0-9]?))?$/;
 
 /** The hole set and shard a kernel set name stands for; undefined for any other set. */
@@ -118,6 +119,11 @@ export function setupScript(
   const shards = o.shards ?? 1;
   const wanted = new Set(allWantedChains(o));
   const lines: string[] = [`add table ${t}`];
+  // A chain is declared and flushed together: a chain another daemon created after our listing
+  // (daemons sharing the table, starting at once) is refilled once, not appended to.
+  const chain = (name: string, spec = ''): void => {
+    lines.push(`add chain ${t} ${name}${spec}`, `flush chain ${t} ${name}`);
+  };
   // Every chain is flushed first, so no jump references a chain deleted after it.
   for (const c of existingChains) lines.push(`flush chain ${t} ${c}`);
   for (const c of existingChains) if (!wanted.has(c)) lines.push(`delete chain ${t} ${c}`);
@@ -138,7 +144,7 @@ export function setupScript(
   if (v4.length > 0) lines.push(`add element ${t} protected4 { ${v4.join(', ')} }`);
   if (v6.length > 0) lines.push(`add element ${t} protected6 { ${v6.join(', ')} }`);
 
-  lines.push(`add chain ${t} holes`);
+  chain('holes');
   const verdict =
     o.mode === 'standalone'
       ? 'accept'
@@ -154,8 +160,8 @@ export function setupScript(
   if (o.mode === 'standalone') {
     for (const hook of o.hooks) {
       const g = `gate_${hook}`;
+      chain(g);
       lines.push(
-        `add chain ${t} ${g}`,
         `add rule ${t} ${g} jump holes`,
         // Replies to connections a protected host opened itself (its DNS, HTTP, outbound RTP)
         // are not gated; everything else toward the media ports needs a hole.
@@ -167,17 +173,15 @@ export function setupScript(
   for (const hook of o.hooks) {
     const c = baseChainName(o.mode, hook);
     if (o.mode === 'standalone') {
+      chain(c, ` { type filter hook ${hook} priority filter; policy accept; }`);
       lines.push(
-        `add chain ${t} ${c} { type filter hook ${hook} priority filter; policy accept; }`,
         `add rule ${t} ${c} ip daddr @protected4 meta l4proto { tcp, udp, sctp } th dport ${mp} jump gate_${hook}`,
         `add rule ${t} ${c} ip6 daddr @protected6 meta l4proto { tcp, udp, sctp } th dport ${mp} jump gate_${hook}`,
       );
     } else {
       // Mark before the site's filter chains (priority filter = 0) see the packet.
-      lines.push(
-        `add chain ${t} ${c} { type filter hook ${hook} priority mangle; policy accept; }`,
-        `add rule ${t} ${c} jump holes`,
-      );
+      chain(c, ` { type filter hook ${hook} priority mangle; policy accept; }`);
+      lines.push(`add rule ${t} ${c} jump holes`);
     }
   }
   return lines.join('\n') + '\n';

@@ -319,6 +319,13 @@ export class NftablesBackend implements FirewallBackend {
         'elements without a pinhole comment in the owned sets were left alone',
       );
     }
+    const dropped = listing.elements.filter((e) => e.shard >= this.shards).length;
+    if (dropped > 0) {
+      this.#o.logger?.warn(
+        { table: this.table, shards: this.shards, elements: dropped },
+        'deleting the hole sets of shards beyond nft.shards, and the holes in them',
+      );
+    }
     const ruleset = {
       table: this.table,
       mode: this.mode,

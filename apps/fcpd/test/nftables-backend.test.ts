@@ -206,6 +206,20 @@ describe.runIf(ok).each(['netlink', 'cli'] as const)(
       expect(() => backend({ shards: 2, shard: 2 })).toThrow(/invalid nft shard: 2/);
     });
 
+    it('two daemons setting the table up at once leave every rule once', async () => {
+      await t.router.exec('nft', ['add table inet pinhole; delete table inet pinhole']);
+      const a = backend({ shards: 2, shard: 0 });
+      const b = backend({ shards: 2, shard: 1 });
+      await Promise.all([a.open(), b.open()]);
+      const { stdout } = await t.router.exec('nft', ['list', 'chain', 'inet', 'pinhole', 'holes']);
+      // 6 sets × 2 shards, each looked up by one rule.
+      expect(stdout.match(/ accept/g)).toHaveLength(12);
+      const gate = await t.router.exec('nft', ['list', 'chain', 'inet', 'pinhole', 'gate_forward']);
+      expect(gate.stdout.match(/drop/g)).toHaveLength(1);
+      await a.close();
+      await b.close();
+    });
+
     it('opens holes with a source prefix and port ranges through the interval set', async () => {
       const b = backend();
       await b.open();

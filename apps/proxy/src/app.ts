@@ -47,7 +47,7 @@ export interface AppOptions {
    * `count`); the primary has set the table up for `count` shards (`prepareEmbeddedTable`).
    */
   readonly embeddedShard?: { readonly index: number; readonly count: number };
-  /** Workers: FCP servers chosen by the primary (its embedded fcpd), and the worker identity. */
+  /** Workers: the FCP servers given to the primary (`--fcp`; none: embed one), and the worker identity. */
   readonly fcpServers?: readonly { host: string; port: number }[];
   readonly worker?: {
     readonly index: number;
@@ -125,8 +125,11 @@ export async function prepareEmbeddedTable(
     channel: 'cli',
     logger: logger.child({ component: 'nftables' }),
   });
-  await b.open();
-  await b.close();
+  try {
+    await b.open();
+  } finally {
+    await b.close();
+  }
 }
 
 /** What an embedded fcpd's operator must know: defaulted protected networks, no enforcement. */

@@ -196,20 +196,30 @@ async function worker(argv: readonly string[], config: ProxyConfig): Promise<voi
       }
     : config;
   const embedded = process.env.PINHOLE_EMBEDDED;
-  const app = await startApp({
-    config: cfg,
-    logger: log,
-    fcpServers,
-    ...(embedded === 'nftables' || embedded === 'memory'
-      ? { embeddedBackend: embedded, embeddedShard: { index, count } }
-      : {}),
-    worker: {
-      index,
-      count,
-      token: process.env.PINHOLE_TOKEN ?? '',
-      onRegister: (req) => send({ t: 'register', req }),
-    },
-  });
+  let app: AppHandle;
+  try {
+    app = await startApp({
+      config: cfg,
+      logger: log,
+      fcpServers,
+      ...(embedded === 'nftables' || embedded === 'memory'
+        ? { embeddedBackend: embedded, embeddedShard: { index, count } }
+        : {}),
+      worker: {
+        index,
+        count,
+        token: process.env.PINHOLE_TOKEN ?? '',
+        onRegister: (req) => send({ t: 'register', req }),
+      },
+    });
+  } catch (err) {
+    // The primary sees the exit and stops the other workers.
+    log.fatal(
+      { err: (err as Error).message, code: (err as { code?: string }).code },
+      'start failed',
+    );
+    process.exit(1);
+  }
   process.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'peers':

@@ -158,6 +158,12 @@ describe('config: file and flags', () => {
 
   it('names the field of every error', () => {
     expect(errorOf(() => parseArgs(['--workers', '0'])).field).toBe('--workers');
+    // Each worker embeds an fcpd on its own shard of the table: at most 64 of them.
+    expect(errorOf(() => parseArgs(['--workers', '65'])).message).toMatch(
+      /at most 64 without --fcp/,
+    );
+    expect(parseArgs(['--workers', '65', '--fcp', 'tcp:127.0.0.1:12345']).config.workers).toBe(65);
+    expect(parseArgs(['--workers', '64']).config.workers).toBe(64);
     expect(errorOf(() => parseArgs(['--fail-mode', 'maybe'])).field).toBe('--fail-mode');
     expect(errorOf(() => parseArgs(['--source-policy', 'x'])).field).toBe('--source-policy');
     expect(errorOf(() => parseArgs(['--bogus', '1'])).field).toBe('--bogus');

@@ -429,7 +429,7 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --pinhole-deadline-ms N     how long a response waits for its pinholes (default 1000)
   --max-call-seconds N        hole lifetime without session timers (default 7200)
   --timer-c-ms N              proxy INVITE timeout, Timer C (default 181000)
-  --workers N                 worker processes (default 1)
+  --workers N                 worker processes (default 1; at most 64 without --fcp)
   --metrics tcp:HOST:PORT     Prometheus metrics endpoint (default off)
   --log-level L               fatal|error|warn|info|debug|trace|silent (default info)
   --policy JSON               further @pinhole/policy settings, e.g. '{"openOn":"offer"}'
@@ -553,8 +553,17 @@ export function parseArgs(
   }
   if (s['warmup-ms'] !== undefined) c.warmupMs = intIn('--warmup-ms', s['warmup-ms'], 0, 10_000);
   if (noWarmup) c.warmup = false;
+  if (c.fcp.length === 0 && c.workers > MAX_EMBEDDED_WORKERS) {
+    throw new ConfigError(
+      s.workers !== undefined ? '--workers' : 'workers',
+      `at most ${MAX_EMBEDDED_WORKERS} without --fcp (each worker embeds an fcpd writing its own shard of the nftables table)`,
+    );
+  }
   return { config: c, configFile, help };
 }
+
+/** Workers that can each embed an fcpd: the shards one nftables table holds (@pinhole/fcpd). */
+export const MAX_EMBEDDED_WORKERS = 64;
 
 /** True when two listener lists are the same set (a SIGHUP reload restarts sockets otherwise). */
 export function sameListeners(a: readonly ListenAddress[], b: readonly ListenAddress[]): boolean {

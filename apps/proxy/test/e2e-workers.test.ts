@@ -7,23 +7,27 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  cleanupNetns,
-  createRoutedTopology,
   holeCount,
-  liveNetns,
   sleep,
   systemTestGate,
   type JsonLogProcess,
-  UdpAgent,
+  type UdpAgent,
   udpReaches,
   type RoutedTopology,
 } from '@pinhole/testkit';
 import { ownerOf } from '../src/dispatch.js';
-import { startProxyProcess, uac, uas } from './harness.js';
+import {
+  CALLEE,
+  CALLER,
+  INSIDE_NET,
+  PROXY,
+  expectNothingLeft,
+  startE2e,
+  stopE2e,
+  uac,
+  uas,
+} from './harness.js';
 
-const CALLER = '198.18.1.2';
-const CALLEE = '198.19.1.2';
-const PROXY = '198.18.1.1:5060';
 const MEDIA = 40100;
 
 /** A sipp `-cid_str` whose first call's Call-ID (`%u` = 1) the given worker of 2 owns. */
@@ -49,34 +53,25 @@ describe.runIf(systemTestGate('proxy e2e (workers)', ['root', 'nft', 'netns', 's
     };
 
     beforeAll(async () => {
-      topo = await createRoutedTopology();
-      proxy = startProxyProcess(topo.router, [
-        '--listen',
-        `udp:${PROXY}`,
-        '--route',
-        `default=sip:${CALLEE}:5060`,
-        '--protected',
-        topo.insideNet,
-        '--workers',
-        '2',
-        '--log-level',
-        'info',
-      ]);
-      const up = await proxy.waitFor((l) => l.msg.startsWith('pinhole-proxy listening'), 30_000);
-      if (!up) throw new Error(`proxy did not start: ${proxy.stderr.join('\n')}`);
-      caller = UdpAgent.start(topo.outside);
-      callee = UdpAgent.start(topo.inside);
-      await callee.bind(CALLEE, MEDIA);
-      await caller.bind(CALLER, MEDIA);
+      ({ topo, proxy, caller, callee } = await startE2e(
+        [
+          '--listen',
+          `udp:${PROXY}`,
+          '--route',
+          `default=sip:${CALLEE}:5060`,
+          '--protected',
+          INSIDE_NET,
+          '--workers',
+          '2',
+          '--log-level',
+          'info',
+        ],
+        [MEDIA],
+        [MEDIA],
+      ));
     }, 60_000);
 
-    afterAll(async () => {
-      await caller?.close();
-      await callee?.close();
-      await proxy?.stop();
-      await topo?.destroy();
-      await cleanupNetns();
-    });
+    afterAll(() => stopE2e({ topo, proxy, caller, callee }));
 
     it('sets the table up once for two shards, and each worker opens its own embedded fcpd on it', () => {
       const lines = proxy!.lines;
@@ -133,13 +128,7 @@ describe.runIf(systemTestGate('proxy e2e (workers)', ['root', 'nft', 'netns', 's
     );
 
     it('leaves nothing behind: no pinholes, processes or namespaces', async () => {
-      expect(await holeCount(topo!.router)).toBe(0);
-      expect(await proxy!.stop()).toBe(0);
-      await caller.close();
-      await callee.close();
-      await topo!.destroy();
-      await cleanupNetns();
-      expect(liveNetns()).toEqual([]);
+      await expectNothingLeft({ topo: topo!, proxy: proxy!, caller, callee });
       topo = undefined;
       proxy = undefined;
     }, 60_000);

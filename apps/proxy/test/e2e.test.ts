@@ -8,25 +8,29 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  cleanupNetns,
-  createRoutedTopology,
-  liveNetns,
-  run,
   holeCount,
   sipp,
   sleep,
   systemTestGate,
   type JsonLogProcess,
   type LogLine,
-  UdpAgent,
+  type UdpAgent,
   udpReaches,
   type RoutedTopology,
 } from '@pinhole/testkit';
-import { startProxyProcess, stream, uac, uas } from './harness.js';
+import {
+  CALLEE,
+  CALLER,
+  INSIDE_NET,
+  PROXY,
+  expectNothingLeft,
+  startE2e,
+  stopE2e,
+  stream,
+  uac,
+  uas,
+} from './harness.js';
 
-const CALLER = '198.18.1.2';
-const CALLEE = '198.19.1.2';
-const PROXY = '198.18.1.1:5060';
 const MEDIA = 40000;
 const MOVED = 40002;
 const MEDIA2 = 40004;
@@ -62,38 +66,29 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
       l.msg === 'request forwarded' && l.method === method;
 
     beforeAll(async () => {
-      topo = await createRoutedTopology();
-      proxy = startProxyProcess(topo.router, [
-        '--listen',
-        `udp:${PROXY}`,
-        '--route',
-        `default=sip:${CALLEE}:5060`,
-        '--route',
-        `prefix:4000=sip:${CALLEE}:5062`,
-        '--protected',
-        topo.insideNet,
-        '--timer-c-ms',
-        '5000',
-        '--log-level',
-        'debug',
-        '--policy',
-        JSON.stringify({ sessionTimerMarginSec: 0 }),
-      ]);
-      const up = await proxy.waitFor((l) => l.msg.startsWith('pinhole-proxy listening'), 20_000);
-      if (!up) throw new Error(`proxy did not start: ${proxy.stderr.join('\n')}`);
-      caller = UdpAgent.start(topo.outside);
-      callee = UdpAgent.start(topo.inside);
-      for (const p of [MEDIA, MOVED, MEDIA2]) await callee.bind(CALLEE, p);
-      await caller.bind(CALLER, MEDIA);
+      ({ topo, proxy, caller, callee } = await startE2e(
+        [
+          '--listen',
+          `udp:${PROXY}`,
+          '--route',
+          `default=sip:${CALLEE}:5060`,
+          '--route',
+          `prefix:4000=sip:${CALLEE}:5062`,
+          '--protected',
+          INSIDE_NET,
+          '--timer-c-ms',
+          '5000',
+          '--log-level',
+          'debug',
+          '--policy',
+          JSON.stringify({ sessionTimerMarginSec: 0 }),
+        ],
+        [MEDIA],
+        [MEDIA, MOVED, MEDIA2],
+      ));
     }, 60_000);
 
-    afterAll(async () => {
-      await caller?.close();
-      await callee?.close();
-      await proxy?.stop();
-      await topo?.destroy();
-      await cleanupNetns();
-    });
+    afterAll(() => stopE2e({ topo, proxy, caller, callee }));
 
     it('reaches its embedded fcpd over the in-process link, which programs the kernel from its own thread', () => {
       const lines = proxy!.lines;
@@ -366,16 +361,7 @@ describe.runIf(systemTestGate('proxy e2e', ['root', 'nft', 'netns', 'sipp']))(
     }, 240_000);
 
     it('leaves nothing behind: no pinholes, processes or namespaces', async () => {
-      const names = liveNetns();
-      expect(await holeCount(topo!.router)).toBe(0);
-      expect(await proxy!.stop()).toBe(0);
-      await caller.close();
-      await callee.close();
-      await topo!.destroy();
-      await cleanupNetns();
-      expect(liveNetns()).toEqual([]);
-      const { stdout } = await run('ip', ['netns', 'list']);
-      for (const n of names) expect(stdout).not.toContain(n);
+      await expectNothingLeft({ topo: topo!, proxy: proxy!, caller, callee });
       topo = undefined;
       proxy = undefined;
     }, 60_000);

@@ -5,7 +5,7 @@
 import { FcpClient } from '@pinhole/fcp';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startEmbeddedFcpd } from '../src/app.js';
+import { startApp, startEmbeddedFcpd } from '../src/app.js';
 import { parseArgs } from '../src/config.js';
 
 // Above the shared defaults: 1,000 requests/s with a burst of 2,000, and 10,000 rules a client.
@@ -39,5 +39,29 @@ describe('embedded fcpd', () => {
     const refused = results.filter((r) => !r.ok);
     expect(refused.map((r) => r.outcomes)).toEqual([]);
     expect(results.length).toBe(HOLES);
+  });
+
+  it('in a worker: no socket, reached over the in-process link, any shard on the memory backend', async () => {
+    const { config } = parseArgs([
+      '--protected',
+      '198.19.0.0/16',
+      '--listen',
+      'udp:127.0.0.1:0',
+      '--no-warmup',
+    ]);
+    const app = await startApp({
+      config,
+      logger: pino({ level: 'silent' }),
+      fcpServers: [],
+      embeddedBackend: 'memory',
+      embeddedShard: { index: 1, count: 2 },
+    });
+    cleanup.push(() => app.stop());
+    expect(app.backend).toBe('memory');
+    expect(app.fcpd?.addresses).toEqual([]);
+    expect(app.fcp.servers).toEqual(['local:embedded']);
+    const r = await app.fcp.set({ proto: 17, dst: '198.19.0.10', dstPort: 40000 }, { timer: 30 });
+    expect(r.ok).toBe(true);
+    expect(app.fcpd?.server.liveRules).toBe(1);
   });
 });

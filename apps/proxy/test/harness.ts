@@ -4,7 +4,20 @@
  * what it sent. The firewall's pinhole count and `sleep` are testkit's too.
  */
 import { fileURLToPath } from 'node:url';
-import { JsonLogProcess, sipp, type Netns, type SippResult } from '@pinhole/testkit';
+import { expect } from 'vitest';
+import {
+  cleanupNetns,
+  createRoutedTopology,
+  holeCount,
+  JsonLogProcess,
+  liveNetns,
+  run,
+  sipp,
+  UdpAgent,
+  type Netns,
+  type RoutedTopology,
+  type SippResult,
+} from '@pinhole/testkit';
 
 export const SCENARIOS: string = fileURLToPath(new URL('./scenarios/', import.meta.url));
 export const CLI: string = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -12,6 +25,63 @@ export const CLI: string = fileURLToPath(new URL('../dist/cli.js', import.meta.u
 /** The proxy binary in `ns`, its JSON log lines collected (testkit's JsonLogProcess). */
 export function startProxyProcess(ns: Netns, args: readonly string[]): JsonLogProcess {
   return JsonLogProcess.inNetns(ns, process.execPath, [CLI, ...args]);
+}
+
+/** The e2e topology's addresses (testkit's routed topology): caller, callee, the protected
+ * inside network, and the proxy's SIP listener on the firewall's outside address. */
+export const CALLER = '198.18.1.2';
+export const CALLEE = '198.19.1.2';
+export const INSIDE_NET = '198.19.1.0/24';
+export const PROXY = '198.18.1.1:5060';
+
+/** An end-to-end setup: the routed topology, the proxy in its firewall namespace, and UDP
+ * agents in the caller's and the callee's namespaces. */
+export interface E2e {
+  readonly topo: RoutedTopology;
+  readonly proxy: JsonLogProcess;
+  readonly caller: UdpAgent;
+  readonly callee: UdpAgent;
+}
+
+/**
+ * Creates the topology, starts the proxy with `args` in the firewall namespace (waiting for its
+ * `pinhole-proxy listening` line) and binds the media agents: the callee's on `calleePorts` of
+ * its address, the caller's on `callerPorts` of its own.
+ */
+export async function startE2e(
+  args: readonly string[],
+  callerPorts: readonly number[],
+  calleePorts: readonly number[],
+): Promise<E2e> {
+  const topo = await createRoutedTopology();
+  const proxy = startProxyProcess(topo.router, args);
+  const up = await proxy.waitFor((l) => l.msg.startsWith('pinhole-proxy listening'), 30_000);
+  if (!up) throw new Error(`proxy did not start: ${proxy.stderr.join('\n')}`);
+  const caller = UdpAgent.start(topo.outside);
+  const callee = UdpAgent.start(topo.inside);
+  for (const p of calleePorts) await callee.bind(topo.insideAddr, p);
+  for (const p of callerPorts) await caller.bind(topo.outsideAddr, p);
+  return { topo, proxy, caller, callee };
+}
+
+/** Stops and removes whatever of an `E2e` is still there (afterAll). */
+export async function stopE2e(e: Partial<E2e> | undefined): Promise<void> {
+  await e?.caller?.close();
+  await e?.callee?.close();
+  await e?.proxy?.stop();
+  await e?.topo?.destroy();
+  await cleanupNetns();
+}
+
+/** The last test of an e2e suite: no pinhole left, the proxy exits 0, every namespace gone. */
+export async function expectNothingLeft(e: E2e): Promise<void> {
+  const names = liveNetns();
+  expect(await holeCount(e.topo.router)).toBe(0);
+  expect(await e.proxy.stop()).toBe(0);
+  await stopE2e(e);
+  expect(liveNetns()).toEqual([]);
+  const { stdout } = await run('ip', ['netns', 'list']);
+  for (const n of names) expect(stdout).not.toContain(n);
 }
 
 /** UAS in `ns` on ip:5060, SDP media port `mport`. */
