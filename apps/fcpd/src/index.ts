@@ -24,4 +24,5 @@ export { emptyNewSetElem } from './nfnl.js';
 export type { MessageResult, NetlinkChannelOptions } from './nfnl-channel.js';
 export { NftChannel, NftError } from './nft-channel.js';
 export type { NftChannelOptions } from './nft-channel.js';
+export { MAX_SHARDS } from './nft-ruleset.js';
 export type { NftHook, NftMode } from './nft-ruleset.js';

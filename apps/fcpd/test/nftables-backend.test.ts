@@ -196,9 +196,18 @@ describe.runIf(ok).each(['netlink', 'cli'] as const)(
       expect(adopted.map((x) => [x.rule, x.meta.owner])).toEqual([[r, 'w1']]);
       await a2.close();
       await b2.close();
-      // Back to one daemon: the setup deletes the second shard's sets and its hole with them.
-      const one = backend();
+      // Back to one daemon: the setup deletes the second shard's sets and its hole with them,
+      // and says so.
+      const warned: { elements?: number; shards?: number; msg: string }[] = [];
+      const one = backend({
+        logger: {
+          info: () => undefined,
+          warn: (o: object, msg: string) => warned.push({ ...o, msg }),
+        },
+      });
       expect(await one.open()).toEqual([]);
+      const w = warned.find((x) => /beyond nft\.shards/.test(x.msg));
+      expect([w?.shards, w?.elements]).toEqual([1, 1]);
       const { stdout } = await t.router.exec('nft', ['list', 'table', 'inet', 'pinhole']);
       expect(stdout).not.toContain('h4d_1');
       expect(await blocked()).toBe(true);

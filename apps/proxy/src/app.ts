@@ -72,7 +72,7 @@ export function policyInput(
   config: ProxyConfig,
   firewallAddresses: readonly string[],
 ): PolicyConfigInput {
-  const prot = config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+  const prot = protectedNetworks(config);
   const extra = config.policy as Partial<PolicyConfigInput>;
   return {
     ...extra,
@@ -103,6 +103,11 @@ export function buildPolicy(config: ProxyConfig, firewallAddresses: readonly str
 /** Rules the embedded fcpd lets this proxy hold: 500,000 two-hole calls. */
 const EMBEDDED_MAX_RULES = 1_000_000;
 
+/** The protected networks (policy and embedded fcpd): `--protected`, else the private ranges. */
+function protectedNetworks(config: ProxyConfig): readonly string[] {
+  return config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+}
+
 /** The embedded fcpd's backend: nftables when running as root with `nft`, else memory. */
 export function embeddedBackendName(): 'nftables' | 'memory' {
   return nftUsable() ? 'nftables' : 'memory';
@@ -120,7 +125,7 @@ export async function prepareEmbeddedTable(
   shards: number,
 ): Promise<void> {
   const b = new NftablesBackend({
-    protected: config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED,
+    protected: protectedNetworks(config),
     shards,
     channel: 'cli',
     logger: logger.child({ component: 'nftables' }),
@@ -165,7 +170,7 @@ export async function startEmbeddedFcpd(
   server: { host: string; port: number } | undefined;
 }> {
   const backend = forced ?? embeddedBackendName();
-  const prot = config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
+  const prot = protectedNetworks(config);
   // With several workers the primary has said these once.
   if (shard === undefined) warnEmbedded(config, logger, backend);
   const fcpd = await startFcpd(

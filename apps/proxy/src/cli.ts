@@ -148,11 +148,12 @@ async function primary(argv: readonly string[], config: ProxyConfig): Promise<vo
     w.on('exit', (code) => {
       if (!stopping) {
         log.error({ worker: i, code }, 'worker died; shutting down');
-        stop('worker-exit');
+        stop('worker-exit', 1);
       }
     });
   });
-  const stop = (sig: string): void => {
+  // A worker that died (a failed start, a crash) makes the whole proxy exit non-zero.
+  const stop = (sig: string, exitCode = 0): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal: sig }, 'shutting down workers');
@@ -161,7 +162,7 @@ async function primary(argv: readonly string[], config: ProxyConfig): Promise<vo
     force.unref();
     void Promise.all(
       workers.map((w) => new Promise((r) => (w.isDead() ? r(0) : w.once('exit', r)))),
-    ).then(() => process.exit(0));
+    ).then(() => process.exit(exitCode));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { MAX_SHARDS } from '@pinhole/fcpd';
 import { ConfigError } from './errors.js';
 
 export type TransportName = 'udp' | 'tcp';
@@ -553,17 +554,14 @@ export function parseArgs(
   }
   if (s['warmup-ms'] !== undefined) c.warmupMs = intIn('--warmup-ms', s['warmup-ms'], 0, 10_000);
   if (noWarmup) c.warmup = false;
-  if (c.fcp.length === 0 && c.workers > MAX_EMBEDDED_WORKERS) {
+  if (c.fcp.length === 0 && c.workers > MAX_SHARDS) {
     throw new ConfigError(
       s.workers !== undefined ? '--workers' : 'workers',
-      `at most ${MAX_EMBEDDED_WORKERS} without --fcp (each worker embeds an fcpd writing its own shard of the nftables table)`,
+      `at most ${MAX_SHARDS} without --fcp (each worker embeds an fcpd writing its own shard of the nftables table)`,
     );
   }
   return { config: c, configFile, help };
 }
-
-/** Workers that can each embed an fcpd: the shards one nftables table holds (@pinhole/fcpd). */
-export const MAX_EMBEDDED_WORKERS = 64;
 
 /** True when two listener lists are the same set (a SIGHUP reload restarts sockets otherwise). */
 export function sameListeners(a: readonly ListenAddress[], b: readonly ListenAddress[]): boolean {

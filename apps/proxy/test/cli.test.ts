@@ -109,6 +109,55 @@ describe('pinhole-proxy command line', () => {
     }
   });
 
+  it('with workers, a worker that cannot start logs why, and the proxy exits 1', async () => {
+    const fcpd = await startFcpd(
+      {
+        listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+        backend: 'memory',
+        protected: ['198.19.0.0/16'],
+        logLevel: 'silent',
+      },
+      { logger: pino({ level: 'silent' }) },
+    );
+    // An address of the benchmarking range that no interface here has: the bind fails.
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        '--workers',
+        '2',
+        '--listen',
+        'udp:198.18.255.254:5060',
+        '--fcp',
+        `tcp:127.0.0.1:${fcpd.addresses[0]!.port}`,
+        '--protected',
+        '198.19.0.0/16',
+        '--no-warmup',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const lines: { msg: string; worker?: number; err?: string }[] = [];
+    createInterface({ input: child.stdout }).on('line', (l) => {
+      try {
+        lines.push(JSON.parse(l) as { msg: string });
+      } catch {
+        /* not JSON */
+      }
+    });
+    try {
+      const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      expect(code).toBe(1);
+      const failed = lines.filter((l) => l.msg === 'start failed');
+      expect(failed.length).toBeGreaterThan(0);
+      expect(failed[0]?.worker).toBeTypeOf('number');
+      expect(failed[0]?.err).toMatch(/198\.18\.255\.254|EADDRNOTAVAIL/);
+      expect(lines.some((l) => l.msg === 'worker died; shutting down')).toBe(true);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await fcpd.close();
+    }
+  }, 30_000);
+
   it('exits 2 and names the field of a bad configuration', async () => {
     const child = spawn(process.execPath, [CLI, '--listen', 'udp:::1:5060'], {
       stdio: ['ignore', 'pipe', 'pipe'],
