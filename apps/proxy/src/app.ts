@@ -241,6 +241,7 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
   const metrics = new ProxyMetrics({
     transactions: () => holder.proxy?.core.transactionCount ?? 0,
     registrations: () => holder.proxy?.core.registrar.size ?? 0,
+    overloadShare: () => holder.proxy?.overload.ratio ?? 0,
   });
   const addrs = config.listen.map((l) => l.host).filter((h) => h !== '0.0.0.0' && h !== '::');
   if (config.advertise) addrs.push(config.advertise);

@@ -180,7 +180,32 @@ describe('config: file and flags', () => {
     expect(errorOf(() => configFromObject({ registrar: { bogus: 1 } })).field).toBe(
       'registrar.bogus',
     );
+    expect(errorOf(() => configFromObject({ overload: { queue: 0.3 } })).field).toBe(
+      'overload.queue',
+    );
+    expect(errorOf(() => configFromObject({ overload: { queueBytes: -1 } })).field).toBe(
+      'overload.queueBytes',
+    );
+    expect(errorOf(() => configFromObject({ overload: { retryAfter: 0 } })).field).toBe(
+      'overload.retryAfter',
+    );
+    expect(errorOf(() => configFromObject({ overload: 5 })).field).toBe('overload');
     expect(errorOf(() => configFromObject([])).field).toBe('(config)');
+  });
+
+  it('takes overload control from the file, and the flags over it', () => {
+    expect(DEFAULT_CONFIG.overload).toEqual({ queueBytes: 0, retryAfter: 5 });
+    const file = JSON.stringify({ overload: { queueBytes: 65536, retryAfter: 30 } });
+    expect(parseArgs(['--config', 'x.json'], () => file).config.overload).toEqual({
+      queueBytes: 65536,
+      retryAfter: 30,
+    });
+    expect(
+      parseArgs(['--config', 'x.json', '--overload-queue-bytes', '0'], () => file).config.overload,
+    ).toEqual({ queueBytes: 0, retryAfter: 30 });
+    expect(parseArgs(['--overload-queue-bytes', '1048576']).config.overload.queueBytes).toBe(
+      1 << 20,
+    );
   });
 
   it('compares listener sets for reload', () => {

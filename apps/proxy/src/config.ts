@@ -87,6 +87,13 @@ export interface ProxyConfig {
    * quarter of it more to finish). 0..10000; default 2000.
    */
   readonly warmupMs: number;
+  /**
+   * Overload control (see overload.ts): while a UDP listener's kernel receive queue holds
+   * `queueBytes` or more (0 = off; at most half its buffer counts), a growing share of new
+   * out-of-dialog requests is refused with 503 and `Retry-After: retryAfter` seconds.
+   * Defaults 0 (off) and 5; 1 MiB suits one worker (see README.md, "Overload control").
+   */
+  readonly overload: { readonly queueBytes: number; readonly retryAfter: number };
 }
 
 export const DEFAULT_LISTEN: readonly ListenAddress[] = [
@@ -113,6 +120,7 @@ export const DEFAULT_CONFIG: ProxyConfig = {
   policy: {},
   warmup: true,
   warmupMs: 2000,
+  overload: { queueBytes: 0, retryAfter: 5 },
 };
 
 const SOURCE_POLICIES: readonly SourcePolicy[] = ['any', 'sdp', 'contact', 'signalling'];
@@ -292,6 +300,7 @@ const FILE_FIELDS = new Set([
   'policy',
   'warmup',
   'warmupMs',
+  'overload',
 ]);
 
 /** Validates a configuration object (the parsed JSON file) over the defaults. */
@@ -374,6 +383,24 @@ export function configFromObject(obj: unknown, base: ProxyConfig = DEFAULT_CONFI
     }
     c.registrar = reg;
   }
+  if (o.overload !== undefined) {
+    const r = o.overload;
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) {
+      throw new ConfigError('overload', 'expected object');
+    }
+    const ro = r as Record<string, unknown>;
+    const ov = { ...c.overload };
+    for (const k of Object.keys(ro)) {
+      if (!(k in ov)) throw new ConfigError(`overload.${k}`, 'unknown field');
+    }
+    if (ro.queueBytes !== undefined) {
+      ov.queueBytes = intIn('overload.queueBytes', ro.queueBytes, 0, 2 ** 30);
+    }
+    if (ro.retryAfter !== undefined) {
+      ov.retryAfter = intIn('overload.retryAfter', ro.retryAfter, 1, 3600);
+    }
+    c.overload = ov;
+  }
   if (o.timerCMs !== undefined) c.timerCMs = intIn('timerCMs', o.timerCMs, 1000, 3_600_000);
   if (o.workers !== undefined) c.workers = intIn('workers', o.workers, 1, 256);
   if (o.metrics !== undefined) {
@@ -437,6 +464,10 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --no-warmup                 skip the start-up warm-up (synthetic calls run in-process)
   --warmup-ms N               the warm-up's budget, ms of CPU time (default 2000, at most
                               10000; never more than 4x as much wall time)
+  --overload-queue-bytes N    refuse a share of new requests (503) while a UDP socket's
+                              receive queue holds N bytes (default 0 = off; 1048576 suits
+                              one worker, see the README)
+  --retry-after S             Retry-After of those 503s, seconds (default 5)
   --help                      this text
 `;
 
@@ -468,6 +499,8 @@ export function parseArgs(
     'workers',
     'metrics',
     'log-level',
+    'overload-queue-bytes',
+    'retry-after',
     'policy',
     'warmup-ms',
   ]);
@@ -554,6 +587,13 @@ export function parseArgs(
   }
   if (s['warmup-ms'] !== undefined) c.warmupMs = intIn('--warmup-ms', s['warmup-ms'], 0, 10_000);
   if (noWarmup) c.warmup = false;
+  if (s['overload-queue-bytes'] !== undefined) {
+    const queueBytes = intIn('--overload-queue-bytes', s['overload-queue-bytes'], 0, 2 ** 30);
+    c.overload = { ...c.overload, queueBytes };
+  }
+  if (s['retry-after'] !== undefined) {
+    c.overload = { ...c.overload, retryAfter: intIn('--retry-after', s['retry-after'], 1, 3600) };
+  }
   if (c.fcp.length === 0 && c.workers > MAX_SHARDS) {
     throw new ConfigError(
       s.workers !== undefined ? '--workers' : 'workers',

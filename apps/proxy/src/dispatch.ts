@@ -93,6 +93,17 @@ export class WorkerDispatch {
     return s.address().port;
   }
 
+  /** The loopback socket's port and receive buffer (overload control watches its queue). */
+  get socketInfo(): { port: number; recvBufferBytes: number } | undefined {
+    const s = this.#socket;
+    if (s === undefined) return undefined;
+    try {
+      return { port: s.address().port, recvBufferBytes: s.getRecvBufferSize() };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The loopback ports of every worker, by worker index. */
   setPeers(ports: readonly number[]): void {
     this.#peers = ports;

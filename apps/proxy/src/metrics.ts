@@ -33,6 +33,11 @@ export class ProxyMetrics {
   );
   readonly transactions: Gauge;
   readonly registrations: Gauge;
+  readonly overloadRefused: Counter = this.registry.counter(
+    'pinhole_proxy_overload_refused_total',
+    'New out-of-dialog requests refused with 503 while the proxy was overloaded, by method',
+  );
+  readonly overloadShare: Gauge;
   readonly pinholes: Counter = this.registry.counter(
     'pinhole_proxy_pinholes_total',
     'Pinhole operations, by outcome: opened, refreshed, closed, expired (already gone at the firewall), refused, failed',
@@ -52,7 +57,12 @@ export class ProxyMetrics {
     [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
   );
 
-  constructor(collect: { transactions: () => number; registrations: () => number }) {
+  constructor(collect: {
+    transactions: () => number;
+    registrations: () => number;
+    /** The share of new requests overload control refuses now (0..1). */
+    overloadShare?: () => number;
+  }) {
     this.transactions = this.registry.gauge(
       'pinhole_proxy_transactions',
       'Live server transactions',
@@ -62,6 +72,11 @@ export class ProxyMetrics {
       'pinhole_proxy_registrations',
       'Live registrar bindings',
       collect.registrations,
+    );
+    this.overloadShare = this.registry.gauge(
+      'pinhole_proxy_overload_refused_share',
+      'Share of new out-of-dialog requests refused now by overload control (0..1)',
+      collect.overloadShare ?? (() => 0),
     );
     // Resident memory, V8 heap, CPU seconds, start time (per process: per worker).
     registerProcessMetrics(this.registry);

@@ -137,6 +137,15 @@ export interface ProxyCoreOptions {
   readonly registrar?: Registrar;
   /** Workers: called after a REGISTER changed the location service, to replicate it. */
   readonly onRegister?: (req: RegisterRequest) => void;
+  /** Overload control (overload.ts): refuses a share of new out-of-dialog requests with 503. */
+  readonly overload?: LoadShedder;
+}
+
+/** What the core asks of overload control. */
+export interface LoadShedder {
+  /** True when this new out-of-dialog request is to be refused. */
+  shed(): boolean;
+  readonly retryAfterSec: number;
 }
 
 const UPPER = /[A-Z]/;
@@ -192,6 +201,7 @@ export class ProxyCore {
   readonly #dns = new Map<string, string>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #onRegister: ((req: RegisterRequest) => void) | undefined;
+  readonly #overload: LoadShedder | undefined;
   readonly #debug: boolean;
   readonly #failed = new Map<ServerTransaction, FailedCall>();
   /** CANCELs forwarded statelessly (§16.10), whose retransmissions are forwarded again. */
@@ -204,6 +214,7 @@ export class ProxyCore {
 
   constructor(opts: ProxyCoreOptions) {
     this.#onRegister = opts.onRegister;
+    this.#overload = opts.overload;
     this.#debug = opts.logger.isLevelEnabled?.('debug') ?? true;
     this.#config = opts.config;
     this.#router = new StaticRouter(opts.config.routes);
@@ -526,8 +537,22 @@ export class ProxyCore {
   }
 
   #onRequest(server: ServerTransaction): void {
+    const req = server.request;
+    // Overload: a new out-of-dialog request may be refused at once (the calls already set up
+    // keep their in-dialog requests; a CANCEL ends a call, so it always passes).
+    if (
+      this.#overload?.shed() === true &&
+      req.to()?.tag === undefined &&
+      req.method.toUpperCase() !== 'CANCEL'
+    ) {
+      this.#metrics.overloadRefused.inc({ method: req.method.toUpperCase() });
+      this.#respond(server, 503, 'Overloaded', [
+        ['Retry-After', String(this.#overload.retryAfterSec)],
+      ]);
+      return;
+    }
     // The layer keeps its request for matching and local responses: work on a copy.
-    const msg = server.request.clone();
+    const msg = req.clone();
     const source = this.#peerOf(server.peer)!;
     if (msg.method.toUpperCase() === 'CANCEL') {
       // The layer answers a CANCEL that matches a transaction; this one matched none.

@@ -7,6 +7,7 @@ import { sameListeners, type ProxyConfig } from './config.js';
 import { ProxyMetrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import { NO_GATE, ProxyCore, type Logger, type MediaGate } from './proxy-core.js';
 import { WorkerDispatch } from './dispatch.js';
+import { OverloadGuard, type WatchedSocket } from './overload.js';
 import type { RegisterRequest } from './registrar.js';
 import { Transports, type Listener } from './transport.js';
 
@@ -19,6 +20,8 @@ export interface RunningProxy {
   /** Workers: the loopback port siblings forward datagrams to, and where to set theirs. */
   readonly dispatch: WorkerDispatch | undefined;
   readonly dispatchPort: number | undefined;
+  /** Overload control of the UDP listeners (overload.ts). */
+  readonly overload: OverloadGuard;
   reload(config: ProxyConfig): Promise<void>;
   stop(): Promise<void>;
 }
@@ -67,13 +70,51 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     });
     dispatchPort = await holder.dispatch.start();
   }
+  // Overload control watches every UDP socket this process reads: the listeners and, in a
+  // worker, its own sockets that responses come back to and its loopback socket.
+  let overloaded = false;
+  let watched: { of: readonly Listener[]; sockets: WatchedSocket[] } | undefined;
+  const overload = new OverloadGuard({
+    settings: { queueBytes: config.overload.queueBytes, retryAfterSec: config.overload.retryAfter },
+    sockets: () => {
+      if (watched?.of !== listeners) {
+        const sockets = [...listeners, ...transports.privateListeners]
+          .filter((l) => l.transport === 'udp' && (l.recvBufferBytes ?? 0) > 0)
+          .map((l) => ({ port: l.port, recvBufferBytes: l.recvBufferBytes! }));
+        // A worker: messages its siblings pass on wait in its loopback socket's queue.
+        const d = holder.dispatch?.socketInfo;
+        if (d !== undefined) sockets.push(d);
+        watched = { of: listeners, sockets };
+      }
+      return watched.sockets;
+    },
+    onChange: (ratio, fill) => {
+      log.debug({ refusedShare: ratio, queueFill: fill }, 'overload control');
+      // One line when an overload episode starts and one when it ends.
+      if (ratio > 0 && !overloaded) {
+        overloaded = true;
+        log.warn(
+          { queueFill: Math.round(fill * 1000) / 1000, refusedShare: ratio },
+          'overloaded: refusing a share of new requests with 503',
+        );
+      } else if (ratio === 0 && overloaded) {
+        overloaded = false;
+        log.info(
+          { queueFill: Math.round(fill * 1000) / 1000 },
+          'overload over: accepting every new request',
+        );
+      }
+    },
+  });
   const metrics =
     opts.metrics ??
     new ProxyMetrics({
       transactions: () => holder.core?.transactionCount ?? 0,
       registrations: () => holder.core?.registrar.size ?? 0,
+      overloadShare: () => overload.ratio,
     });
   const core = new ProxyCore({
+    overload,
     config,
     transport: transports,
     metrics,
@@ -82,6 +123,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     ...(opts.worker ? { onRegister: opts.worker.onRegister } : {}),
   });
   holder.core = core;
+  overload.start();
   let metricsServer: MetricsEndpoint | undefined;
   let metricsPort: number | undefined;
   if (config.metrics) {
@@ -97,17 +139,24 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     metricsPort,
     dispatch: holder.dispatch,
     dispatchPort,
+    overload,
     async reload(next: ProxyConfig): Promise<void> {
       if (!sameListeners(config.listen, next.listen)) {
         // Listeners change only when their set changed; open transactions lose their sockets.
         await transports.close();
         listeners = await transports.listen(next.listen);
         core.refreshSelf();
+        overload.socketsChanged();
       }
       config = next;
       core.reconfigure(next);
+      overload.configure({
+        queueBytes: next.overload.queueBytes,
+        retryAfterSec: next.overload.retryAfter,
+      });
     },
     async stop(): Promise<void> {
+      overload.stop();
       holder.dispatch?.close();
       core.close();
       await transports.close();

@@ -5,7 +5,13 @@
 import { parse, type SipMessage } from '@pinhole/sip';
 import { parseArgs } from '../src/config.js';
 import { ProxyMetrics } from '../src/metrics.js';
-import { ProxyCore, type CoreTransport, type Logger, type MediaGate } from '../src/proxy-core.js';
+import {
+  ProxyCore,
+  type CoreTransport,
+  type LoadShedder,
+  type Logger,
+  type MediaGate,
+} from '../src/proxy-core.js';
 import type { Listener, Peer } from '../src/transport.js';
 
 export const LISTENER: Listener = {
@@ -50,6 +56,7 @@ export function setup(
   args: string[] = [],
   gate?: MediaGate,
   metrics: ProxyMetrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 }),
+  overload?: LoadShedder,
 ): CoreHarness {
   const sent: Sent[] = [];
   const transport: CoreTransport = {
@@ -69,6 +76,7 @@ export function setup(
     metrics,
     logger: quiet,
     ...(gate ? { gate } : {}),
+    ...(overload ? { overload } : {}),
   });
   cores.push(core);
   const receive = (text: string, peer: Peer = CALLER): void =>
