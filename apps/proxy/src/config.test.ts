@@ -186,15 +186,24 @@ describe('config: file and flags', () => {
     expect(errorOf(() => configFromObject({ overload: { queueBytes: -1 } })).field).toBe(
       'overload.queueBytes',
     );
-    expect(errorOf(() => configFromObject({ overload: { retryAfter: 0 } })).field).toBe(
+    expect(errorOf(() => configFromObject({ overload: { retryAfter: -1 } })).field).toBe(
       'overload.retryAfter',
+    );
+    expect(errorOf(() => configFromObject({ overload: { queueBytes: 1 } })).message).toMatch(
+      /at least 16384/,
+    );
+    expect(errorOf(() => configFromObject({ overload: { constructor: 1 } })).field).toBe(
+      'overload.constructor',
+    );
+    expect(errorOf(() => configFromObject({ registrar: { toString: 1 } })).field).toBe(
+      'registrar.toString',
     );
     expect(errorOf(() => configFromObject({ overload: 5 })).field).toBe('overload');
     expect(errorOf(() => configFromObject([])).field).toBe('(config)');
   });
 
   it('takes overload control from the file, and the flags over it', () => {
-    expect(DEFAULT_CONFIG.overload).toEqual({ queueBytes: 0, retryAfter: 5 });
+    expect(DEFAULT_CONFIG.overload).toEqual({ queueBytes: 0, retryAfter: 0 });
     const file = JSON.stringify({ overload: { queueBytes: 65536, retryAfter: 30 } });
     expect(parseArgs(['--config', 'x.json'], () => file).config.overload).toEqual({
       queueBytes: 65536,

@@ -90,8 +90,8 @@ export interface ProxyConfig {
   /**
    * Overload control (see overload.ts): while a UDP listener's kernel receive queue holds
    * `queueBytes` or more (0 = off; at most half its buffer counts), a growing share of new
-   * out-of-dialog requests is refused with 503 and `Retry-After: retryAfter` seconds.
-   * Defaults 0 (off) and 5; 1 MiB suits one worker (see README.md, "Overload control").
+   * out-of-dialog requests is refused with 503 (and `Retry-After: retryAfter` seconds when not 0).
+   * Defaults 0 (off) and 0; 1 MiB suits one worker (see README.md, "Overload control").
    */
   readonly overload: { readonly queueBytes: number; readonly retryAfter: number };
 }
@@ -120,7 +120,7 @@ export const DEFAULT_CONFIG: ProxyConfig = {
   policy: {},
   warmup: true,
   warmupMs: 2000,
-  overload: { queueBytes: 0, retryAfter: 5 },
+  overload: { queueBytes: 0, retryAfter: 0 },
 };
 
 const SOURCE_POLICIES: readonly SourcePolicy[] = ['any', 'sdp', 'contact', 'signalling'];
@@ -266,6 +266,27 @@ function intIn(field: string, v: unknown, min: number, max: number): number {
   return n;
 }
 
+/** Overload control's threshold: 0 (off), or 16 KiB and more (a smaller one refuses always). */
+function queueBytesOf(field: string, v: unknown): number {
+  const n = intIn(field, v, 0, 2 ** 30);
+  if (n > 0 && n < 16_384) {
+    throw new ConfigError(field, `expected 0 (off) or at least 16384 bytes, got ${n}`);
+  }
+  return n;
+}
+
+/** A nested object of the file (`registrar`, `overload`): only the fields `known` has. */
+function fieldsOf(field: string, v: unknown, known: object): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new ConfigError(field, 'expected object');
+  }
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!Object.hasOwn(known, k)) throw new ConfigError(`${field}.${k}`, 'unknown field');
+  }
+  return o;
+}
+
 function oneOf<T extends string>(field: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
     throw new ConfigError(field, `expected one of ${allowed.join('|')}, got ${JSON.stringify(v)}`);
@@ -359,13 +380,8 @@ export function configFromObject(obj: unknown, base: ProxyConfig = DEFAULT_CONFI
     c.domains = stringList('domains', o.domains).map((d) => d.toLowerCase());
   }
   if (o.registrar !== undefined) {
-    const r = o.registrar;
-    if (typeof r !== 'object' || r === null) throw new ConfigError('registrar', 'expected object');
-    const ro = r as Record<string, unknown>;
     const reg = { ...c.registrar };
-    for (const k of Object.keys(ro)) {
-      if (!(k in reg)) throw new ConfigError(`registrar.${k}`, 'unknown field');
-    }
+    const ro = fieldsOf('registrar', o.registrar, reg);
     if (ro.minExpires !== undefined) {
       reg.minExpires = intIn('registrar.minExpires', ro.minExpires, 0, 2 ** 31);
     }
@@ -384,20 +400,12 @@ export function configFromObject(obj: unknown, base: ProxyConfig = DEFAULT_CONFI
     c.registrar = reg;
   }
   if (o.overload !== undefined) {
-    const r = o.overload;
-    if (typeof r !== 'object' || r === null || Array.isArray(r)) {
-      throw new ConfigError('overload', 'expected object');
-    }
-    const ro = r as Record<string, unknown>;
     const ov = { ...c.overload };
-    for (const k of Object.keys(ro)) {
-      if (!(k in ov)) throw new ConfigError(`overload.${k}`, 'unknown field');
-    }
-    if (ro.queueBytes !== undefined) {
-      ov.queueBytes = intIn('overload.queueBytes', ro.queueBytes, 0, 2 ** 30);
-    }
+    const ro = fieldsOf('overload', o.overload, ov);
+    if (ro.queueBytes !== undefined)
+      ov.queueBytes = queueBytesOf('overload.queueBytes', ro.queueBytes);
     if (ro.retryAfter !== undefined) {
-      ov.retryAfter = intIn('overload.retryAfter', ro.retryAfter, 1, 3600);
+      ov.retryAfter = intIn('overload.retryAfter', ro.retryAfter, 0, 3600);
     }
     c.overload = ov;
   }
@@ -467,7 +475,8 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --overload-queue-bytes N    refuse a share of new requests (503) while a UDP socket's
                               receive queue holds N bytes (default 0 = off; 1048576 suits
                               one worker, see the README)
-  --retry-after S             Retry-After of those 503s, seconds (default 5)
+  --overload-retry-after S    Retry-After of those 503s, seconds (default 0: none; an
+                              upstream proxy then stops sending anything for S seconds)
   --help                      this text
 `;
 
@@ -500,7 +509,7 @@ export function parseArgs(
     'metrics',
     'log-level',
     'overload-queue-bytes',
-    'retry-after',
+    'overload-retry-after',
     'policy',
     'warmup-ms',
   ]);
@@ -588,11 +597,12 @@ export function parseArgs(
   if (s['warmup-ms'] !== undefined) c.warmupMs = intIn('--warmup-ms', s['warmup-ms'], 0, 10_000);
   if (noWarmup) c.warmup = false;
   if (s['overload-queue-bytes'] !== undefined) {
-    const queueBytes = intIn('--overload-queue-bytes', s['overload-queue-bytes'], 0, 2 ** 30);
+    const queueBytes = queueBytesOf('--overload-queue-bytes', s['overload-queue-bytes']);
     c.overload = { ...c.overload, queueBytes };
   }
-  if (s['retry-after'] !== undefined) {
-    c.overload = { ...c.overload, retryAfter: intIn('--retry-after', s['retry-after'], 1, 3600) };
+  if (s['overload-retry-after'] !== undefined) {
+    const retryAfter = intIn('--overload-retry-after', s['overload-retry-after'], 0, 3600);
+    c.overload = { ...c.overload, retryAfter };
   }
   if (c.fcp.length === 0 && c.workers > MAX_SHARDS) {
     throw new ConfigError(

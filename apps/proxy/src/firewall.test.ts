@@ -6,6 +6,7 @@ import {
   CALLEE,
   CALLER,
   answer,
+  bye,
   closeCores,
   invite,
   quiet,
@@ -111,21 +112,7 @@ describe('firewall module on the transaction layer', () => {
     expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 200]);
     expect(h.metrics.pinholes.get({ outcome: 'opened' })).toBe(2);
     expect(h.metrics.pinholeWait.count()).toBe(1);
-    h.receive(
-      [
-        'BYE sip:bob@198.19.0.2:5060 SIP/2.0',
-        'Via: SIP/2.0/UDP 198.18.0.2:5062;branch=z9hG4bKfwbye',
-        'Route: <sip:198.18.0.1:5060;lr>',
-        'Max-Forwards: 70',
-        'From: <sip:alice@198.18.0.2>;tag=a1',
-        'To: <sip:bob@198.18.0.1>;tag=b1',
-        'Call-ID: call-1@198.18.0.2',
-        'CSeq: 2 BYE',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-    );
+    h.receive(bye(undefined, 'z9hG4bKfwbye'));
     await tick();
     expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
   });

@@ -9,7 +9,7 @@ import {
   type OverloadGuardOptions,
 } from './overload.js';
 import { startProxy, type RunningProxy } from './proxy.js';
-import { closeCores, invite, quiet, setup, tick, CALLER } from '../test/core-harness.js';
+import { bye, closeCores, invite, quiet, setup, tick, CALLER } from '../test/core-harness.js';
 
 const PROC_UDP = [
   '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops',
@@ -121,6 +121,44 @@ describe('OverloadGuard', () => {
     expect(guard.shed()).toBe(false);
   });
 
+  it('discards a reading that was in progress when it was turned off', async () => {
+    let release!: (fill: number) => void;
+    const guard = new OverloadGuard({
+      settings: { queueBytes: 1024, retryAfterSec: 0 },
+      sockets: () => [{ port: 5060, recvBufferBytes: 1 << 20 }],
+      read: () => new Promise<number>((r) => (release = r)),
+    });
+    const reading = guard.tick();
+    await tick(1);
+    guard.configure({ queueBytes: 0, retryAfterSec: 0 });
+    release(5);
+    await reading;
+    expect(guard.ratio).toBe(0);
+    expect(guard.shed()).toBe(false);
+  });
+
+  it('waits for the reading in progress before an explicit one', async () => {
+    const fills = [2, 3];
+    let release: (() => void) | undefined;
+    const guard = new OverloadGuard({
+      settings: { queueBytes: 1024, retryAfterSec: 0 },
+      sockets: () => [{ port: 5060, recvBufferBytes: 1 << 20 }],
+      read: () =>
+        new Promise<number>((r) => {
+          const f = fills.shift()!;
+          if (release === undefined) release = () => r(f);
+          else r(f);
+        }),
+    });
+    const first = guard.tick();
+    const second = guard.tick();
+    await tick(1);
+    release!();
+    await Promise.all([first, second]);
+    expect(guard.fill).toBe(3); // two readings, not one
+    expect(guard.ratio).toBe(0.5);
+  });
+
   it('reads nothing without sockets to watch', async () => {
     const guard = new OverloadGuard({
       settings: { queueBytes: 1024, retryAfterSec: 5 },
@@ -157,24 +195,39 @@ describe('the proxy core under overload', () => {
 
   it('still routes in-dialog requests (a BYE ends a call and frees its holes)', async () => {
     const { sent, receive } = setup([], undefined, undefined, always);
+    receive(bye('sip:bob@198.19.0.7:5070'));
+    await tick();
+    expect(sent.find((s) => s.msg.isRequest)?.msg.method).toBe('BYE');
+    expect(sent.some((s) => s.msg.status === 503)).toBe(false);
+  });
+
+  it('sends no Retry-After unless one is configured, and answers OPTIONS to itself', async () => {
+    const { sent, receive } = setup([], undefined, undefined, {
+      shed: () => true,
+      retryAfterSec: 0,
+    });
+    receive(invite());
+    await tick();
+    const r = sent.find((s) => s.msg.status === 503)!;
+    expect(r.msg.reason).toBe('Overloaded');
+    expect(r.msg.has('retry-after')).toBe(false);
     receive(
       [
-        'BYE sip:bob@198.19.0.7:5070 SIP/2.0',
-        'Via: SIP/2.0/UDP 198.18.0.2:5062;branch=z9hG4bKbye1',
-        'Route: <sip:198.18.0.1:5060;lr>',
+        'OPTIONS sip:198.18.0.1:5060 SIP/2.0',
+        'Via: SIP/2.0/UDP 198.18.0.2:5062;branch=z9hG4bKopt1',
         'Max-Forwards: 70',
-        'From: <sip:alice@198.18.0.2>;tag=a1',
-        'To: <sip:bob@198.18.0.1>;tag=b1',
-        'Call-ID: call-1@198.18.0.2',
-        'CSeq: 2 BYE',
+        'From: <sip:lb@198.18.0.2>;tag=o1',
+        'To: <sip:198.18.0.1>',
+        'Call-ID: options-1@198.18.0.2',
+        'CSeq: 1 OPTIONS',
         'Content-Length: 0',
         '',
         '',
       ].join('\r\n'),
     );
     await tick();
-    expect(sent.find((s) => s.msg.isRequest)?.msg.method).toBe('BYE');
-    expect(sent.some((s) => s.msg.status === 503)).toBe(false);
+    expect(sent.at(-1)!.msg.status).toBe(200);
+    expect(sent.at(-1)!.msg.cseq()?.method).toBe('OPTIONS');
   });
 
   it('serves everything when overload control says so', async () => {
@@ -229,7 +282,9 @@ describe('overload control on a real socket', () => {
 
   it('rejects an overload setting that is not a byte count, naming the field', () => {
     expect(() => parseArgs(['--overload-queue-bytes', '0.3'])).toThrow(/--overload-queue-bytes/);
-    expect(() => parseArgs(['--retry-after', '0'])).toThrow(/--retry-after/);
+    expect(() => parseArgs(['--overload-retry-after', '-1'])).toThrow(/--overload-retry-after/);
+    expect(() => parseArgs(['--overload-queue-bytes', '100'])).toThrow(/at least 16384/);
+    expect(parseArgs(['--overload-retry-after', '30']).config.overload.retryAfter).toBe(30);
     expect(parseArgs(['--overload-queue-bytes', '0']).config.overload.queueBytes).toBe(0);
   });
 });

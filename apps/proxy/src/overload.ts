@@ -1,8 +1,8 @@
 /**
  * Overload control: when more requests arrive than the proxy can handle, it refuses a share of
- * the new ones (out-of-dialog requests: new calls, registrations, OPTIONS) with `503 Service
- * Unavailable` and a `Retry-After`, and keeps serving the calls it has (in-dialog requests, ACK,
- * CANCEL and every response always pass). Without it a proxy past its capacity collapses: the
+ * the new ones (out-of-dialog requests: new calls, registrations) with `503 Overloaded` (and a
+ * `Retry-After` only when configured, see proxy-core.ts), and keeps serving the calls it has
+ * (in-dialog requests, ACK, CANCEL, OPTIONS to the proxy itself and every response always pass). Without it a proxy past its capacity collapses: the
  * datagrams wait in the kernel's receive queue longer than the SIP retransmission timer, every
  * party retransmits, the retransmissions lengthen the queue, and nearly every call fails (RFC
  * 5390 §4: congestion collapse). Seen here: one worker offered 1.2 times what it carries failed
@@ -32,7 +32,8 @@
  * the part of the offered load the proxy cannot carry. TCP is not watched (a stream pushes back
  * on its sender by itself).
  */
-import { readFile, readdir, readlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { readdir, readlink } from 'node:fs/promises';
 
 /** A reading of one socket from `/proc/net/udp`: its local port, queued and dropped bytes. */
 export interface UdpQueue {
@@ -93,7 +94,7 @@ export interface WatchedSocket {
 export interface OverloadSettings {
   /** Threshold: bytes in a socket's receive queue; 0 = off. */
   readonly queueBytes: number;
-  /** Seconds in the 503's `Retry-After`. */
+  /** Seconds in the 503's `Retry-After`; 0: no `Retry-After`. */
   readonly retryAfterSec: number;
 }
 
@@ -107,6 +108,8 @@ export interface OverloadGuardOptions {
   readonly random?: () => number;
   /** The refused share changed (metrics, logs). */
   readonly onChange?: (ratio: number, fill: number) => void;
+  /** The queues cannot be read (no /proc, sockets not found): nothing is refused meanwhile. */
+  readonly onBlind?: (why: string) => void;
 }
 
 /** Rise per reading, times the fill (a queue twice the threshold raises the share twice as fast). */
@@ -138,9 +141,13 @@ export class OverloadGuard {
   #timer: NodeJS.Timeout | undefined;
   #ratio = 0;
   #fill = 0;
-  #reading = false;
+  /** The reading in progress, which an explicit `tick()` waits for. */
+  #inflight: Promise<void> | undefined;
+  /** Bumped by `stop()`: a reading that began before it is discarded. */
+  #epoch = 0;
   #inodes: Set<string> | undefined;
   #watched: readonly WatchedSocket[] | undefined;
+  #blind = false;
 
   constructor(opts: OverloadGuardOptions) {
     this.#o = opts;
@@ -157,6 +164,7 @@ export class OverloadGuard {
     return this.#fill;
   }
 
+  /** Seconds in the 503's `Retry-After`; 0: none. */
   get retryAfterSec(): number {
     return this.#settings.retryAfterSec;
   }
@@ -168,13 +176,14 @@ export class OverloadGuard {
 
   start(): void {
     if (this.#timer !== undefined || this.#settings.queueBytes <= 0) return;
-    this.#timer = setInterval(() => void this.#tick(), this.#o.intervalMs ?? 50);
+    this.#timer = setInterval(() => void this.#begin(), this.#o.intervalMs ?? 50);
     this.#timer.unref();
   }
 
   stop(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#epoch++;
     this.#set(0, 0);
   }
 
@@ -190,24 +199,34 @@ export class OverloadGuard {
     this.#inodes = undefined;
   }
 
-  /** One reading and one step of the control law (exposed for tests). */
+  /** One reading and one step of the control law, after the one in progress (tests). */
   async tick(): Promise<void> {
-    await this.#tick();
+    const current = this.#inflight;
+    if (current !== undefined) await current;
+    await this.#begin();
+  }
+
+  /** A reading, unless one is in progress (a slow one: skip a beat rather than pile up). */
+  #begin(): Promise<void> {
+    if (this.#inflight === undefined) {
+      this.#inflight = this.#tick().finally(() => (this.#inflight = undefined));
+    }
+    return this.#inflight;
   }
 
   async #tick(): Promise<void> {
-    if (this.#reading) return; // a slow /proc read: skip a beat rather than pile up
-    this.#reading = true;
+    const epoch = this.#epoch;
+    let fill: number | undefined;
+    let blind = false;
     try {
-      const fill = await (this.#o.read ?? (() => this.#readProc()))();
-      if (fill === undefined) return;
-      this.#set(nextRatio(this.#ratio, fill, this.#fill), fill);
+      fill = await (this.#o.read ?? (() => this.#readProc()))();
     } catch {
-      // /proc unreadable (not Linux, a restricted mount): no signal, no refusals.
-      this.#set(0, 0);
-    } finally {
-      this.#reading = false;
+      blind = true; // unreadable: no signal, no refusals
     }
+    // Turned off (or restarted) while reading: that reading belongs to the old settings.
+    if (epoch !== this.#epoch) return;
+    if (blind) this.#set(0, 0);
+    else if (fill !== undefined) this.#set(nextRatio(this.#ratio, fill, this.#fill), fill);
   }
 
   #set(ratio: number, fill: number): void {
@@ -221,7 +240,10 @@ export class OverloadGuard {
     const watched = this.#o.sockets();
     if (watched.length === 0) return undefined;
     if (this.#inodes === undefined || this.#watched !== watched) {
-      this.#inodes = await ownSocketInodes();
+      const inodes = await ownSocketInodes();
+      // None found (no /proc/self/fd, out of descriptors): look again at the next reading.
+      if (inodes.size === 0) this.#noSignal('no socket of this process in /proc/self/fd');
+      this.#inodes = inodes;
       this.#watched = watched;
     }
     const inodes = this.#inodes;
@@ -229,19 +251,36 @@ export class OverloadGuard {
     const thresholds = new Map<number, number>();
     for (const s of watched) thresholds.set(s.port, Math.min(limit, s.recvBufferBytes / 2));
     let fill = 0;
+    let rows = 0;
     for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
       let text: string;
       try {
-        text = await readFile(file, 'latin1');
+        // Synchronous: a few hundred bytes per socket of this network namespace, generated by
+        // the kernel; read at once, it is the queue as it is now, not after the thread pool
+        // and the datagrams the event loop handles meanwhile.
+        text = readFileSync(file, 'latin1');
       } catch {
         continue;
       }
       for (const q of parseProcUdp(text, inodes)) {
         const t = thresholds.get(q.port);
         if (t === undefined || t <= 0) continue;
+        rows++;
         fill = Math.max(fill, q.queued / t);
       }
     }
+    if (rows === 0) {
+      this.#inodes = undefined; // the sockets were replaced: find them again
+      this.#noSignal('no watched socket in /proc/net/udp');
+    }
+    this.#blind = false;
     return fill;
+  }
+
+  /** No reading: no refusals, and one warning until a reading succeeds again. */
+  #noSignal(why: string): never {
+    if (!this.#blind) this.#o.onBlind?.(why);
+    this.#blind = true;
+    throw new Error(why);
   }
 }

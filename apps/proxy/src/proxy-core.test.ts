@@ -7,6 +7,7 @@ import {
   CALLER,
   answer as answerWith,
   bytesOf,
+  bye,
   closeCores,
   invite as inviteWith,
   setup,
@@ -226,21 +227,7 @@ describe('proxy core (RFC 3261 §16)', () => {
 
   it('routes an in-dialog request by its Route set, removing its own Route (loose routing)', async () => {
     const { sent, receive } = setup();
-    receive(
-      [
-        'BYE sip:bob@198.19.0.7:5070 SIP/2.0',
-        'Via: SIP/2.0/UDP 198.18.0.2:5062;branch=z9hG4bKbye1',
-        'Route: <sip:198.18.0.1:5060;lr>',
-        'Max-Forwards: 70',
-        'From: <sip:alice@198.18.0.2>;tag=a1',
-        'To: <sip:bob@198.18.0.1>;tag=b1',
-        'Call-ID: call-1@198.18.0.2',
-        'CSeq: 2 BYE',
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-    );
+    receive(bye('sip:bob@198.19.0.7:5070'));
     await tick();
     const fwd = sent.find((s) => s.msg.isRequest)!;
     expect(fwd.to).toEqual({ transport: 'udp', address: '198.19.0.7', port: 5070 });

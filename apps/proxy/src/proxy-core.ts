@@ -538,17 +538,7 @@ export class ProxyCore {
 
   #onRequest(server: ServerTransaction): void {
     const req = server.request;
-    // Overload: a new out-of-dialog request may be refused at once (the calls already set up
-    // keep their in-dialog requests; a CANCEL ends a call, so it always passes).
-    if (
-      this.#overload?.shed() === true &&
-      req.to()?.tag === undefined &&
-      req.method.toUpperCase() !== 'CANCEL'
-    ) {
-      this.#metrics.overloadRefused.inc({ method: req.method.toUpperCase() });
-      this.#respond(server, 503, 'Overloaded', [
-        ['Retry-After', String(this.#overload.retryAfterSec)],
-      ]);
+    if (this.#overload !== undefined && this.#refuseForOverload(server, req, this.#overload)) {
       return;
     }
     // The layer keeps its request for matching and local responses: work on a copy.
@@ -577,6 +567,32 @@ export class ProxyCore {
       }
     }
     this.#route(server, msg, source, loopHash);
+  }
+
+  /**
+   * Overload control: a new out-of-dialog request may be refused at once. The calls already set
+   * up keep their in-dialog requests, and a CANCEL ends a call, so both always pass; so does an
+   * OPTIONS to the proxy itself (answered locally, cheaply: a load balancer's health check).
+   * §21.5.4: "The server is temporarily unable to process the request due to a temporary
+   * overloading or maintenance of the server. The server MAY indicate when the client should
+   * retry the request in a Retry-After header field." — and a client "SHOULD NOT forward any
+   * other requests to that server for the duration specified in the Retry-After", which turns a
+   * refusal of a share into a refusal of everything upstream: no Retry-After unless configured.
+   */
+  #refuseForOverload(server: ServerTransaction, req: SipMessage, ol: LoadShedder): boolean {
+    if (!ol.shed() || req.to()?.tag !== undefined) return false;
+    const method = req.method.toUpperCase();
+    if (method === 'CANCEL') return false;
+    if (method === 'OPTIONS') {
+      const ruri = req.requestUriParsed();
+      if (ruri?.user === undefined && ruri !== undefined && this.#isSelf(ruri.host, ruri.port)) {
+        return false;
+      }
+    }
+    this.#metrics.overloadRefused.inc({ method });
+    const retry = ol.retryAfterSec;
+    this.#respond(server, 503, 'Overloaded', retry > 0 ? [['Retry-After', String(retry)]] : []);
+    return true;
   }
 
   #loopHash(msg: SipMessage): string {

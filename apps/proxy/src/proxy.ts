@@ -85,9 +85,24 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
         const d = holder.dispatch?.socketInfo;
         if (d !== undefined) sockets.push(d);
         watched = { of: listeners, sockets };
+        const limit = config.overload.queueBytes;
+        const capped = sockets.filter((x) => x.recvBufferBytes / 2 < limit);
+        if (limit > 0 && capped.length > 0) {
+          // The kernel granted less than the 4 MiB asked for (net.core.rmem_max).
+          log.warn(
+            {
+              queueBytes: limit,
+              ports: capped.map((x) => x.port),
+              recvBufferBytes: capped[0]!.recvBufferBytes,
+            },
+            'overload control: receive buffer smaller than twice the threshold; half the buffer is the threshold',
+          );
+        }
       }
       return watched.sockets;
     },
+    onBlind: (why) =>
+      log.warn({ why }, 'overload control cannot read the receive queues: refusing nothing'),
     onChange: (ratio, fill) => {
       log.debug({ refusedShare: ratio, queueFill: fill }, 'overload control');
       // One line when an overload episode starts and one when it ends.

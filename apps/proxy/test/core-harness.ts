@@ -104,6 +104,23 @@ export function invite(extra: string[] = [], branch = 'z9hG4bKc1', mf = 70, body
   ].join('\r\n');
 }
 
+/** The caller's in-dialog BYE of `invite()`'s call, routed through the proxy's Record-Route. */
+export function bye(requestUri = 'sip:bob@198.19.0.2:5060', branch = 'z9hG4bKbye1'): string {
+  return [
+    `BYE ${requestUri} SIP/2.0`,
+    `Via: SIP/2.0/UDP 198.18.0.2:5062;branch=${branch}`,
+    'Route: <sip:198.18.0.1:5060;lr>',
+    'Max-Forwards: 70',
+    'From: <sip:alice@198.18.0.2>;tag=a1',
+    'To: <sip:bob@198.18.0.1>;tag=b1',
+    'Call-ID: call-1@198.18.0.2',
+    'CSeq: 2 BYE',
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+}
+
 /** The response a downstream UAS would send to the forwarded request. */
 export function answer(
   req: SipMessage,
