@@ -10,9 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startFcpd } from '@pinhole/fcpd';
-import { pino } from 'pino';
-import { CLI } from './harness.js';
+import { CLI, startMemoryFcpd } from './harness.js';
 
 async function udp(): Promise<Socket> {
   const s = createSocket('udp4');
@@ -42,15 +40,7 @@ describe('pinhole-proxy command line', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('starts from a config file, reloads routes on SIGHUP and exits 0 on SIGTERM', async () => {
-    const fcpd = await startFcpd(
-      {
-        listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
-        backend: 'memory',
-        protected: ['198.19.0.0/16'],
-        logLevel: 'silent',
-      },
-      { logger: pino({ level: 'silent' }) },
-    );
+    const fcpd = await startMemoryFcpd();
     const [a, b, probe] = [await udp(), await udp(), await udp()];
     const got = { a: 0, b: 0 };
     a.on('message', () => got.a++);
@@ -110,15 +100,7 @@ describe('pinhole-proxy command line', () => {
   });
 
   it('with workers, a worker that cannot start logs why, and the proxy exits 1', async () => {
-    const fcpd = await startFcpd(
-      {
-        listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
-        backend: 'memory',
-        protected: ['198.19.0.0/16'],
-        logLevel: 'silent',
-      },
-      { logger: pino({ level: 'silent' }) },
-    );
+    const fcpd = await startMemoryFcpd();
     // An address of the benchmarking range that no interface here has: the bind fails.
     const child = spawn(
       process.execPath,

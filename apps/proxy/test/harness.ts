@@ -5,6 +5,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
+import { pino } from 'pino';
 import {
   cleanupNetns,
   createRoutedTopology,
@@ -21,6 +23,22 @@ import {
 
 export const SCENARIOS: string = fileURLToPath(new URL('./scenarios/', import.meta.url));
 export const CLI: string = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+/**
+ * A separate fcpd on a loopback port with the memory backend (no kernel, no root), protecting
+ * the callee's side (198.19.0.0/16): the `--fcp` target of the tests that run on loopback.
+ */
+export function startMemoryFcpd(): Promise<FcpdHandle> {
+  return startFcpd(
+    {
+      listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
+      backend: 'memory',
+      protected: ['198.19.0.0/16'],
+      logLevel: 'silent',
+    },
+    { logger: pino({ level: 'silent' }) },
+  );
+}
 
 /** The proxy binary in `ns`, its JSON log lines collected (testkit's JsonLogProcess). */
 export function startProxyProcess(ns: Netns, args: readonly string[]): JsonLogProcess {

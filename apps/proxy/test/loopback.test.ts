@@ -10,12 +10,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
+import type { FcpdHandle } from '@pinhole/fcpd';
 import { systemTestGate } from '@pinhole/testkit';
 import { pino } from 'pino';
 import { startApp, type AppHandle } from '../src/app.js';
 import { parseArgs } from '../src/config.js';
-import { CLI, SCENARIOS } from './harness.js';
+import { CLI, SCENARIOS, startMemoryFcpd } from './harness.js';
 
 async function freePort(kind: 'udp' | 'tcp'): Promise<number> {
   if (kind === 'udp') {
@@ -228,15 +228,7 @@ describe.runIf(systemTestGate('proxy loopback calls', ['sipp']))(
     it.each(['udp', 'tcp'] as const)(
       'with --workers 2 over %s, every call state stays with one worker: all holes opened are closed',
       async (transport) => {
-        const fcpd = await startFcpd(
-          {
-            listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
-            backend: 'memory',
-            protected: ['198.19.0.0/16'],
-            logLevel: 'silent',
-          },
-          { logger: pino({ level: 'silent' }) },
-        );
+        const fcpd = await startMemoryFcpd();
         daemons.push(fcpd);
         const fcp = fcpd.addresses[0]!;
         const [port, uasPort] = [await freePort(transport), await freePort(transport)];
