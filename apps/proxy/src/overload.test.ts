@@ -4,8 +4,10 @@ import { parseArgs } from './config.js';
 import {
   OVERLOAD_MAX_STEP_UP,
   OverloadGuard,
+  cappedSockets,
   nextRatio,
   parseProcUdp,
+  thresholdOf,
   type OverloadGuardOptions,
 } from './overload.js';
 import { startProxy, type RunningProxy } from './proxy.js';
@@ -37,6 +39,18 @@ describe('parseProcUdp', () => {
     ]);
     expect(parseProcUdp(PROC_UDP, new Set())).toEqual([]);
     expect(parseProcUdp('', new Set(['53421']))).toEqual([]);
+  });
+});
+
+describe('thresholds', () => {
+  it('is queueBytes, or half the receive buffer the kernel granted when that is smaller', () => {
+    const big = { port: 5060, recvBufferBytes: 8 << 20 };
+    const capped = { port: 5070, recvBufferBytes: 425_984 }; // 2 × the default rmem_max
+    expect(thresholdOf(big, 1 << 20)).toBe(1 << 20);
+    expect(thresholdOf(capped, 1 << 20)).toBe(212_992);
+    expect(cappedSockets([big, capped], 1 << 20)).toEqual([capped]);
+    expect(cappedSockets([big, capped], 65_536)).toEqual([]);
+    expect(cappedSockets([big, capped], 0)).toEqual([]); // off: nothing to warn about
   });
 });
 

@@ -91,6 +91,19 @@ export interface WatchedSocket {
   readonly recvBufferBytes: number;
 }
 
+/** A socket's threshold: `queueBytes`, or half its receive buffer when that is smaller. */
+export function thresholdOf(socket: WatchedSocket, queueBytes: number): number {
+  return Math.min(queueBytes, socket.recvBufferBytes / 2);
+}
+
+/** The sockets whose receive buffer makes their threshold smaller than `queueBytes`. */
+export function cappedSockets(
+  sockets: readonly WatchedSocket[],
+  queueBytes: number,
+): WatchedSocket[] {
+  return queueBytes > 0 ? sockets.filter((x) => thresholdOf(x, queueBytes) < queueBytes) : [];
+}
+
 export interface OverloadSettings {
   /** Threshold: bytes in a socket's receive queue; 0 = off. */
   readonly queueBytes: number;
@@ -147,6 +160,9 @@ export class OverloadGuard {
   #epoch = 0;
   #inodes: Set<string> | undefined;
   #watched: readonly WatchedSocket[] | undefined;
+  /** Threshold by port, for #watched and #thresholdsFor. */
+  #thresholds = new Map<number, number>();
+  #thresholdsFor = -1;
   #blind = false;
 
   constructor(opts: OverloadGuardOptions) {
@@ -245,11 +261,16 @@ export class OverloadGuard {
       if (inodes.size === 0) this.#noSignal('no socket of this process in /proc/self/fd');
       this.#inodes = inodes;
       this.#watched = watched;
+      this.#thresholds.clear();
     }
     const inodes = this.#inodes;
-    const limit = this.#settings.queueBytes;
-    const thresholds = new Map<number, number>();
-    for (const s of watched) thresholds.set(s.port, Math.min(limit, s.recvBufferBytes / 2));
+    const thresholds = this.#thresholds;
+    if (this.#thresholdsFor !== this.#settings.queueBytes || thresholds.size === 0) {
+      // Once per socket set and setting (the cache is cleared with the inodes).
+      thresholds.clear();
+      for (const s of watched) thresholds.set(s.port, thresholdOf(s, this.#settings.queueBytes));
+      this.#thresholdsFor = this.#settings.queueBytes;
+    }
     let fill = 0;
     let rows = 0;
     for (const file of ['/proc/net/udp', '/proc/net/udp6']) {

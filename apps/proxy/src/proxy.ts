@@ -7,7 +7,7 @@ import { sameListeners, type ProxyConfig } from './config.js';
 import { ProxyMetrics, serveMetrics, type MetricsEndpoint } from './metrics.js';
 import { NO_GATE, ProxyCore, type Logger, type MediaGate } from './proxy-core.js';
 import { WorkerDispatch } from './dispatch.js';
-import { OverloadGuard, type WatchedSocket } from './overload.js';
+import { cappedSockets, OverloadGuard, type WatchedSocket } from './overload.js';
 import type { RegisterRequest } from './registrar.js';
 import { Transports, type Listener } from './transport.js';
 
@@ -74,33 +74,21 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
   // worker, its own sockets that responses come back to and its loopback socket.
   let overloaded = false;
   let watched: { of: readonly Listener[]; sockets: WatchedSocket[] } | undefined;
+  const watchedSockets = (): WatchedSocket[] => {
+    if (watched?.of !== listeners) {
+      const sockets = [...listeners, ...transports.privateListeners]
+        .filter((l) => l.transport === 'udp' && (l.recvBufferBytes ?? 0) > 0)
+        .map((l) => ({ port: l.port, recvBufferBytes: l.recvBufferBytes! }));
+      // A worker: messages its siblings pass on wait in its loopback socket's queue.
+      const d = holder.dispatch?.socketInfo;
+      if (d !== undefined) sockets.push(d);
+      watched = { of: listeners, sockets };
+    }
+    return watched.sockets;
+  };
   const overload = new OverloadGuard({
     settings: { queueBytes: config.overload.queueBytes, retryAfterSec: config.overload.retryAfter },
-    sockets: () => {
-      if (watched?.of !== listeners) {
-        const sockets = [...listeners, ...transports.privateListeners]
-          .filter((l) => l.transport === 'udp' && (l.recvBufferBytes ?? 0) > 0)
-          .map((l) => ({ port: l.port, recvBufferBytes: l.recvBufferBytes! }));
-        // A worker: messages its siblings pass on wait in its loopback socket's queue.
-        const d = holder.dispatch?.socketInfo;
-        if (d !== undefined) sockets.push(d);
-        watched = { of: listeners, sockets };
-        const limit = config.overload.queueBytes;
-        const capped = sockets.filter((x) => x.recvBufferBytes / 2 < limit);
-        if (limit > 0 && capped.length > 0) {
-          // The kernel granted less than the 4 MiB asked for (net.core.rmem_max).
-          log.warn(
-            {
-              queueBytes: limit,
-              ports: capped.map((x) => x.port),
-              recvBufferBytes: capped[0]!.recvBufferBytes,
-            },
-            'overload control: receive buffer smaller than twice the threshold; half the buffer is the threshold',
-          );
-        }
-      }
-      return watched.sockets;
-    },
+    sockets: watchedSockets,
     onBlind: (why) =>
       log.warn({ why }, 'overload control cannot read the receive queues: refusing nothing'),
     onChange: (ratio, fill) => {
@@ -138,7 +126,17 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     ...(opts.worker ? { onRegister: opts.worker.onRegister } : {}),
   });
   holder.core = core;
+  // The kernel grants at most twice net.core.rmem_max of the 4 MiB the sockets ask for.
+  const warnCapped = (queueBytes: number): void => {
+    const capped = cappedSockets(watchedSockets(), queueBytes);
+    if (capped.length === 0) return;
+    log.warn(
+      { queueBytes, ports: capped.map((x) => x.port), recvBufferBytes: capped[0]!.recvBufferBytes },
+      'overload control: receive buffer smaller than twice the threshold; half the buffer is the threshold',
+    );
+  };
   overload.start();
+  warnCapped(config.overload.queueBytes);
   let metricsServer: MetricsEndpoint | undefined;
   let metricsPort: number | undefined;
   if (config.metrics) {
@@ -169,6 +167,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
         queueBytes: next.overload.queueBytes,
         retryAfterSec: next.overload.retryAfter,
       });
+      warnCapped(next.overload.queueBytes);
     },
     async stop(): Promise<void> {
       overload.stop();
