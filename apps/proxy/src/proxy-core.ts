@@ -70,6 +70,8 @@ export interface CoreTransport {
   readonly privateListeners?: readonly Listener[];
   /** Workers: the socket forwarded requests leave from, so their responses come back here. */
   privateFor?(listener: Listener): Listener | undefined;
+  /** A read barrier for the layer's retransmission timers (`Transports.afterInput`). */
+  afterInput?(fn: () => void): void;
 }
 
 /** A request about to be forwarded (or an ACK relayed statelessly), as the media gate sees it. */
@@ -229,10 +231,14 @@ export class ProxyCore {
         defaultExpires: opts.config.registrar.defaultExpires,
         maxContacts: opts.config.registrar.maxContacts,
       });
+    const transport = opts.transport;
     this.layer = new TransactionLayer({
       transport: {
         send: (message, destination) => this.#send(message, destination),
         sendSerialized: (message, destination) => this.#sendSerialized(message, destination),
+        ...(transport.afterInput !== undefined
+          ? { afterInput: (fn: () => void) => transport.afterInput?.(fn) }
+          : {}),
       },
       sentBy: (transport, destination) => this.#sentBy(transport, destination),
       // §16.2: "a stateful proxy ... SHOULD generate a 100 (Trying) response" at once: a late

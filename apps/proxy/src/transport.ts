@@ -10,6 +10,7 @@ import { networkInterfaces } from 'node:os';
 import type { ListenAddress, TransportName } from './config.js';
 import { ProxyError, ProxyErrorCode } from './errors.js';
 import { SipStreamParser, type ParseResult } from '@pinhole/sip';
+import { PROBE_BYTES, ReadBarrier, type BarrierTarget } from './read-barrier.js';
 
 /** Socket buffers: Kamailio's first failure at high rates was datagrams dropped at its socket. */
 export const SOCKET_BUFFER_BYTES: number = 4 * 1024 * 1024;
@@ -137,10 +138,46 @@ export class Transports {
   /** Workers: TCP peers whose connection a sibling holds, by remote address and port. */
   readonly #remote = new Map<string, number>();
   #closed = false;
+  /** See `afterInput`. */
+  readonly #barrier: ReadBarrier;
 
   constructor(events: TransportEvents, opts: TransportOptions = {}) {
     this.#events = events;
     this.#opts = opts;
+    this.#barrier = new ReadBarrier({
+      targets: () => this.#barrierTargets(),
+      onError: (err) =>
+        this.#events.onError?.({ message: `read barrier: ${(err as Error).message}` }),
+    });
+  }
+
+  /**
+   * Calls `fn` once the UDP datagrams this process had received when it was called have been
+   * read (`Transport.afterInput` of @pinhole/transaction; see read-barrier.ts): retransmission
+   * timers wait on it, so a response already in a socket buffer stops a needless retransmission.
+   */
+  afterInput(fn: () => void): void {
+    if (this.#closed) fn();
+    else this.#barrier.wait(fn);
+  }
+
+  /** The probe rounds so far and those released by their timeout (tests, diagnostics). */
+  get barrierStats(): { readonly probes: number; readonly timeouts: number } {
+    return this.#barrier.stats;
+  }
+
+  /** Sockets only this process reads: the listeners alone, or a worker's private sockets. */
+  #barrierTargets(): BarrierTarget[] {
+    const own = this.#opts.shared === true ? this.#private : this.#udp;
+    return own.map((b) => ({
+      socket: b.socket,
+      address: wildcard(b.listener.host)
+        ? b.listener.family === 6
+          ? '::1'
+          : '127.0.0.1'
+        : b.listener.host,
+      port: b.listener.port,
+    }));
   }
 
   get listeners(): Listener[] {
@@ -215,7 +252,9 @@ export class Transports {
       ...(recv !== undefined ? { recvBufferBytes: recv } : {}),
     };
     const intercept = this.#events.intercept?.bind(this.#events);
+    const barrier = this.#barrier;
     socket.on('message', (bytes, rinfo) => {
+      if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
       const msg: Inbound = {
         bytes,
         peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
@@ -228,13 +267,14 @@ export class Transports {
     if (this.#opts.shared === true) {
       const own = await this.#bindUdp(a, 0, true);
       const privateListener: Listener = { ...listener, port: own.address().port };
-      own.on('message', (bytes, rinfo) =>
+      own.on('message', (bytes, rinfo) => {
+        if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
         this.#deliver({
           bytes,
           peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
           listener: privateListener,
-        }),
-      );
+        });
+      });
       this.#private.push({ socket: own, listener: privateListener });
     }
     return listener;
@@ -393,6 +433,8 @@ export class Transports {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Waiting retransmissions go now (they find the transport closed, or rebound on reload).
+    this.#barrier.close();
     for (const { socket } of this.#conns.values()) socket.destroy();
     this.#conns.clear();
     this.#remote.clear();

@@ -27,6 +27,15 @@ export interface Transport {
    * layer serialises each of those once, sends it with this, and resends the same bytes.
    */
   sendSerialized?(message: SerializedMessage, destination: Address): void | Promise<void>;
+  /**
+   * Optional: calls `fn` once the transport has read what it had received when it was called (a
+   * read barrier). A retransmission timer (A, E, G) that fires while the element is behind on
+   * its input goes through it, so that a response or ACK already waiting in a socket buffer
+   * stops the retransmission instead of the element sending one it did not need: under load,
+   * those needless retransmissions reach the peer as duplicates and add to the load. Without
+   * it, a timer retransmits at once.
+   */
+  afterInput?(fn: () => void): void;
 }
 
 /** Only UDP (and DTLS/UDP, which SIP does not define) is unreliable among the Via transports. */

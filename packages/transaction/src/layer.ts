@@ -370,6 +370,28 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     return buildLocalResponse(request, status);
   }
 
+  afterInput(fn: () => void): void {
+    const transport = this.#transport;
+    if (transport?.afterInput === undefined) {
+      fn();
+      return;
+    }
+    let ran = false;
+    try {
+      transport.afterInput(() => {
+        if (ran) return;
+        ran = true;
+        fn();
+      });
+    } catch (err) {
+      this.#report('TXN_ERR_TRANSPORT', 'the transport failed a read barrier', err);
+      if (!ran) {
+        ran = true;
+        fn();
+      }
+    }
+  }
+
   localResponse(request: SipMessage, status: number): SipMessage {
     return buildLocalResponse(request, status);
   }

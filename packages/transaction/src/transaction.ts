@@ -69,7 +69,15 @@ export interface MachineHost {
   buildAck(request: SipMessage, response: SipMessage): SipMessage;
   /** Builds a locally generated response (100 Trying, 408). */
   buildResponse(request: SipMessage, status: number): SipMessage;
+  /**
+   * Runs `fn` once the transport has read the input it had when called (`Transport.afterInput`),
+   * or at once. Retransmission timers fire through it.
+   */
+  afterInput?(fn: () => void): void;
 }
+
+/** The timers whose firing retransmits: they wait for the transport's input to be read. */
+const RETRANSMISSION_TIMERS: ReadonlySet<TimerName> = new Set<TimerName>(['A', 'E', 'G']);
 
 /** Parameters every machine is created with. */
 export interface TransactionInit {
@@ -236,6 +244,15 @@ export abstract class Transaction<S extends string = string> {
     slots[name] = this.host.clock.setTimer(ms, () => {
       slots[name] = undefined;
       this.#live--;
+      const host = this.host;
+      if (host.afterInput !== undefined && RETRANSMISSION_TIMERS.has(name)) {
+        // A response (or ACK) read meanwhile moves the machine on, and `onTimer` of its new
+        // state ignores the timer; a restarted timer supersedes this firing.
+        host.afterInput(() => {
+          if (!this.terminated && slots[name] === undefined) this.onTimer(name);
+        });
+        return;
+      }
       this.onTimer(name);
     });
     this.#live++;
