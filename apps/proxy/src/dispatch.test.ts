@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseListen } from './config.js';
 import { callIdOf, ownerOf, WorkerDispatch } from './dispatch.js';
-import { Transports, type Inbound } from './transport.js';
+import { Transports, type Inbound, type Listener } from './transport.js';
 
 describe('worker dispatch', () => {
   it('finds the Call-ID in long and compact form without a full parse', () => {
@@ -102,6 +102,77 @@ describe('TCP Call-ID dispatch between workers', () => {
     expect(reply).toBe('SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n');
     expect(b.d.relayed).toBe(1);
     expect(a.d.forwarded).toBe(1);
+  });
+});
+
+describe('UDP dispatch between workers keeps the order of a call', () => {
+  const opened: WorkerDispatch[] = [];
+  afterEach(() => {
+    for (const d of opened.splice(0)) d.close();
+  });
+
+  const LISTENER: Listener = {
+    transport: 'udp',
+    host: '127.0.0.1',
+    port: 5060,
+    family: 4,
+    advertise: '127.0.0.1',
+    index: 0,
+  };
+  const PEER = { transport: 'udp', address: '198.18.0.2', port: 5060 } as const;
+
+  function dispatch(index: number, got: string[]): WorkerDispatch {
+    const d = new WorkerDispatch({
+      index,
+      count: 2,
+      token: 'secret',
+      deliver: (m) => got.push(m.bytes!.toString('latin1').split(' ')[0]!),
+      listenerAt: () => LISTENER,
+    });
+    opened.push(d);
+    return d;
+  }
+
+  it('a message its owner reads directly waits for the one a sibling passed on before it', async () => {
+    const gotA: string[] = [];
+    const gotB: string[] = [];
+    const a = dispatch(0, gotA);
+    const b = dispatch(1, gotB);
+    const ports = [await a.start(), await b.start()];
+    a.setPeers(ports);
+    b.setPeers(ports);
+    let callId = '';
+    for (let i = 0; callId === '' && i < 100; i++) {
+      if (ownerOf(`udp-${i}@198.18.0.2`, 2) === 1) callId = `udp-${i}@198.18.0.2`;
+    }
+    const req = (method: string): Buffer =>
+      Buffer.from(`${method} sip:b@198.19.0.2 SIP/2.0\r\nCall-ID: ${callId}\r\n\r\n`);
+    // Worker 0 reads the caller's ACK and passes it on; before worker 1 has read it from its
+    // loopback socket, worker 1 reads the caller's BYE itself from the shared socket.
+    expect(a.intercept({ bytes: req('ACK'), peer: PEER, listener: LISTENER }, 0)).toBe(true);
+    expect(b.intercept({ bytes: req('BYE'), peer: PEER, listener: LISTENER }, 0)).toBe(true);
+    expect(gotB).toEqual([]);
+    await until(() => gotB.length === 2);
+    expect(gotB).toEqual(['ACK', 'BYE']);
+    expect(a.forwarded).toBe(1);
+    expect(b.ordered).toBe(1);
+    expect(gotA).toEqual([]);
+  });
+
+  it('a message still waiting when the worker stops is handled', async () => {
+    const got: string[] = [];
+    const a = dispatch(0, got);
+    const b = dispatch(1, []);
+    const ports = [await a.start(), await b.start()];
+    a.setPeers(ports);
+    let callId = '';
+    for (let i = 0; callId === '' && i < 100; i++) {
+      if (ownerOf(`stop-${i}@198.18.0.2`, 2) === 0) callId = `stop-${i}@198.18.0.2`;
+    }
+    const bye = Buffer.from(`BYE sip:b SIP/2.0\r\nCall-ID: ${callId}\r\n\r\n`);
+    expect(a.intercept({ bytes: bye, peer: PEER, listener: LISTENER }, 0)).toBe(true);
+    a.close();
+    expect(got).toEqual(['BYE']);
   });
 });
 

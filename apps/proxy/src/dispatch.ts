@@ -7,6 +7,13 @@
  * CANCELs, ACKs and in-dialog requests carry the Call-ID of their call and so reach the worker
  * holding its transactions and policy state. See README.md, "Workers".
  *
+ * Order: a message this worker reads from a shared socket and owns waits, before it is
+ * handled, until the loopback socket has been read up to then (a read barrier, read-barrier.ts).
+ * Without that, a caller's BYE read here directly overtook the ACK a sibling had read 500 ms
+ * earlier and passed on, while this worker's loopback queue was long: the callee got the BYE
+ * before the ACK. Through the barrier, the two queues are handled in the order they were filled,
+ * as one shared queue would be.
+ *
  * TCP: a connection lives in the worker that accepted (or opened) it and cannot move. A message
  * read on it whose Call-ID another worker owns is passed to the owner like a datagram, with the
  * index of the worker holding the connection; what the owner then sends to that peer (responses,
@@ -14,6 +21,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { serialize } from '@pinhole/sip';
+import { PROBE_BYTES, ReadBarrier } from './read-barrier.js';
 import { fnv1a } from './sip-util.js';
 import type { Inbound, Listener, Peer } from './transport.js';
 
@@ -70,7 +78,11 @@ export class WorkerDispatch {
   readonly #o: DispatchOptions;
   #socket: Socket | undefined;
   #peers: readonly number[] = [];
+  /** Messages read from a shared socket wait on it for what siblings passed on before them. */
+  #barrier: ReadBarrier | undefined;
   forwarded = 0;
+  /** Messages of this worker read from a shared socket that waited for the loopback queue. */
+  ordered = 0;
   /** TCP bytes passed back to the worker holding the connection. */
   relayed = 0;
 
@@ -84,13 +96,21 @@ export class WorkerDispatch {
     await new Promise<void>((resolve) =>
       s.bind({ address: '127.0.0.1', port: 0, exclusive: true }, resolve),
     );
+    const port = s.address().port;
+    const barrier = new ReadBarrier({
+      targets: () => (this.#socket === s ? [{ socket: s, address: '127.0.0.1', port }] : []),
+      // A probe lost to a full loopback queue holds this worker's own messages this long.
+      timeoutMs: 1_000,
+    });
     s.on('message', (buf, rinfo) => {
+      if (buf.length === PROBE_BYTES && barrier.take(buf)) return;
       if (rinfo.address !== '127.0.0.1' || !this.#peers.includes(rinfo.port)) return;
       this.#receive(buf);
     });
     s.on('error', () => undefined);
     this.#socket = s;
-    return s.address().port;
+    this.#barrier = barrier;
+    return port;
   }
 
   /** The loopback socket's port and receive buffer (overload control watches its queue). */
@@ -126,7 +146,14 @@ export class WorkerDispatch {
     }
     if (callId === undefined) return false;
     const owner = ownerOf(callId, this.#o.count);
-    if (owner === this.#o.index) return false;
+    if (owner === this.#o.index) {
+      const barrier = this.#barrier;
+      // A TCP connection keeps its own order; a datagram waits for the loopback queue.
+      if (msg.bytes === undefined || barrier === undefined) return false;
+      this.ordered++;
+      barrier.wait(() => this.#o.deliver(msg));
+      return true;
+    }
     if (bytes === undefined && msg.parsed?.ok === true) bytes = serialize(msg.parsed.message);
     if (bytes === undefined || bytes.length > 65_000) return false; // one loopback datagram
     const holder = msg.peer.transport === 'tcp' ? ` ${this.#o.index}` : '';
@@ -187,5 +214,8 @@ export class WorkerDispatch {
   close(): void {
     this.#socket?.close();
     this.#socket = undefined;
+    // Messages still waiting are handled now (the worker is stopping).
+    this.#barrier?.close();
+    this.#barrier = undefined;
   }
 }

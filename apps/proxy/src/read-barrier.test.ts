@@ -16,7 +16,7 @@ function fakeSocket(): { socket: Socket; sent: Buffer[] } {
 }
 
 describe('ReadBarrier', () => {
-  it('releases the waiters of a round when every socket has its probe back', () => {
+  it('releases the waiters of a round when every socket has its probe back', async () => {
     const a = fakeSocket();
     const b = fakeSocket();
     const barrier = new ReadBarrier({
@@ -27,18 +27,21 @@ describe('ReadBarrier', () => {
     });
     const done: string[] = [];
     barrier.wait(() => done.push('first'));
+    // A waiter of the same turn of the event loop joins the round.
+    barrier.wait(() => done.push('same turn'));
     expect(a.sent).toHaveLength(1);
     expect(a.sent[0]).toHaveLength(PROBE_BYTES);
-    // A waiter that comes while the probes fly needs the next round.
-    barrier.wait(() => done.push('second'));
+    // A waiter of a later turn gets a round of its own, its probes sent at once.
+    await new Promise((r) => setImmediate(r));
+    barrier.wait(() => done.push('later'));
+    expect(a.sent).toHaveLength(2);
     expect(barrier.take(a.sent[0]!)).toBe(true);
     expect(done).toEqual([]);
     expect(barrier.take(b.sent[0]!)).toBe(true);
-    expect(done).toEqual(['first']);
-    expect(a.sent).toHaveLength(2);
+    expect(done).toEqual(['first', 'same turn']);
     barrier.take(a.sent[1]!);
     barrier.take(b.sent[1]!);
-    expect(done).toEqual(['first', 'second']);
+    expect(done).toEqual(['first', 'same turn', 'later']);
     expect(barrier.stats).toEqual({ probes: 4, timeouts: 0 });
     barrier.close();
   });
@@ -80,6 +83,22 @@ describe('ReadBarrier', () => {
     barrier.close();
   });
 
+  it('a round whose probe is back releases the older rounds first (their probes were lost)', async () => {
+    const a = fakeSocket();
+    const barrier = new ReadBarrier({
+      targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
+      timeoutMs: 40,
+    });
+    const done: number[] = [];
+    barrier.wait(() => done.push(1));
+    await new Promise((r) => setTimeout(r, 20));
+    barrier.wait(() => done.push(2));
+    // Round 2's probe comes back while round 1's is still out: both go, in order.
+    barrier.take(a.sent[1]!);
+    expect(done).toEqual([1, 2]);
+    barrier.close();
+  });
+
   it('runs every waiter when one throws, and reports the error', () => {
     const a = fakeSocket();
     const errors: unknown[] = [];
@@ -91,9 +110,8 @@ describe('ReadBarrier', () => {
     barrier.wait(() => {
       throw new Error('boom');
     });
-    barrier.close(); // close releases the waiters in flight
     barrier.wait(() => (ran = true));
-    barrier.close();
+    barrier.close(); // close releases the waiters in flight
     expect(ran).toBe(true);
     expect(errors).toHaveLength(1);
   });

@@ -16,6 +16,10 @@
  * Only sockets no other process reads get probes: the listeners of a single process, or each
  * worker's private sockets (where the responses to what that worker sends arrive). A probe lost
  * to a full receive buffer releases its waiters after `timeoutMs`.
+ *
+ * The worker dispatch uses one on its loopback socket to keep a call's messages in order
+ * (dispatch.ts). Each turn of the event loop that has waiters sends its own probe at once, so a
+ * waiter's probe marks its place in the queue: what was queued before it is read first.
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:dgram';
@@ -41,19 +45,24 @@ export interface ReadBarrierOptions {
   readonly onError?: (err: unknown) => void;
 }
 
+/** One probe round: its sequence number, the probes not back yet, who waits on it. */
+interface Round {
+  readonly seq: number;
+  outstanding: number;
+  readonly waiters: (() => void)[];
+  readonly timer: NodeJS.Timeout;
+}
+
 export class ReadBarrier {
   readonly #targets: () => readonly BarrierTarget[];
   readonly #timeoutMs: number;
   readonly #onError: ((err: unknown) => void) | undefined;
   readonly #token = randomBytes(16);
-  /** Waiters the probes in flight answer for. */
-  #covered: (() => void)[] = [];
-  /** Waiters that came after those probes were sent: they need the next ones. */
-  #next: (() => void)[] = [];
+  /** Rounds in flight, oldest first: a socket returns its probes in the order they were sent. */
+  #rounds: Round[] = [];
+  /** The round started in this turn of the event loop: later waiters of the turn join it. */
+  #open: Round | undefined;
   #seq = 0;
-  /** Probes of the current sequence not back yet; 0 when none is in flight. */
-  #outstanding = 0;
-  #timer: NodeJS.Timeout | undefined;
   /** Probes sent, and rounds released by the timeout instead of their probes. */
   readonly stats = { probes: 0, timeouts: 0 };
 
@@ -63,53 +72,39 @@ export class ReadBarrier {
     this.#onError = opts.onError;
   }
 
+  /**
+   * Calls `fn` once the probes sent now (or earlier in this turn of the event loop) are back: a
+   * waiter's probe marks its place in every socket's queue, so what was queued before it is read
+   * first and what comes after it is not.
+   */
   wait(fn: () => void): void {
-    if (this.#outstanding > 0) {
-      this.#next.push(fn);
+    const open = this.#open;
+    if (open !== undefined) {
+      open.waiters.push(fn);
       return;
     }
-    this.#covered.push(fn);
-    this.#launch();
-  }
-
-  /**
-   * Called with every datagram of a probed socket before anything else: true when it is one of
-   * this barrier's probes (consumed), false for anything else.
-   */
-  take(bytes: Buffer): boolean {
-    if (bytes.length !== PROBE_BYTES || bytes[0] !== 0) return false;
-    if (this.#token.compare(bytes, TOKEN_AT, SEQ_AT) !== 0) return false;
-    // A probe of an earlier round (released by its timeout) is consumed and ignored.
-    if (bytes.readUInt32BE(SEQ_AT) === this.#seq && this.#outstanding > 0) {
-      this.#outstanding--;
-      if (this.#outstanding === 0) this.#release();
-    }
-    return true;
-  }
-
-  /** Releases every waiter now (the sockets are closing or being rebound). */
-  close(): void {
-    this.#outstanding = 0;
-    const all = [...this.#covered, ...this.#next];
-    this.#covered = [];
-    this.#next = [];
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#run(all);
-  }
-
-  #launch(): void {
     const targets = this.#targets();
     if (targets.length === 0) {
-      this.#release();
+      this.#run([fn]);
       return;
     }
     this.#seq = (this.#seq + 1) >>> 0;
+    const seq = this.#seq;
     const probe = Buffer.alloc(PROBE_BYTES);
     probe.write('PHR', 1, 'latin1');
     this.#token.copy(probe, TOKEN_AT);
-    probe.writeUInt32BE(this.#seq, SEQ_AT);
-    this.#outstanding = targets.length;
+    probe.writeUInt32BE(seq, SEQ_AT);
+    const timer = setTimeout(() => {
+      this.stats.timeouts++;
+      this.#releaseThrough(round);
+    }, this.#timeoutMs);
+    timer.unref();
+    const round: Round = { seq, outstanding: targets.length, waiters: [fn], timer };
+    this.#rounds.push(round);
+    this.#open = round;
+    setImmediate(() => {
+      if (this.#open === round) this.#open = undefined;
+    });
     for (const t of targets) {
       this.stats.probes++;
       try {
@@ -119,23 +114,37 @@ export class ReadBarrier {
         // the socket closed under us: the same
       }
     }
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.stats.timeouts++;
-      this.#release();
-    }, this.#timeoutMs);
-    this.#timer.unref();
   }
 
-  #release(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#outstanding = 0;
-    const ready = this.#covered;
-    this.#covered = this.#next;
-    this.#next = [];
-    if (this.#covered.length > 0) this.#launch();
-    this.#run(ready);
+  /**
+   * Called with every datagram of a probed socket before anything else: true when it is one of
+   * this barrier's probes (consumed), false for anything else.
+   */
+  take(bytes: Buffer): boolean {
+    if (bytes.length !== PROBE_BYTES || bytes[0] !== 0) return false;
+    if (this.#token.compare(bytes, TOKEN_AT, SEQ_AT) !== 0) return false;
+    const seq = bytes.readUInt32BE(SEQ_AT);
+    // A probe of a round already released (by its timeout) is consumed and ignored.
+    const round = this.#rounds.find((r) => r.seq === seq);
+    if (round !== undefined && --round.outstanding === 0) this.#releaseThrough(round);
+    return true;
+  }
+
+  /** Releases every waiter now (the sockets are closing or being rebound). */
+  close(): void {
+    const last = this.#rounds[this.#rounds.length - 1];
+    if (last !== undefined) this.#releaseThrough(last);
+  }
+
+  /** Releases `round` and every older one, in order. */
+  #releaseThrough(round: Round): void {
+    while (this.#rounds.length > 0) {
+      const r = this.#rounds.shift() as Round;
+      clearTimeout(r.timer);
+      if (this.#open === r) this.#open = undefined;
+      this.#run(r.waiters);
+      if (r === round) return;
+    }
   }
 
   #run(waiters: readonly (() => void)[]): void {

@@ -55,7 +55,10 @@ export interface TransportEvents {
   onMessage(msg: Inbound): void;
   /** A stream that cannot be framed, a refused connection, a send error. Never throws. */
   onError?(err: { peer?: Peer; message: string }): void;
-  /** Workers: takes a message another worker owns (returns true when it did). */
+  /**
+   * Workers: takes a message another worker owns, or one of this worker that must wait for what
+   * siblings passed on before it (returns true when it took it).
+   */
   intercept?(msg: Inbound, listenerIndex: number): boolean;
   /**
    * Workers: bytes for a TCP peer whose connection another worker holds (`worker`). Returns
