@@ -52,6 +52,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     {
       onMessage: (m) => holder.core?.receive(m),
       onError: (e) => log.debug({ peer: e.peer, err: e.message }, 'transport error'),
+      onWarning: (message) => log.warn({}, message),
       intercept: (m, i) => holder.dispatch?.intercept(m, i) ?? false,
       relay: (bytes, peer, worker) => holder.dispatch?.relay(bytes, peer, worker) ?? false,
     },

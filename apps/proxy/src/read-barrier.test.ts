@@ -99,6 +99,43 @@ describe('ReadBarrier', () => {
     barrier.close();
   });
 
+  it('does not wait for a socket its probe cannot be sent to (no route to its own address)', async () => {
+    const a = fakeSocket();
+    const noRoute = {
+      send: (_b: Buffer, _p: number, _a: string, cb: (err: Error | null) => void) =>
+        setImmediate(() => cb(new Error('send ENETUNREACH ::1'))),
+    } as unknown as Socket;
+    const barrier = new ReadBarrier({
+      targets: () => [
+        { socket: a.socket, address: '127.0.0.1', port: 1 },
+        { socket: noRoute, address: '::1', port: 1 },
+      ],
+    });
+    let released = false;
+    barrier.wait(() => (released = true));
+    barrier.take(a.sent[0]!);
+    expect(released).toBe(false);
+    await new Promise((r) => setImmediate(r));
+    expect(released).toBe(true);
+    expect(barrier.stats.timeouts).toBe(0);
+  });
+
+  it('tells of the first round released by its timeout, once', async () => {
+    const a = fakeSocket();
+    let told = 0;
+    const barrier = new ReadBarrier({
+      targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
+      timeoutMs: 10,
+      onFirstTimeout: () => told++,
+    });
+    barrier.wait(() => undefined);
+    await new Promise((r) => setTimeout(r, 30));
+    barrier.wait(() => undefined);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(barrier.stats.timeouts).toBe(2);
+    expect(told).toBe(1);
+  });
+
   it('runs every waiter when one throws, and reports the error', () => {
     const a = fakeSocket();
     const errors: unknown[] = [];

@@ -43,6 +43,8 @@ export interface ReadBarrierOptions {
   readonly timeoutMs?: number;
   /** A waiter threw (the others still run). */
   readonly onError?: (err: unknown) => void;
+  /** A round was released by its timeout (called for the first one only). */
+  readonly onFirstTimeout?: () => void;
 }
 
 /** One probe round: its sequence number, the probes not back yet, who waits on it. */
@@ -57,6 +59,7 @@ export class ReadBarrier {
   readonly #targets: () => readonly BarrierTarget[];
   readonly #timeoutMs: number;
   readonly #onError: ((err: unknown) => void) | undefined;
+  readonly #onFirstTimeout: (() => void) | undefined;
   readonly #token = randomBytes(16);
   /** Rounds in flight, oldest first: a socket returns its probes in the order they were sent. */
   #rounds: Round[] = [];
@@ -70,6 +73,7 @@ export class ReadBarrier {
     this.#targets = opts.targets;
     this.#timeoutMs = opts.timeoutMs ?? 4_000;
     this.#onError = opts.onError;
+    this.#onFirstTimeout = opts.onFirstTimeout;
   }
 
   /**
@@ -95,7 +99,7 @@ export class ReadBarrier {
     this.#token.copy(probe, TOKEN_AT);
     probe.writeUInt32BE(seq, SEQ_AT);
     const timer = setTimeout(() => {
-      this.stats.timeouts++;
+      if (this.stats.timeouts++ === 0) this.#onFirstTimeout?.();
       this.#releaseThrough(round);
     }, this.#timeoutMs);
     timer.unref();
@@ -108,10 +112,11 @@ export class ReadBarrier {
     for (const t of targets) {
       this.stats.probes++;
       try {
-        // A failed send leaves the round to its timeout.
-        t.socket.send(probe, t.port, t.address, () => undefined);
+        t.socket.send(probe, t.port, t.address, (err) => {
+          if (err) this.#unprobed(round);
+        });
       } catch {
-        // the socket closed under us: the same
+        this.#unprobed(round);
       }
     }
   }
@@ -134,6 +139,14 @@ export class ReadBarrier {
   close(): void {
     const last = this.#rounds[this.#rounds.length - 1];
     if (last !== undefined) this.#releaseThrough(last);
+  }
+
+  /**
+   * A probe could not be sent (no route to the socket's own address, e.g. no `::1`; the socket
+   * closed): that socket cannot be waited for, so the round does not wait for it.
+   */
+  #unprobed(round: Round): void {
+    if (this.#rounds.includes(round) && --round.outstanding === 0) this.#releaseThrough(round);
   }
 
   /** Releases `round` and every older one, in order. */

@@ -55,6 +55,8 @@ export interface TransportEvents {
   onMessage(msg: Inbound): void;
   /** A stream that cannot be framed, a refused connection, a send error. Never throws. */
   onError?(err: { peer?: Peer; message: string }): void;
+  /** Something an operator should see (logged at warn), once per cause. */
+  onWarning?(message: string): void;
   /**
    * Workers: takes a message another worker owns, or one of this worker that must wait for what
    * siblings passed on before it (returns true when it took it).
@@ -151,6 +153,12 @@ export class Transports {
       targets: () => this.#barrierTargets(),
       onError: (err) =>
         this.#events.onError?.({ message: `read barrier: ${(err as Error).message}` }),
+      onFirstTimeout: () =>
+        this.#events.onWarning?.(
+          'read barrier: a probe to its own socket did not come back in 4 s (a full receive ' +
+            'buffer, or a firewall dropping what the proxy sends to itself): retransmissions ' +
+            'waited that long',
+        ),
     });
   }
 
