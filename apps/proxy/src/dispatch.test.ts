@@ -2,7 +2,8 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseListen } from './config.js';
 import { callIdOf, ownerOf, WorkerDispatch } from './dispatch.js';
-import { Transports, type Inbound, type Listener } from './transport.js';
+import { Transports, type Inbound } from './transport.js';
+import { CALLER as PEER, LISTENER } from '../test/core-harness.js';
 
 describe('worker dispatch', () => {
   it('finds the Call-ID in long and compact form without a full parse', () => {
@@ -111,16 +112,6 @@ describe('UDP dispatch between workers keeps the order of a call', () => {
     for (const d of opened.splice(0)) d.close();
   });
 
-  const LISTENER: Listener = {
-    transport: 'udp',
-    host: '127.0.0.1',
-    port: 5060,
-    family: 4,
-    advertise: '127.0.0.1',
-    index: 0,
-  };
-  const PEER = { transport: 'udp', address: '198.18.0.2', port: 5060 } as const;
-
   function dispatch(index: number, got: string[]): WorkerDispatch {
     const d = new WorkerDispatch({
       index,
@@ -157,6 +148,28 @@ describe('UDP dispatch between workers keeps the order of a call', () => {
     expect(a.forwarded).toBe(1);
     expect(b.ordered).toBe(1);
     expect(gotA).toEqual([]);
+  });
+
+  it('a message read later in the same turn of the event loop also waits for what was passed on before it', async () => {
+    const gotB: string[] = [];
+    const a = dispatch(0, []);
+    const b = dispatch(1, gotB);
+    const ports = [await a.start(), await b.start()];
+    a.setPeers(ports);
+    b.setPeers(ports);
+    let callId = '';
+    for (let i = 0; callId === '' && i < 100; i++) {
+      if (ownerOf(`turn-${i}@198.18.0.2`, 2) === 1) callId = `turn-${i}@198.18.0.2`;
+    }
+    const req = (method: string): Buffer =>
+      Buffer.from(`${method} sip:b@198.19.0.2 SIP/2.0\r\nCall-ID: ${callId}\r\n\r\n`);
+    // Worker 1 reads an INFO (its round opens), worker 0 passes on the ACK, then worker 1 reads
+    // the BYE in the same turn: the round's probe leaves at the end of the turn, after the ACK.
+    b.intercept({ bytes: req('INFO'), peer: PEER, listener: LISTENER }, 0);
+    a.intercept({ bytes: req('ACK'), peer: PEER, listener: LISTENER }, 0);
+    b.intercept({ bytes: req('BYE'), peer: PEER, listener: LISTENER }, 0);
+    await until(() => gotB.length === 3);
+    expect(gotB.indexOf('ACK')).toBeLessThan(gotB.indexOf('BYE'));
   });
 
   it('a message still waiting when the worker stops is handled', async () => {

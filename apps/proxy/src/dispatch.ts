@@ -12,7 +12,8 @@
  * Without that, a caller's BYE read here directly overtook the ACK a sibling had read 500 ms
  * earlier and passed on, while this worker's loopback queue was long: the callee got the BYE
  * before the ACK. Through the barrier, the two queues are handled in the order they were filled,
- * as one shared queue would be.
+ * as one shared queue would be (up to the messages read in the same turn of the event loop, whose
+ * order between the two queues is not known).
  *
  * TCP: a connection lives in the worker that accepted (or opened) it and cannot move. A message
  * read on it whose Call-ID another worker owns is passed to the owner like a datagram, with the
@@ -72,6 +73,10 @@ export interface DispatchOptions {
   listenerAt(index: number): Listener | undefined;
   /** Writes bytes on an open TCP connection of this worker; false when there is none. */
   writeExisting?(bytes: Buffer, peer: Peer): boolean;
+  /** Something an operator should see (a probe of the order barrier lost), once. */
+  onWarning?(message: string): void;
+  /** A message handler threw after waiting on the order barrier. */
+  onError?(message: string): void;
 }
 
 export class WorkerDispatch {
@@ -101,6 +106,13 @@ export class WorkerDispatch {
       targets: () => (this.#socket === s ? [{ socket: s, address: '127.0.0.1', port }] : []),
       // A probe lost to a full loopback queue holds this worker's own messages this long.
       timeoutMs: 1_000,
+      onError: (err) => this.#o.onError?.(`order barrier: ${(err as Error).message}`),
+      onFirstTimeout: () =>
+        this.#o.onWarning?.(
+          'worker dispatch: a probe through the loopback socket did not come back in 1 s (a ' +
+            'full loopback queue): messages read from the shared socket were handled without ' +
+            'waiting for what siblings passed on',
+        ),
     });
     s.on('message', (buf, rinfo) => {
       if (buf.length === PROBE_BYTES && barrier.take(buf)) return;

@@ -68,6 +68,8 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
       deliver: (m) => transports.deliver(m),
       listenerAt: (i) => listeners.find((l) => l.index === i),
       writeExisting: (bytes, peer) => transports.writeExisting(bytes, peer),
+      onWarning: (message) => log.warn({}, message),
+      onError: (message) => log.debug({ err: message }, 'worker dispatch error'),
     });
     dispatchPort = await holder.dispatch.start();
   }

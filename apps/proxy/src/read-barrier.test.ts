@@ -15,6 +15,9 @@ function fakeSocket(): { socket: Socket; sent: Buffer[] } {
   return { socket, sent };
 }
 
+/** The end of this turn of the event loop, when a round's probes leave. */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 describe('ReadBarrier', () => {
   it('releases the waiters of a round when every socket has its probe back', async () => {
     const a = fakeSocket();
@@ -27,13 +30,15 @@ describe('ReadBarrier', () => {
     });
     const done: string[] = [];
     barrier.wait(() => done.push('first'));
-    // A waiter of the same turn of the event loop joins the round.
+    // A waiter of the same turn of the event loop joins the round; its probes leave at the end.
     barrier.wait(() => done.push('same turn'));
+    expect(a.sent).toHaveLength(0);
+    await turn();
     expect(a.sent).toHaveLength(1);
     expect(a.sent[0]).toHaveLength(PROBE_BYTES);
-    // A waiter of a later turn gets a round of its own, its probes sent at once.
-    await new Promise((r) => setImmediate(r));
+    // A waiter of a later turn gets a round of its own, without waiting for the first.
     barrier.wait(() => done.push('later'));
+    await turn();
     expect(a.sent).toHaveLength(2);
     expect(barrier.take(a.sent[0]!)).toBe(true);
     expect(done).toEqual([]);
@@ -46,13 +51,15 @@ describe('ReadBarrier', () => {
     barrier.close();
   });
 
-  it('does not take a datagram that is not its probe: another token, or not 24 bytes', () => {
+  it('does not take a datagram that is not its probe: another token, or not 24 bytes', async () => {
     const a = fakeSocket();
     const mine = new ReadBarrier({ targets: () => [{ socket: a.socket, address: 'x', port: 1 }] });
     const other = new ReadBarrier({ targets: () => [{ socket: a.socket, address: 'x', port: 1 }] });
     let released = false;
     other.wait(() => undefined);
+    await turn();
     mine.wait(() => (released = true));
+    await turn();
     expect(mine.take(a.sent[0]!)).toBe(false); // the other barrier's probe
     expect(mine.take(Buffer.from('OPTIONS sip:x SIP/2.0\r\n\r\n'))).toBe(false);
     expect(mine.take(Buffer.alloc(PROBE_BYTES))).toBe(false);
@@ -75,6 +82,7 @@ describe('ReadBarrier', () => {
     expect(released).toBe(1);
     expect(barrier.stats.timeouts).toBe(1);
     barrier.wait(() => released++);
+    await turn();
     // The first round's probe, late: consumed, and it does not release the second round.
     expect(barrier.take(a.sent[0]!)).toBe(true);
     expect(released).toBe(1);
@@ -93,6 +101,7 @@ describe('ReadBarrier', () => {
     barrier.wait(() => done.push(1));
     await new Promise((r) => setTimeout(r, 20));
     barrier.wait(() => done.push(2));
+    await turn();
     // Round 2's probe comes back while round 1's is still out: both go, in order.
     barrier.take(a.sent[1]!);
     expect(done).toEqual([1, 2]);
@@ -113,9 +122,10 @@ describe('ReadBarrier', () => {
     });
     let released = false;
     barrier.wait(() => (released = true));
+    await turn();
     barrier.take(a.sent[0]!);
     expect(released).toBe(false);
-    await new Promise((r) => setImmediate(r));
+    await turn(); // the failed send's callback
     expect(released).toBe(true);
     expect(barrier.stats.timeouts).toBe(0);
   });
@@ -163,8 +173,10 @@ describe('ReadBarrier', () => {
 });
 
 const opened: Transports[] = [];
+const sockets: Socket[] = [];
 afterEach(async () => {
   for (const t of opened.splice(0)) await t.close();
+  for (const s of sockets.splice(0)) s.close();
 });
 
 describe('Transports.afterInput on real sockets', () => {
@@ -200,6 +212,26 @@ describe('Transports.afterInput on real sockets', () => {
     expect(w.barrierStats).toEqual({ probes: 1, timeouts: 0 });
   });
 
+  it('on a reload (close, then listen), a waiting retransmission still leaves', async () => {
+    const t = new Transports({ onMessage: () => undefined });
+    opened.push(t);
+    await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
+    const sink = createSocket('udp4');
+    sockets.push(sink);
+    await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
+    let sent: boolean | undefined;
+    t.afterInput(() => {
+      sent = t.send(Buffer.from('INVITE sip:x SIP/2.0\r\n\r\n'), {
+        transport: 'udp',
+        address: '127.0.0.1',
+        port: sink.address().port,
+      });
+    });
+    await t.close();
+    expect(sent).toBe(true);
+    await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
+  });
+
   it('releases waiting callers when it closes, and afterwards calls back at once', async () => {
     const t = new Transports({ onMessage: () => undefined });
     await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
@@ -214,11 +246,9 @@ describe('Transports.afterInput on real sockets', () => {
 
 describe('the proxy does not retransmit a request whose response waits in its socket', () => {
   let proxy: RunningProxy | undefined;
-  const sockets: Socket[] = [];
   afterEach(async () => {
     await proxy?.stop();
     proxy = undefined;
-    for (const s of sockets.splice(0)) s.close();
   });
 
   it('Timer A fires while the 180 is unread: the 180 is read first and the INVITE goes once', async () => {
@@ -243,7 +273,9 @@ describe('the proxy does not retransmit a request whose response waits in its so
       invites.push(m);
       if (invites.length > 1) return;
       // The callee rings at once, but the proxy's event loop is then busy for 700 ms: the 180
-      // waits in its socket buffer while Timer A (500 ms) comes due.
+      // waits in its socket buffer while Timer A (500 ms) comes due. (The busy wait runs in the
+      // send's callback, after this turn's datagrams were taken from the socket, so the 180 is
+      // still unread when the timers run.)
       const r = parse(m);
       if (!r.ok) throw new Error(r.error.reason);
       callee.send(answer(r.message, 180, 'Ringing'), port, '127.0.0.1', () => {

@@ -11,15 +11,15 @@
  * its socket buffer, and the callee gets an INVITE again after it answered (SIPp's UAS aborts
  * such a call) while the duplicates add to the load that made the proxy late. Through the
  * barrier, the response is read first and the retransmission does not happen. On an idle proxy
- * the probe is back within the same turn of the event loop.
+ * the probe is back in the next turn of the event loop.
  *
  * Only sockets no other process reads get probes: the listeners of a single process, or each
  * worker's private sockets (where the responses to what that worker sends arrive). A probe lost
  * to a full receive buffer releases its waiters after `timeoutMs`.
  *
  * The worker dispatch uses one on its loopback socket to keep a call's messages in order
- * (dispatch.ts). Each turn of the event loop that has waiters sends its own probe at once, so a
- * waiter's probe marks its place in the queue: what was queued before it is read first.
+ * (dispatch.ts). Each turn of the event loop that has waiters sends its own probes at its end
+ * (without waiting for earlier rounds), so what was queued before a waiter came is read first.
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:dgram';
@@ -39,7 +39,7 @@ export interface BarrierTarget {
 export interface ReadBarrierOptions {
   /** The sockets to probe now (they change when the listeners are rebound). */
   readonly targets: () => readonly BarrierTarget[];
-  /** Longest wait for the probes (a probe dropped by a full buffer): default 4000 ms. */
+  /** Longest wait for the probes (a probe dropped by a full buffer): default 1000 ms. */
   readonly timeoutMs?: number;
   /** A waiter threw (the others still run). */
   readonly onError?: (err: unknown) => void;
@@ -52,7 +52,8 @@ interface Round {
   readonly seq: number;
   outstanding: number;
   readonly waiters: (() => void)[];
-  readonly timer: NodeJS.Timeout;
+  /** Set when the probes leave (at the end of the turn the round started in). */
+  timer: NodeJS.Timeout | undefined;
 }
 
 export class ReadBarrier {
@@ -71,15 +72,14 @@ export class ReadBarrier {
 
   constructor(opts: ReadBarrierOptions) {
     this.#targets = opts.targets;
-    this.#timeoutMs = opts.timeoutMs ?? 4_000;
+    this.#timeoutMs = opts.timeoutMs ?? 1_000;
     this.#onError = opts.onError;
     this.#onFirstTimeout = opts.onFirstTimeout;
   }
 
   /**
-   * Calls `fn` once the probes sent now (or earlier in this turn of the event loop) are back: a
-   * waiter's probe marks its place in every socket's queue, so what was queued before it is read
-   * first and what comes after it is not.
+   * Calls `fn` once the probes sent at the end of this turn of the event loop are back: what was
+   * queued on the sockets before `fn` came is read first.
    */
   wait(fn: () => void): void {
     const open = this.#open;
@@ -93,22 +93,38 @@ export class ReadBarrier {
       return;
     }
     this.#seq = (this.#seq + 1) >>> 0;
-    const seq = this.#seq;
+    const round: Round = {
+      seq: this.#seq,
+      outstanding: targets.length,
+      waiters: [fn],
+      timer: undefined,
+    };
+    this.#rounds.push(round);
+    this.#open = round;
+    // The probes leave at the end of this turn of the event loop, after every waiter of the turn
+    // joined: each of those waiters' place in the queues is then ahead of the probes.
+    setImmediate(() => {
+      if (this.#open === round) this.#open = undefined;
+      if (this.#rounds.includes(round)) this.#send(round, targets);
+    });
+  }
+
+  #send(round: Round, targets: readonly BarrierTarget[]): void {
     const probe = Buffer.alloc(PROBE_BYTES);
     probe.write('PHR', 1, 'latin1');
     this.#token.copy(probe, TOKEN_AT);
-    probe.writeUInt32BE(seq, SEQ_AT);
-    const timer = setTimeout(() => {
-      if (this.stats.timeouts++ === 0) this.#onFirstTimeout?.();
+    probe.writeUInt32BE(round.seq, SEQ_AT);
+    round.timer = setTimeout(() => {
       this.#releaseThrough(round);
+      if (this.stats.timeouts++ === 0) {
+        try {
+          this.#onFirstTimeout?.();
+        } catch (err) {
+          this.#onError?.(err);
+        }
+      }
     }, this.#timeoutMs);
-    timer.unref();
-    const round: Round = { seq, outstanding: targets.length, waiters: [fn], timer };
-    this.#rounds.push(round);
-    this.#open = round;
-    setImmediate(() => {
-      if (this.#open === round) this.#open = undefined;
-    });
+    round.timer.unref();
     for (const t of targets) {
       this.stats.probes++;
       try {
@@ -128,9 +144,11 @@ export class ReadBarrier {
   take(bytes: Buffer): boolean {
     if (bytes.length !== PROBE_BYTES || bytes[0] !== 0) return false;
     if (this.#token.compare(bytes, TOKEN_AT, SEQ_AT) !== 0) return false;
-    const seq = bytes.readUInt32BE(SEQ_AT);
-    // A probe of a round already released (by its timeout) is consumed and ignored.
-    const round = this.#rounds.find((r) => r.seq === seq);
+    // Rounds in flight have consecutive sequence numbers, oldest first. A probe of a round
+    // already released (by its timeout) is consumed and ignored.
+    const first = this.#rounds[0];
+    if (first === undefined) return true;
+    const round = this.#rounds[(bytes.readUInt32BE(SEQ_AT) - first.seq) >>> 0];
     if (round !== undefined && --round.outstanding === 0) this.#releaseThrough(round);
     return true;
   }
@@ -153,7 +171,7 @@ export class ReadBarrier {
   #releaseThrough(round: Round): void {
     while (this.#rounds.length > 0) {
       const r = this.#rounds.shift() as Round;
-      clearTimeout(r.timer);
+      if (r.timer !== undefined) clearTimeout(r.timer);
       if (this.#open === r) this.#open = undefined;
       this.#run(r.waiters);
       if (r === round) return;

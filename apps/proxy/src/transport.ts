@@ -155,7 +155,7 @@ export class Transports {
         this.#events.onError?.({ message: `read barrier: ${(err as Error).message}` }),
       onFirstTimeout: () =>
         this.#events.onWarning?.(
-          'read barrier: a probe to its own socket did not come back in 4 s (a full receive ' +
+          'read barrier: a probe to its own socket did not come back in 1 s (a full receive ' +
             'buffer, or a firewall dropping what the proxy sends to itself): retransmissions ' +
             'waited that long',
         ),
@@ -443,9 +443,10 @@ export class Transports {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    // Waiting retransmissions go now (they find the transport closed, or rebound on reload).
+    // Waiting retransmissions go now, from the sockets still open (before a reload rebinds them:
+    // a send on a closed transport would fail their transactions).
     this.#barrier.close();
+    this.#closed = true;
     for (const { socket } of this.#conns.values()) socket.destroy();
     this.#conns.clear();
     this.#remote.clear();

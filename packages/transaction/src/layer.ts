@@ -377,18 +377,24 @@ export class TransactionLayer implements MachineHost, ProxyHost {
       return;
     }
     let ran = false;
-    try {
-      transport.afterInput(() => {
-        if (ran) return;
-        ran = true;
+    let fnThrew = false;
+    const once = (): void => {
+      if (ran) return;
+      ran = true;
+      try {
         fn();
-      });
-    } catch (err) {
-      this.#report('TXN_ERR_TRANSPORT', 'the transport failed a read barrier', err);
-      if (!ran) {
-        ran = true;
-        fn();
+      } catch (err) {
+        fnThrew = true;
+        throw err;
       }
+    };
+    try {
+      transport.afterInput(once);
+    } catch (err) {
+      // The machine's own failure is not the transport's: it goes on as a timer's would.
+      if (fnThrew) throw err;
+      this.#report('TXN_ERR_TRANSPORT', 'the transport failed a read barrier', err);
+      once();
     }
   }
 

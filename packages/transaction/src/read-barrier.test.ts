@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { InviteClientTransaction } from './invite-client-transaction.js';
 import { InviteServerTransaction } from './invite-server-transaction.js';
-import { TransactionLayer } from './layer.js';
 import { NonInviteClientTransaction } from './non-invite-client-transaction.js';
 import type { ServerTransaction } from './proxy.js';
-import { FakeClock } from './timers.js';
-import { RecordingTransport, UAC, UAS1, request, response } from '../test/helpers.js';
+import { RecordingTransport, UAC, UAS1, harness, request, response } from '../test/helpers.js';
 
 /** A transport whose read barrier the test releases by hand (what is "read" is up to the test). */
 class BarrierTransport extends RecordingTransport {
@@ -26,16 +24,8 @@ class BarrierTransport extends RecordingTransport {
 }
 
 function setup() {
-  const clock = new FakeClock(0);
-  const transport = new BarrierTransport(clock);
-  const errors: Error[] = [];
-  const layer = new TransactionLayer({
-    transport,
-    clock,
-    sentBy: () => '198.18.0.2:5060',
-    onError: (e) => errors.push(e),
-  });
-  return { clock, transport, layer, errors };
+  const h = harness({ sentBy: () => '198.18.0.2:5060' }, (c) => new BarrierTransport(c));
+  return { ...h, transport: h.transport as BarrierTransport };
 }
 
 function ict() {
@@ -126,11 +116,38 @@ describe('retransmission timers wait for the transport to read its input (Transp
     expect(errors.map((e) => e.message)).toEqual(['the transport failed a read barrier']);
   });
 
-  it('a barrier that calls back twice retransmits once', () => {
-    const { clock, transport } = ict();
+  it("a barrier that calls back twice runs the timer's work once", () => {
+    const { transport, layer } = ict();
     transport.mode = 'twice';
+    let runs = 0;
+    layer.afterInput(() => runs++);
+    expect(runs).toBe(1);
+  });
+
+  it("a timer's own failure inside a barrier that calls back at once is not blamed on the transport", () => {
+    const { transport, layer, errors } = ict();
+    transport.mode = 'twice';
+    expect(() =>
+      layer.afterInput(() => {
+        throw new Error('machine bug');
+      }),
+    ).toThrow('machine bug');
+    expect(errors).toEqual([]);
+  });
+
+  it("the UAS core's 2xx retransmission: an ACK read meanwhile stops it", () => {
+    const { clock, transport, layer } = setup();
+    let server: ServerTransaction | undefined;
+    layer.on('requestReceived', (e) => void (server = e.transaction as ServerTransaction));
+    layer.receive(request({ branch: 'z9hG4bKrb6' }), UAC);
+    if (!(server instanceof InviteServerTransaction)) throw new Error('expected an IST');
+    const ok = layer.reply(server, 200, 'OK', [], { retransmit2xx: true });
     clock.advance(500);
-    expect(transport.times('INVITE')).toEqual([0, 500]);
+    expect(transport.waiting).toHaveLength(1);
+    layer.receive(request({ method: 'ACK', branch: 'z9hG4bKack6', toTag: ok.to()?.tag }), UAC);
+    transport.release();
+    clock.advance(10_000);
+    expect(transport.times('200')).toEqual([0]);
   });
 
   it('timeouts do not wait: Timer F fires on time while Timer E waits', () => {

@@ -76,8 +76,11 @@ export interface MachineHost {
   afterInput?(fn: () => void): void;
 }
 
-/** The timers whose firing retransmits: they wait for the transport's input to be read. */
-const RETRANSMISSION_TIMERS: ReadonlySet<TimerName> = new Set<TimerName>(['A', 'E', 'G']);
+/**
+ * The timers whose firing retransmits: they wait for the transport's input to be read (A, E, G,
+ * and the UAS core's 2xx retransmission, stopped by the ACK).
+ */
+const RETRANSMISSION_TIMERS: ReadonlySet<TimerName> = new Set<TimerName>(['A', 'E', 'G', '2xx']);
 
 /** Parameters every machine is created with. */
 export interface TransactionInit {

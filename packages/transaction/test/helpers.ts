@@ -158,9 +158,12 @@ export const ALL_EVENTS: readonly TransactionEventName[] = [
   'transactionDestroyed',
 ];
 
-export function harness(options: Partial<TransactionLayerOptions> = {}): Harness {
+export function harness(
+  options: Partial<TransactionLayerOptions> = {},
+  makeTransport: (clock: FakeClock) => RecordingTransport = (c) => new RecordingTransport(c),
+): Harness {
   const clock = new FakeClock(0);
-  const transport = new RecordingTransport(clock);
+  const transport = makeTransport(clock);
   const errors: Error[] = [];
   const layer = new TransactionLayer({
     transport,
