@@ -124,7 +124,11 @@ describe('UDP dispatch between workers keeps the order of a call', () => {
     return d;
   }
 
-  it('a message its owner reads directly waits for the one a sibling passed on before it', async () => {
+  /**
+   * Two started workers and a call worker 1 owns; `read(w, method)` is worker w reading one of
+   * the call's requests from the shared socket.
+   */
+  async function pair() {
     const gotA: string[] = [];
     const gotB: string[] = [];
     const a = dispatch(0, gotA);
@@ -136,12 +140,24 @@ describe('UDP dispatch between workers keeps the order of a call', () => {
     for (let i = 0; callId === '' && i < 100; i++) {
       if (ownerOf(`udp-${i}@198.18.0.2`, 2) === 1) callId = `udp-${i}@198.18.0.2`;
     }
-    const req = (method: string): Buffer =>
-      Buffer.from(`${method} sip:b@198.19.0.2 SIP/2.0\r\nCall-ID: ${callId}\r\n\r\n`);
+    const read = (w: WorkerDispatch, method: string): boolean =>
+      w.intercept(
+        {
+          bytes: Buffer.from(`${method} sip:b@198.19.0.2 SIP/2.0\r\nCall-ID: ${callId}\r\n\r\n`),
+          peer: PEER,
+          listener: LISTENER,
+        },
+        0,
+      );
+    return { a, b, gotA, gotB, read };
+  }
+
+  it('a message its owner reads directly waits for the one a sibling passed on before it', async () => {
+    const { a, b, gotA, gotB, read } = await pair();
     // Worker 0 reads the caller's ACK and passes it on; before worker 1 has read it from its
     // loopback socket, worker 1 reads the caller's BYE itself from the shared socket.
-    expect(a.intercept({ bytes: req('ACK'), peer: PEER, listener: LISTENER }, 0)).toBe(true);
-    expect(b.intercept({ bytes: req('BYE'), peer: PEER, listener: LISTENER }, 0)).toBe(true);
+    expect(read(a, 'ACK')).toBe(true);
+    expect(read(b, 'BYE')).toBe(true);
     expect(gotB).toEqual([]);
     await until(() => gotB.length === 2);
     expect(gotB).toEqual(['ACK', 'BYE']);
@@ -151,23 +167,12 @@ describe('UDP dispatch between workers keeps the order of a call', () => {
   });
 
   it('a message read later in the same turn of the event loop also waits for what was passed on before it', async () => {
-    const gotB: string[] = [];
-    const a = dispatch(0, []);
-    const b = dispatch(1, gotB);
-    const ports = [await a.start(), await b.start()];
-    a.setPeers(ports);
-    b.setPeers(ports);
-    let callId = '';
-    for (let i = 0; callId === '' && i < 100; i++) {
-      if (ownerOf(`turn-${i}@198.18.0.2`, 2) === 1) callId = `turn-${i}@198.18.0.2`;
-    }
-    const req = (method: string): Buffer =>
-      Buffer.from(`${method} sip:b@198.19.0.2 SIP/2.0\r\nCall-ID: ${callId}\r\n\r\n`);
+    const { a, b, gotB, read } = await pair();
     // Worker 1 reads an INFO (its round opens), worker 0 passes on the ACK, then worker 1 reads
     // the BYE in the same turn: the round's probe leaves at the end of the turn, after the ACK.
-    b.intercept({ bytes: req('INFO'), peer: PEER, listener: LISTENER }, 0);
-    a.intercept({ bytes: req('ACK'), peer: PEER, listener: LISTENER }, 0);
-    b.intercept({ bytes: req('BYE'), peer: PEER, listener: LISTENER }, 0);
+    read(b, 'INFO');
+    read(a, 'ACK');
+    read(b, 'BYE');
     await until(() => gotB.length === 3);
     expect(gotB.indexOf('ACK')).toBeLessThan(gotB.indexOf('BYE'));
   });

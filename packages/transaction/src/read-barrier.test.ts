@@ -28,6 +28,15 @@ function setup() {
   return { ...h, transport: h.transport as BarrierTransport };
 }
 
+/** An INVITE server transaction for a received INVITE with this branch. */
+function ist(s: ReturnType<typeof setup>, branch: string): InviteServerTransaction {
+  let server: ServerTransaction | undefined;
+  s.layer.on('requestReceived', (e) => void (server = e.transaction as ServerTransaction));
+  s.layer.receive(request({ branch }), UAC);
+  if (!(server instanceof InviteServerTransaction)) throw new Error('expected an IST');
+  return server;
+}
+
 function ict() {
   const s = setup();
   const invite = request({ branch: 'z9hG4bKrb1' });
@@ -94,11 +103,9 @@ describe('retransmission timers wait for the transport to read its input (Transp
   });
 
   it('Timer G: an ACK read meanwhile stops the retransmission of the final response', () => {
-    const { clock, transport, layer } = setup();
-    let server: ServerTransaction | undefined;
-    layer.on('requestReceived', (e) => void (server = e.transaction as ServerTransaction));
-    layer.receive(request({ branch: 'z9hG4bKrb4' }), UAC);
-    if (!(server instanceof InviteServerTransaction)) throw new Error('expected an IST');
+    const s = setup();
+    const { clock, transport, layer } = s;
+    const server = ist(s, 'z9hG4bKrb4');
     const final = layer.reply(server, 486);
     clock.advance(500);
     layer.receive(request({ method: 'ACK', branch: 'z9hG4bKrb4', toTag: final.to()?.tag }), UAC);
@@ -136,11 +143,9 @@ describe('retransmission timers wait for the transport to read its input (Transp
   });
 
   it("the UAS core's 2xx retransmission: an ACK read meanwhile stops it", () => {
-    const { clock, transport, layer } = setup();
-    let server: ServerTransaction | undefined;
-    layer.on('requestReceived', (e) => void (server = e.transaction as ServerTransaction));
-    layer.receive(request({ branch: 'z9hG4bKrb6' }), UAC);
-    if (!(server instanceof InviteServerTransaction)) throw new Error('expected an IST');
+    const s = setup();
+    const { clock, transport, layer } = s;
+    const server = ist(s, 'z9hG4bKrb6');
     const ok = layer.reply(server, 200, 'OK', [], { retransmit2xx: true });
     clock.advance(500);
     expect(transport.waiting).toHaveLength(1);
