@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseListen } from './config.js';
 import { callIdOf, ownerOf, WorkerDispatch } from './dispatch.js';
 import { Transports, type Inbound } from './transport.js';
-import { CALLER as PEER, LISTENER } from '../test/core-harness.js';
+import { CALLER as PEER, LISTENER, until } from '../test/core-harness.js';
 
 describe('worker dispatch', () => {
   it('finds the Call-ID in long and compact form without a full parse', () => {
@@ -193,7 +193,3 @@ describe('UDP dispatch between workers keeps the order of a call', () => {
     expect(got).toEqual(['BYE']);
   });
 });
-
-async function until(pred: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
-}

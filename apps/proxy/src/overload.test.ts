@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseArgs } from './config.js';
 import {
@@ -11,7 +10,16 @@ import {
   type OverloadGuardOptions,
 } from './overload.js';
 import { startProxy, type RunningProxy } from './proxy.js';
-import { bye, closeCores, invite, quiet, setup, tick, CALLER } from '../test/core-harness.js';
+import {
+  bye,
+  closeCores,
+  invite,
+  quiet,
+  sendWhileBlocked,
+  setup,
+  tick,
+  CALLER,
+} from '../test/core-harness.js';
 
 const PROC_UDP = [
   '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops',
@@ -278,10 +286,11 @@ describe('overload control on a real socket', () => {
     expect(proxy.overload.fill).toBe(0);
     expect(proxy.overload.ratio).toBe(0);
     // The event loop is blocked while another process sends: the datagrams wait in the kernel.
-    const script = `const s=require('node:dgram').createSocket('udp4');let n=0;const m=Buffer.from(${JSON.stringify(
+    sendWhileBlocked(
+      port,
       invite().replace('\r\n\r\n', '\r\nX-Pad: ' + 'x'.repeat(600) + '\r\n\r\n'),
-    )});const go=()=>{if(n++>=200){s.close();return;}s.send(m,${port},'127.0.0.1',go);};go();`;
-    execFileSync(process.execPath, ['-e', script], { timeout: 10_000 });
+      200,
+    );
     await proxy.overload.tick();
     expect(proxy.overload.fill).toBeGreaterThanOrEqual(1);
     expect(proxy.overload.ratio).toBeGreaterThan(0);

@@ -1,12 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { parse } from '@pinhole/sip';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseArgs, parseListen } from './config.js';
 import { startProxy, type RunningProxy } from './proxy.js';
-import { PROBE_BYTES, ReadBarrier } from './read-barrier.js';
+import { PROBE_BYTES, ReadBarrier, type ReadBarrierOptions } from './read-barrier.js';
 import { Transports, type Inbound } from './transport.js';
-import { answer, invite, quiet } from '../test/core-harness.js';
+import { answer, invite, quiet, sendWhileBlocked, until } from '../test/core-harness.js';
 
 /** A socket that records the probes instead of sending them (unit tests of the rounds). */
 function fakeSocket(): { socket: Socket; sent: Buffer[] } {
@@ -17,6 +16,19 @@ function fakeSocket(): { socket: Socket; sent: Buffer[] } {
 
 /** The end of this turn of the event loop, when a round's probes leave. */
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** A barrier over one recording socket. */
+function oneSocket(opts: Partial<ReadBarrierOptions> = {}): {
+  barrier: ReadBarrier;
+  sent: Buffer[];
+} {
+  const a = fakeSocket();
+  const barrier = new ReadBarrier({
+    targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
+    ...opts,
+  });
+  return { barrier, sent: a.sent };
+}
 
 describe('ReadBarrier', () => {
   it('releases the waiters of a round when every socket has its probe back', async () => {
@@ -71,11 +83,7 @@ describe('ReadBarrier', () => {
   });
 
   it('releases a round whose probe was lost after its timeout, and consumes the late probe', async () => {
-    const a = fakeSocket();
-    const barrier = new ReadBarrier({
-      targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
-      timeoutMs: 20,
-    });
+    const { barrier, sent } = oneSocket({ timeoutMs: 20 });
     let released = 0;
     barrier.wait(() => released++);
     await new Promise((r) => setTimeout(r, 60));
@@ -84,26 +92,22 @@ describe('ReadBarrier', () => {
     barrier.wait(() => released++);
     await turn();
     // The first round's probe, late: consumed, and it does not release the second round.
-    expect(barrier.take(a.sent[0]!)).toBe(true);
+    expect(barrier.take(sent[0]!)).toBe(true);
     expect(released).toBe(1);
-    expect(barrier.take(a.sent[1]!)).toBe(true);
+    expect(barrier.take(sent[1]!)).toBe(true);
     expect(released).toBe(2);
     barrier.close();
   });
 
   it('a round whose probe is back releases the older rounds first (their probes were lost)', async () => {
-    const a = fakeSocket();
-    const barrier = new ReadBarrier({
-      targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
-      timeoutMs: 40,
-    });
+    const { barrier, sent } = oneSocket({ timeoutMs: 40 });
     const done: number[] = [];
     barrier.wait(() => done.push(1));
     await new Promise((r) => setTimeout(r, 20));
     barrier.wait(() => done.push(2));
     await turn();
     // Round 2's probe comes back while round 1's is still out: both go, in order.
-    barrier.take(a.sent[1]!);
+    barrier.take(sent[1]!);
     expect(done).toEqual([1, 2]);
     barrier.close();
   });
@@ -131,13 +135,8 @@ describe('ReadBarrier', () => {
   });
 
   it('tells of the first round released by its timeout, once', async () => {
-    const a = fakeSocket();
     let told = 0;
-    const barrier = new ReadBarrier({
-      targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
-      timeoutMs: 10,
-      onFirstTimeout: () => told++,
-    });
+    const { barrier } = oneSocket({ timeoutMs: 10, onFirstTimeout: () => told++ });
     barrier.wait(() => undefined);
     await new Promise((r) => setTimeout(r, 30));
     barrier.wait(() => undefined);
@@ -147,12 +146,8 @@ describe('ReadBarrier', () => {
   });
 
   it('runs every waiter when one throws, and reports the error', () => {
-    const a = fakeSocket();
     const errors: unknown[] = [];
-    const barrier = new ReadBarrier({
-      targets: () => [{ socket: a.socket, address: 'x', port: 1 }],
-      onError: (e) => errors.push(e),
-    });
+    const { barrier } = oneSocket({ onError: (e) => errors.push(e) });
     let ran = false;
     barrier.wait(() => {
       throw new Error('boom');
@@ -185,10 +180,8 @@ describe('Transports.afterInput on real sockets', () => {
     const t = new Transports({ onMessage: (m) => got.push(m) });
     opened.push(t);
     const [l] = await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
-    // Another process sends 300 datagrams while this event loop is blocked: they wait in the
-    // socket buffer, as a proxy's input does when it falls behind.
-    const script = `const s=require('node:dgram').createSocket('udp4');let n=0;const go=()=>{if(n++>=300){s.close();return;}s.send('OPTIONS sip:'+n+'@x SIP/2.0\\r\\n\\r\\n',${l!.port},'127.0.0.1',go);};go();`;
-    execFileSync(process.execPath, ['-e', script], { timeout: 10_000 });
+    // Another process sends 300 datagrams while this event loop is blocked.
+    sendWhileBlocked(l!.port, 'OPTIONS sip:%n@x SIP/2.0\r\n\r\n', 300);
     expect(got).toHaveLength(0);
     const seen = await new Promise<number>((resolve) => t.afterInput(() => resolve(got.length)));
     expect(seen).toBe(300);
@@ -286,9 +279,7 @@ describe('the proxy does not retransmit a request whose response waits in its so
       });
     });
     caller.send(invite(), port, '127.0.0.1');
-    for (let i = 0; i < 100 && !upstream.includes('SIP/2.0 180 Ringing'); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until(() => upstream.includes('SIP/2.0 180 Ringing'), 100);
     expect(upstream).toContain('SIP/2.0 180 Ringing');
     await new Promise((r) => setTimeout(r, 700)); // past the retransmission Timer A would make
     expect(invites).toHaveLength(1);

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseListen } from './config.js';
 import { SOCKET_BUFFER_BYTES, Transports, type Inbound } from './transport.js';
+import { until } from '../test/core-harness.js';
 
 const opened: Transports[] = [];
 afterEach(async () => {
@@ -14,10 +15,6 @@ function make(): { t: Transports; got: Inbound[] } {
   const t = new Transports({ onMessage: (m) => got.push(m) });
   opened.push(t);
   return { t, got };
-}
-
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 const OPTIONS = 'OPTIONS sip:x@y SIP/2.0\r\nContent-Length: 0\r\n\r\n';

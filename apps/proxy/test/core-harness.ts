@@ -2,6 +2,7 @@
  * A ProxyCore on a recording transport (no sockets), for the unit tests of the core and of the
  * firewall module.
  */
+import { execFileSync } from 'node:child_process';
 import { parse, type SipMessage } from '@pinhole/sip';
 import { parseArgs } from '../src/config.js';
 import { ProxyMetrics } from '../src/metrics.js';
@@ -147,6 +148,21 @@ export function sdp(ip: string, port: number): string {
 }
 
 export const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds, up to `tries` × 10 ms. */
+export async function until(cond: () => boolean, tries = 200): Promise<void> {
+  for (let i = 0; i < tries && !cond(); i++) await tick(10);
+}
+
+/**
+ * Another process sends `count` datagrams to 127.0.0.1:`port` (`%n` in `message` is the datagram's
+ * number) while this process's event loop is blocked: they wait in the kernel, as a proxy's input
+ * does when it falls behind.
+ */
+export function sendWhileBlocked(port: number, message: string, count: number): void {
+  const script = `const s=require('node:dgram').createSocket('udp4');const t=require('node:fs').readFileSync(0,'latin1');let n=0;const go=()=>{if(n++>=${count}){s.close();return;}s.send(t.replaceAll('%n',String(n)),${port},'127.0.0.1',go);};go();`;
+  execFileSync(process.execPath, ['-e', script], { input: message, timeout: 10_000 });
+}
 
 /** A request as it would be re-sent on the wire (for loops). */
 export function bytesOf(m: SipMessage): string {
