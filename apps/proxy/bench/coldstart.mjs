@@ -2,7 +2,8 @@
 // them, in one process and without sockets: the bench flow (src/scripted-calls.ts: INVITE with
 // SDP, 100, 180, 200 with SDP, ACK, 500 ms hold, BYE, 200) at BENCH_RATE calls/s for
 // BENCH_SECONDS through a fresh proxy core, firewall module, controller and policy, with FCP to
-// the warm-up's in-process server sink (the same code in both modes: only the warm-up differs).
+// a private embedded fcpd over the in-process link, as the warm-up's (the same code in both
+// modes: only the warm-up differs).
 // Run each mode in a fresh process, alternating (the process's first traffic is what is measured):
 //
 //   node bench/coldstart.mjs warm; node bench/coldstart.mjs cold      (from apps/proxy, after build)
@@ -21,7 +22,7 @@ import { controlMetrics, Firewall } from '../dist/firewall.js';
 import { ProxyMetrics } from '../dist/metrics.js';
 import { ProxyCore } from '../dist/proxy-core.js';
 import { ScriptedCalls } from '../dist/scripted-calls.js';
-import { silent, warmUp, WarmupFcpSink } from '../dist/warmup.js';
+import { silent, warmUp, WarmupFcp } from '../dist/warmup.js';
 
 const MODE = process.argv[2] ?? 'warm';
 const RATE = Number(process.env.BENCH_RATE ?? 800);
@@ -63,10 +64,10 @@ const peers = new ScriptedCalls({
   tag: 'live',
 });
 const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
-const sink = new WarmupFcpSink([PROTECTED]);
+const fcp = await WarmupFcp.start([PROTECTED]);
 const control = new PinholeController({
   policy: new Policy(policy),
-  fcp: sink,
+  fcp: fcp.client,
   logger: silent,
   metrics: controlMetrics(metrics),
   failMode: config.failMode,
@@ -77,7 +78,7 @@ const core = new ProxyCore({
   transport: peers.transport,
   metrics,
   logger: silent,
-  gate: new Firewall({ control, logger: silent }),
+  gate: new Firewall({ control, logger: silent, metrics }),
 });
 peers.attach((inb) => core.receive(inb));
 
@@ -114,10 +115,10 @@ console.log(
     maxDelayMs: Number((delay.max / 1e6).toFixed(1)),
     p99DelayMs: Number((delay.percentile(99) / 1e6).toFixed(1)),
     cpuMsPerCall: Number(((cpu.user + cpu.system) / 1000 / CALLS).toFixed(3)),
-    pinholeStepP99Ms: Number((metrics.pinholeWaitRecent.quantile(0.99) * 1000).toFixed(1)),
+    pinholeStepP99Ms: Number((metrics.pinholeStepRecent.quantile(0.99) * 1000).toFixed(1)),
   }),
 );
 peers.close();
 core.close();
 await control.close();
-await sink.close();
+await fcp.close();

@@ -112,7 +112,7 @@ const control = new PinholeController({
   // BENCH_RELEASE_DELAY_MS: try @pinhole/control's releaseDelayMs (the app leaves it off).
   releaseDelayMs: Number(process.env.BENCH_RELEASE_DELAY_MS ?? 0),
 });
-const firewall = new Firewall({ control, logger: silent });
+const firewall = new Firewall({ control, logger: silent, metrics });
 const core = new ProxyCore({ config, transport, metrics, logger: silent, gate: firewall });
 peers.attach((inb) => core.receive(inb));
 
@@ -163,7 +163,7 @@ if (process.env.BENCH_SNAPSHOT) {
   console.log(`heap snapshot: ${writeHeapSnapshot(process.env.BENCH_SNAPSHOT)}`);
 }
 loop.disable();
-const q = (x) => (metrics.pinholeWaitRecent.quantile(x) * 1000).toFixed(3);
+const q = (x) => (metrics.pinholeStepRecent.quantile(x) * 1000).toFixed(3);
 const ms = (cpu.user + cpu.system) / 1000 / CALLS;
 console.log(
   `Machine: ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, node ${process.version}\n`,

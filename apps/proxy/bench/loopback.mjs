@@ -167,7 +167,7 @@ try {
     const w = await uacRun(warmCalls, 'warm').done;
     warmFailed = Number(/Failed call\s*\|\s*\d+\s*\|\s*(\d+)/.exec(w.out)?.[1] ?? NaN);
   }
-  const hist = 'pinhole_proxy_pinhole_wait_seconds';
+  const hist = 'pinhole_proxy_pinhole_step_seconds';
   const b0 = buckets([await metricsText(metricsPort)], hist);
   const cpu0 = ticks(proxy.child.pid);
   const uac = uacRun(calls, 'bench');
@@ -183,7 +183,7 @@ try {
   const hz = 100; // USER_HZ
   const ms = (i) => ((cpu1[i] - cpu0[i]) * 1000) / hz / calls;
   const q = (x) => {
-    const v = metricValue(text, `pinhole_proxy_pinhole_step_seconds{quantile="${x}"}`);
+    const v = metricValue(text, `pinhole_proxy_pinhole_step_recent_seconds{quantile="${x}"}`);
     return v === undefined || Number.isNaN(v) ? '–' : (v * 1000).toFixed(3);
   };
   const sq = (x) => {

@@ -243,6 +243,13 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     registrations: () => holder.proxy?.core.registrar.size ?? 0,
     overloadShare: () => holder.proxy?.overload.ratio ?? 0,
   });
+  // The embedded fcpd has no metrics endpoint of its own: its fcpd_* series (requests, backend
+  // and nftables transaction latency, refusals, rules) are served with the proxy's. Its process
+  // series would repeat the proxy's, so they are left out.
+  if (fcpd) {
+    for (const m of fcpd.registry.metrics())
+      if (m.name.startsWith('fcpd_')) metrics.registry.register(m);
+  }
   const addrs = config.listen.map((l) => l.host).filter((h) => h !== '0.0.0.0' && h !== '::');
   if (config.advertise) addrs.push(config.advertise);
   const policy = buildPolicy(config, addrs);
@@ -256,7 +263,7 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     failMode: config.failMode,
     deadlineMs: config.pinholeDeadlineMs,
   });
-  const firewall = new Firewall({ control, logger: firewallLog });
+  const firewall = new Firewall({ control, logger: firewallLog, metrics });
   if (config.warmup) {
     // Before listening: nothing is sent, nothing is counted (see warmup.ts).
     const w = await warmUp({ config, policy: policyInput(config, addrs) });

@@ -72,7 +72,7 @@ function setup(failMode: 'open' | 'closed', answerMode: Answer) {
     sweepMs: 0,
   });
   controls.push({ control, fcp });
-  const firewall = new Firewall({ control, logger: quiet });
+  const firewall = new Firewall({ control, logger: quiet, metrics });
   const core = coreSetup([], firewall, metrics);
   return { ...core, fcp, metrics, firewall };
 }
@@ -112,6 +112,10 @@ describe('firewall module on the transaction layer', () => {
     expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 200]);
     expect(h.metrics.pinholes.get({ outcome: 'opened' })).toBe(2);
     expect(h.metrics.pinholeWait.count()).toBe(1);
+    // The step spans the wait, from the moment the proxy read the 200.
+    expect(h.metrics.pinholeStep.count()).toBe(1);
+    expect(h.metrics.pinholeStepRecent.count()).toBe(1);
+    expect(h.metrics.pinholeStep.sum()).toBeGreaterThanOrEqual(h.metrics.pinholeWait.sum());
     h.receive(bye(undefined, 'z9hG4bKfwbye'));
     await tick();
     expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
@@ -124,6 +128,9 @@ describe('firewall module on the transaction layer', () => {
     await tick(120);
     const up = h.sent.filter((s) => isCaller(s.to));
     expect(up.map((s) => s.msg.status)).toEqual([100, 503]);
+    // The step is counted up to the decision, a failed one too: the 50 ms deadline and more.
+    expect(h.metrics.pinholeStep.count()).toBe(1);
+    expect(h.metrics.pinholeStep.sum()).toBeGreaterThanOrEqual(0.05);
     expect(h.sent.filter((s) => isCallee(s.to)).map((s) => s.msg.method)).toEqual([
       'INVITE',
       'ACK',

@@ -34,6 +34,11 @@ export type { FcpPmeInput, FcpPort } from '@pinhole/control';
 export interface FirewallOptions {
   readonly control: PinholeController;
   readonly logger: Logger;
+  /**
+   * Where the pinhole step of each held response is counted (`pinholeStep` and
+   * `pinholeStepRecent`): from the proxy reading the response to the decision that relays it.
+   */
+  readonly metrics?: ProxyMetrics;
 }
 
 function transportAddress(
@@ -53,12 +58,14 @@ function branchId(t: ClientTransaction | undefined): string | undefined {
 export class Firewall implements MediaGate {
   readonly #control: PinholeController;
   readonly #log: Logger;
+  readonly #metrics: ProxyMetrics | undefined;
   /** The last hold of each server transaction: a later response is decided after it. */
   readonly #chains = new Map<ServerTransaction, Promise<unknown>>();
 
   constructor(opts: FirewallOptions) {
     this.#control = opts.control;
     this.#log = opts.logger;
+    this.#metrics = opts.metrics;
   }
 
   get control(): PinholeController {
@@ -134,6 +141,7 @@ export class Firewall implements MediaGate {
   ): Promise<HoldDecision | undefined> | undefined {
     const m = e.message;
     if (m === undefined) return undefined;
+    const receivedAt = hooks.receivedAt();
     const server = e.transaction as ServerTransaction | undefined;
     const branch = e.branch as ClientTransaction | undefined;
     if (server !== undefined && hooks.isFailed(server, m)) {
@@ -167,6 +175,7 @@ export class Firewall implements MediaGate {
       ? this.#control.hold(exec, { context: { callId: m.callId(), status: m.status } })
       : undefined;
     const decide = (v: HoldVerdict | undefined): HoldDecision | undefined => {
+      if (v !== undefined && receivedAt !== undefined) this.#step(performance.now() - receivedAt);
       let d: HoldDecision | undefined;
       if (server !== undefined && hooks.isFailed(server, m)) d = hooks.failCall(server, m, branch);
       else if (v === undefined || v.action === 'relay') return undefined;
@@ -193,6 +202,14 @@ export class Firewall implements MediaGate {
       });
     }
     return decided;
+  }
+
+  /** A held response's pinhole step, read to relay decision (ms). */
+  #step(ms: number): void {
+    const m = this.#metrics;
+    if (m === undefined) return;
+    m.pinholeStep.observe(ms / 1000);
+    m.pinholeStepRecent.observe(ms / 1000);
   }
 
   /** §16.7 step 10 cancels the other pending INVITE branches after a 2xx: their holes go. */
@@ -273,7 +290,6 @@ export function controlMetrics(metrics: ProxyMetrics): {
       if (v.outcome === 'none') return;
       const sec = v.waitedMs / 1000;
       metrics.pinholeWait.observe(sec);
-      metrics.pinholeWaitRecent.observe(sec);
     },
   };
 }

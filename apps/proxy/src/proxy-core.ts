@@ -114,6 +114,11 @@ export interface ProxyHooks {
   isFailed(server: ServerTransaction, response?: SipMessage): boolean;
   /** The transport address as the core's peers name it. */
   peerOf(address: Address | undefined): Peer | undefined;
+  /**
+   * When the proxy began handling the message it is handling now (`performance.now()`, at the
+   * core's `receive`); undefined outside the handling of a received message (a local response).
+   */
+  receivedAt(): number | undefined;
 }
 
 /** The firewall module's view of the proxy (see firewall.ts). */
@@ -188,6 +193,8 @@ export class ProxyCore {
   #config: ProxyConfig;
   #router: StaticRouter;
   readonly layer: TransactionLayer;
+  /** See `ProxyHooks.receivedAt`. */
+  #receivedAt: number | undefined;
   readonly #transport: CoreTransport;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
@@ -425,6 +432,15 @@ export class ProxyCore {
 
   /** Entry point for every received message (datagram bytes or a framed stream message). */
   receive(inb: Inbound): void {
+    this.#receivedAt = performance.now();
+    try {
+      this.#receive(inb);
+    } finally {
+      this.#receivedAt = undefined;
+    }
+  }
+
+  #receive(inb: Inbound): void {
     const r: ParseResult = inb.parsed ?? parse(inb.bytes ?? Buffer.alloc(0));
     if (!r.ok) {
       this.#badMessage(inb, r);
@@ -1030,6 +1046,7 @@ export class ProxyCore {
         return tag !== undefined && f.hungUp.has(tag);
       },
       peerOf: (a) => this.#peerOf(a),
+      receivedAt: () => this.#receivedAt,
     };
   }
 

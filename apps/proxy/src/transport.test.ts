@@ -1,8 +1,9 @@
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseListen } from './config.js';
-import { SOCKET_BUFFER_BYTES, Transports, type Inbound } from './transport.js';
+import { datagramBytes, SOCKET_BUFFER_BYTES, Transports, type Inbound } from './transport.js';
 import { until } from '../test/core-harness.js';
 
 const opened: Transports[] = [];
@@ -114,5 +115,51 @@ describe('transport', () => {
     await until(() => errors.length > 0);
     c.close();
     expect(errors[0]).toMatch(/boom/);
+  });
+});
+
+/** V8's own hidden-class comparison (natives syntax is parsed only once the flag is set). */
+function sameMap(a: unknown, b: unknown): boolean {
+  setFlagsFromString('--allow-natives-syntax');
+  // The one way to reach V8's natives syntax: a function compiled after the flag is set.
+  return (
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    (new Function('a', 'b', 'return %HaveSameMap(a, b)') as (x: unknown, y: unknown) => boolean)(
+      a,
+      b,
+    )
+  );
+}
+
+describe('datagramBytes', () => {
+  it('gives a datagram the hidden class of Buffers made in JavaScript, as a view of the same memory', async () => {
+    const s = createSocket('udp4');
+    try {
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+      const got = new Promise<Buffer>((r) => s.once('message', (b) => r(b)));
+      s.send(Buffer.from('INVITE'), s.address().port, '127.0.0.1');
+      const raw = await got;
+      const view = datagramBytes(raw);
+      expect(view.toString('latin1')).toBe('INVITE');
+      view[0] = 0x69;
+      expect(raw.toString('latin1')).toBe('iNVITE');
+      const js = Buffer.from('INVITE', 'latin1');
+      // The premise: Node makes a datagram's Buffer with another hidden class.
+      expect(sameMap(raw, js)).toBe(false);
+      expect(sameMap(view, js)).toBe(true);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('is what the transport delivers', async () => {
+    const { t, got } = make();
+    const [l] = await t.listen([parseListen('l', 'udp:127.0.0.1:0')]);
+    const c = createSocket('udp4');
+    c.send(OPTIONS, l!.port, '127.0.0.1');
+    await until(() => got.length === 1);
+    c.close();
+    expect(got[0]!.bytes?.toString()).toBe(OPTIONS);
+    expect(sameMap(got[0]!.bytes, Buffer.from('x', 'latin1'))).toBe(true);
   });
 });

@@ -12,6 +12,19 @@ import { ProxyError, ProxyErrorCode } from './errors.js';
 import { SipStreamParser, type ParseResult } from '@pinhole/sip';
 import { PROBE_BYTES, ReadBarrier, type BarrierTarget } from './read-barrier.js';
 
+/**
+ * A received datagram as a Buffer made in JavaScript: a view of the same memory, no copy. Node
+ * makes a datagram's Buffer in C++, where it gets a different hidden class from every Buffer
+ * made in JavaScript (the warm-up's synthetic messages, a stream's frames, the loopback
+ * dispatch's payloads). Code V8 optimised for one class is thrown away ("wrong map") the
+ * first time it meets the other, so each process's first live calls would run the parser and
+ * the core unoptimised while V8 compiled them again; with one class, the warm-up's compiled
+ * code serves the live traffic as it is.
+ */
+export function datagramBytes(bytes: Buffer): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Socket buffers: Kamailio's first failure at high rates was datagrams dropped at its socket. */
 export const SOCKET_BUFFER_BYTES: number = 4 * 1024 * 1024;
 
@@ -267,7 +280,7 @@ export class Transports {
     socket.on('message', (bytes, rinfo) => {
       if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
       const msg: Inbound = {
-        bytes,
+        bytes: datagramBytes(bytes),
         peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
         listener,
       };
@@ -281,7 +294,7 @@ export class Transports {
       own.on('message', (bytes, rinfo) => {
         if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
         this.#deliver({
-          bytes,
+          bytes: datagramBytes(bytes),
           peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
           listener: privateListener,
         });

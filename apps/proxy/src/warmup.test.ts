@@ -4,14 +4,14 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PinholeController } from '@pinhole/control';
-import { FcpClient, FcpServer, RequestFramer, ResponseDecoder } from '@pinhole/fcp';
+import { FcpClient, FcpServer } from '@pinhole/fcp';
 import { Policy } from '@pinhole/policy';
 import { TransactionLayer } from '@pinhole/transaction';
 import { startApp, type AppHandle } from './app.js';
 import { parseArgs, configFromObject, DEFAULT_CONFIG } from './config.js';
 import { Firewall } from './firewall.js';
 import { ProxyCore } from './proxy-core.js';
-import { warmUp, WarmupFcpSink } from './warmup.js';
+import { warmUp, WarmupFcp } from './warmup.js';
 
 const { config } = parseArgs(['--protected', '198.19.0.0/16']);
 
@@ -20,16 +20,15 @@ afterEach(() => {
 });
 
 describe('warmUp', () => {
-  it('runs whole calls through the core, the transaction layer, the firewall module, the policy and the FCP codec, within its count bound', async () => {
+  it('runs whole calls through the core, the transaction layer, the firewall module, the policy and the FCP client and server, within its count bound', async () => {
     const receive = vi.spyOn(ProxyCore.prototype, 'receive');
     const layer = vi.spyOn(TransactionLayer.prototype, 'receive');
     const gate = vi.spyOn(Firewall.prototype, 'request');
     const control = vi.spyOn(PinholeController.prototype, 'handle');
     const hold = vi.spyOn(PinholeController.prototype, 'hold');
     const policy = vi.spyOn(Policy.prototype, 'handle');
-    const framer = vi.spyOn(RequestFramer.prototype, 'push');
-    const server = vi.spyOn(FcpServer.prototype, 'handle');
-    const decoder = vi.spyOn(ResponseDecoder.prototype, 'push');
+    const set = vi.spyOn(FcpClient.prototype, 'set');
+    const release = vi.spyOn(FcpClient.prototype, 'release');
     const r = await warmUp({ config, maxCalls: 20, budgetMs: 60_000 });
     expect(r.calls).toBe(20);
     // Into the core: INVITE, 180, 200, ACK, BYE, 200; out of it: 100, INVITE, 180, 200, ACK,
@@ -43,12 +42,14 @@ describe('warmUp', () => {
     expect(control.mock.calls.length).toBeGreaterThanOrEqual(20 * 5);
     expect(hold).toHaveBeenCalled();
     expect(policy).toHaveBeenCalled();
-    // Two SETs when the 200 opens the holes, two RELEASEs when the BYE closes them: each
-    // framed and handled as the fcpd does, its answer decoded as the client does.
+    // Two SETs when the 200 opens the holes, two RELEASEs when the BYE closes them: sent by an
+    // FcpClient to a private fcpd over the in-process link, each one answered.
     expect(r.fcpRequests).toBe(20 * 4);
-    expect(framer).toHaveBeenCalledTimes(20 * 4);
-    expect(server).toHaveBeenCalledTimes(20 * 4);
-    expect(decoder).toHaveBeenCalledTimes(20 * 4);
+    expect(set).toHaveBeenCalledTimes(20 * 2);
+    expect(release).toHaveBeenCalledTimes(20 * 2);
+    for (const c of [...set.mock.contexts, ...release.mock.contexts]) {
+      expect((c as FcpClient).servers).toEqual(['local:warm-up']);
+    }
     expect(r.ms).toBeGreaterThanOrEqual(0);
   });
 
@@ -73,8 +74,8 @@ describe('warmUp', () => {
     const udpCreate = vi.spyOn(dgram, 'createSocket');
     const tcpWrite = vi.spyOn(net.Socket.prototype, 'write');
     const tcpConnect = vi.spyOn(net.Socket.prototype, 'connect');
+    const tcpListen = vi.spyOn(net.Server.prototype, 'listen');
     const fcpSet = vi.spyOn(FcpClient.prototype, 'set');
-    const fcpRelease = vi.spyOn(FcpClient.prototype, 'release');
     const fcpQuery = vi.spyOn(FcpClient.prototype, 'query');
     const coreClose = vi.spyOn(ProxyCore.prototype, 'close');
     const layerClose = vi.spyOn(TransactionLayer.prototype, 'close');
@@ -86,8 +87,13 @@ describe('warmUp', () => {
     const r = await warmUp({ config, maxCalls: 10, budgetMs: 60_000 });
     await turn();
     expect(r.calls).toBe(10);
-    for (const spy of [udpSend, udpCreate, tcpWrite, tcpConnect, fcpSet, fcpRelease, fcpQuery]) {
+    for (const spy of [udpSend, udpCreate, tcpWrite, tcpConnect, tcpListen, fcpQuery]) {
       expect(spy).not.toHaveBeenCalled();
+    }
+    // The only FCP client used is the warm-up's own, on its in-process link.
+    expect(fcpSet).toHaveBeenCalled();
+    for (const c of fcpSet.mock.contexts) {
+      expect((c as FcpClient).servers).toEqual(['local:warm-up']);
     }
     // Transaction timers (Timer D, J, K …: unref'd), the controller's sweep and the FCP server's
     // expiry timers: the private core, its transaction layer, the controller and the server are
@@ -107,28 +113,33 @@ describe('warmUp', () => {
     }
   });
 
-  it('answers SETs and RELEASEs in the sink through the FCP codec and a private, unbound FCP server', async () => {
-    const handle = vi.spyOn(FcpServer.prototype, 'handle');
-    const start = vi.spyOn(FcpServer.prototype, 'start');
-    const sink = new WarmupFcpSink(['198.19.0.0/16']);
+  it('answers SETs and RELEASEs through a real FCP client and a private fcpd with no listener', async () => {
+    const tcpListen = vi.spyOn(net.Server.prototype, 'listen');
+    const udpCreate = vi.spyOn(dgram, 'createSocket');
+    const w = await WarmupFcp.start(['198.19.0.0/16']);
+    expect(w.client.servers).toEqual(['local:warm-up']);
     const pme = { proto: 17, dst: '198.19.0.20', dstPort: 20000 };
-    const set = await sink.set(pme, { timer: 60 });
-    expect(set).toEqual({ ok: true, outcomes: [{ server: 'warm-up', kind: 'SET', status: 200 }] });
+    const set = await w.client.set(pme, { timer: 60, keepAlive: false });
+    expect(set.ok).toBe(true);
+    expect(set.outcomes.map((o) => o.status)).toEqual([200]);
     // Again: the server's rule table has it (a refresh).
-    const again = await sink.set(pme, { timer: 60 });
-    expect(again.outcomes[0]?.status).toBe(201);
-    const rel = await sink.release(pme);
-    expect(rel).toEqual({
-      ok: true,
-      outcomes: [{ server: 'warm-up', kind: 'RELEASE', status: 200 }],
-    });
+    const again = await w.client.set(pme, { timer: 60, keepAlive: false });
+    expect(again.outcomes.map((o) => o.status)).toEqual([201]);
+    const rel = await w.client.release(pme);
+    expect(rel.ok).toBe(true);
+    expect(rel.outcomes.map((o) => o.status)).toEqual([200]);
     // A hole outside the protected networks is refused, as the real server would.
-    const out = await sink.set({ proto: 17, dst: '192.0.2.1', dstPort: 20000 }, { timer: 60 });
+    const out = await w.client.set(
+      { proto: 17, dst: '192.0.2.1', dstPort: 20000 },
+      { timer: 60, keepAlive: false },
+    );
     expect(out.ok).toBe(false);
-    expect(sink.requests).toBe(4);
-    expect(handle).toHaveBeenCalledTimes(4);
-    expect(start).not.toHaveBeenCalled();
-    await sink.close();
+    expect(w.requests).toBe(4);
+    expect(tcpListen).not.toHaveBeenCalled();
+    expect(udpCreate).not.toHaveBeenCalled();
+    const stop = vi.spyOn(FcpServer.prototype, 'stop');
+    await w.close();
+    expect(stop).toHaveBeenCalledTimes(1);
   });
 });
 
@@ -174,8 +185,11 @@ describe('warm-up in the app', () => {
     // Not one line about a synthetic call, even at debug level.
     expect(lines.filter((l) => JSON.stringify(l).includes('warm-up@'))).toEqual([]);
     expect(udpSend).not.toHaveBeenCalled();
-    expect(fcpSet).not.toHaveBeenCalled();
-    expect(fcpRelease).not.toHaveBeenCalled();
+    // FCP requests went only to the warm-up's private fcpd, never through the live client.
+    for (const c of [...fcpSet.mock.contexts, ...fcpRelease.mock.contexts]) {
+      expect(c).not.toBe(app.fcp);
+      expect((c as FcpClient).servers).toEqual(['local:warm-up']);
+    }
     const counted = app.proxy.metrics
       .render()
       .split('\n')

@@ -5,18 +5,18 @@
  * `ProxyCore` (parse, validate, the `@pinhole/transaction` layer and its server and client
  * transactions, routing, Via and Record-Route handling, serialisation), a private firewall
  * module and `@pinhole/control` controller with a private `@pinhole/policy` instance, holds of
- * the 200 until its SETs are answered, and FCP: every SET and RELEASE is encoded as the client
- * encodes it, framed and handled as an fcpd handles it (a private, never started `FcpServer` on
- * a memory backend: the request processing the embedded fcpd runs, short of its firewall
- * backend), and its answer decoded as the client decodes answers (`WarmupFcpSink`).
+ * the 200 until its SETs are answered, and FCP: every SET and RELEASE goes through a private
+ * `FcpClient` over the same in-process link the live client uses, to a private embedded fcpd
+ * (`startFcpd` with no listener, on a memory backend: the request handling, rule table and
+ * backend wrapper the embedded fcpd runs, short of its nftables backend; `WarmupFcp`).
  *
  * Nothing leaves the process: the core's transport is the scripted caller and callee of
- * scripted-calls.ts, the FCP port is the sink (no connection, no request to the real fcpd, no
- * hole: its server binds nothing and keeps its rules in memory), and the core, the firewall
- * module and the controller count into a private `ProxyMetrics` and log to a silent logger; all
- * of it is closed and dropped at the end, its timers cleared. The synthetic addresses are from
- * 198.18.0.0/15 (RFC 2544 benchmarking): the callee's side, 198.19.0.0/16, plays the protected
- * network.
+ * scripted-calls.ts, the FCP client's only server is the private fcpd (no socket, no request to
+ * the real fcpd, no hole: it binds nothing and keeps its rules in memory), and the core, the
+ * firewall module, the controller and the private fcpd count into private registries and log to
+ * silent loggers; all of it is closed and dropped at the end, its timers cleared. The synthetic
+ * addresses are from 198.18.0.0/15 (RFC 2544 benchmarking): the callee's side, 198.19.0.0/16,
+ * plays the protected network.
  *
  * Bounded: at most `maxCalls` calls are started; none once the process has used `budgetMs` of
  * CPU time since the warm-up began (all its threads, V8's compiler threads included), nor after
@@ -27,24 +27,17 @@
  * small batches with a turn of the event loop between them, so that the code V8 optimises in the
  * background is installed during the warm-up.
  */
-import {
-  encodeRequestWithSeq,
-  FcpServer,
-  MemoryBackend,
-  RequestFramer,
-  ResponseDecoder,
-  toPme,
-  type FcpClientInfo,
-  type RequestWithoutSeq,
-} from '@pinhole/fcp';
-import { PinholeController, type FcpPort, type FcpPortResult } from '@pinhole/control';
+import { FcpClient } from '@pinhole/fcp';
+import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
+import { PinholeController } from '@pinhole/control';
+import { pino } from 'pino';
 import { Policy, type PolicyConfigInput } from '@pinhole/policy';
 import type { ProxyConfig } from './config.js';
 import { controlMetrics, Firewall } from './firewall.js';
 import { ProxyMetrics } from './metrics.js';
 import { ProxyCore, type Logger } from './proxy-core.js';
 import { ScriptedCalls } from './scripted-calls.js';
-import type { Listener, Peer } from './transport.js';
+import { SOCKET_BUFFER_BYTES, type Listener, type Peer } from './transport.js';
 
 export interface WarmupOptions {
   /** The live configuration: the core and the firewall module run with its settings. */
@@ -74,6 +67,11 @@ export interface WarmupResult {
 }
 
 const PROXY = '198.18.0.1';
+/**
+ * Shaped as a live UDP listener (the same properties in the same order, `recvBufferBytes`
+ * included): code optimised for the warm-up's listener then needs no new compile for the live
+ * one's hidden class.
+ */
 const LISTENER: Listener = {
   transport: 'udp',
   host: PROXY,
@@ -81,6 +79,7 @@ const LISTENER: Listener = {
   family: 4,
   advertise: PROXY,
   index: 0,
+  recvBufferBytes: SOCKET_BUFFER_BYTES,
 };
 const CALLER: Peer = { transport: 'udp', address: '198.18.0.10', port: 5061 };
 const CALLEE: Peer = { transport: 'udp', address: '198.19.0.20', port: 5060 };
@@ -103,77 +102,55 @@ const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 
 const WARM_PROTECTED = ['198.19.0.0/16'];
 
-/** The warm-up's FCP "client" as a private server sees it. */
-const SINK_CLIENT: FcpClientInfo = {
-  address: '127.0.0.1',
-  port: 0,
-  transport: 'tcp',
-  owner: '127.0.0.1',
-  authenticated: false,
-};
-
 /**
- * An FCP port that never reaches a real server: each request is encoded as `FcpClient` encodes
- * it, framed as an fcpd frames its input, handled by a private `FcpServer` of @pinhole/fcp on a
- * `MemoryBackend` (the request processing an embedded fcpd runs: parsing, policy checks, the rule
- * table, expiry timers; never started, so it binds nothing), and its answer decoded as the client
- * decodes answers. `close()` stops the server (its expiry timers).
+ * The warm-up's FCP path: the live one short of the firewall. A private embedded fcpd
+ * (`startFcpd` as the proxy starts its own: the same request handling, rule table, backend
+ * wrapper and metrics, here on a `MemoryBackend`, with no listener and a private registry) and
+ * an `FcpClient` talking to it over the same in-process link (`connectLocal`, Node streams), so
+ * the client's encoder, pipelining and decoder, the link and the server are compiled for the
+ * live calls. Nothing reaches the firewall, no socket is opened, and `close()` ends both.
  */
-export class WarmupFcpSink implements FcpPort {
+export class WarmupFcp {
   /** Requests answered. */
   requests = 0;
-  readonly #framer = new RequestFramer();
-  readonly #decoder = new ResponseDecoder(() => 'none');
-  readonly #server: FcpServer;
-  #seq = 0;
+  readonly client: FcpClient;
+  readonly #fcpd: FcpdHandle;
 
-  constructor(protectedNetworks: readonly string[]) {
-    this.#server = new FcpServer(
+  private constructor(fcpd: FcpdHandle) {
+    this.#fcpd = fcpd;
+    this.client = new FcpClient({
+      servers: [
+        { host: 'warm-up', port: 0, transport: 'local', connect: () => fcpd.server.connectLocal() },
+      ],
+      keepAlive: false,
+    });
+    this.client.on('response', () => this.requests++);
+  }
+
+  static async start(protectedNetworks: readonly string[]): Promise<WarmupFcp> {
+    const fcpd = await startFcpd(
       {
-        // Required by the configuration; never bound (the server is not started).
-        listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0 }],
-        policy: { protectedNetworks: [...protectedNetworks] },
+        listen: [],
+        backend: 'memory',
+        protected: [...protectedNetworks],
         // As the embedded fcpd: no per-client rate limit or rule quota for the proxy.
         limits: { ratePerSec: 0, maxRulesPerClient: 1_000_000 },
       },
-      new MemoryBackend(),
+      { logger: pino({ level: 'silent' }) },
     );
-  }
-
-  set(
-    pme: Parameters<FcpPort['set']>[0],
-    params: Parameters<FcpPort['set']>[1],
-  ): Promise<FcpPortResult> {
-    return this.#exchange({
-      method: 'SET',
-      pme: toPme(pme),
-      options: { action: 'pass', timer: params.timer ?? 60 },
-    });
-  }
-
-  release(pme: Parameters<FcpPort['release']>[0]): Promise<FcpPortResult> {
-    return this.#exchange({ method: 'RELEASE', pme: toPme(pme) });
-  }
-
-  close(): Promise<void> {
-    return this.#server.stop();
-  }
-
-  async #exchange(req: RequestWithoutSeq): Promise<FcpPortResult> {
-    const wire = encodeRequestWithSeq(req, ++this.#seq);
-    let answer = '';
-    for (const ev of this.#framer.push(Buffer.from(wire, 'latin1'))) {
-      if (ev.kind === 'request') answer += await this.#server.handle(ev.text, SINK_CLIENT);
+    const w = new WarmupFcp(fcpd);
+    try {
+      await w.client.ready(5000);
+    } catch (err) {
+      await w.close();
+      throw err;
     }
-    this.requests++;
-    const outcomes = this.#decoder
-      .push(answer)
-      .flatMap((ev) =>
-        ev.kind === 'response'
-          ? [{ server: 'warm-up', kind: req.method, status: ev.response.status }]
-          : [],
-      );
-    return { ok: outcomes.length > 0 && outcomes.every((o) => o.status < 300), outcomes };
+    return w;
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+    await this.#fcpd.close();
   }
 }
 
@@ -198,10 +175,11 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
     holdMs: 0,
     tag: 'warm-up',
   });
-  const sink = new WarmupFcpSink(WARM_PROTECTED);
+  let fcp: WarmupFcp | undefined;
   let core: ProxyCore | undefined;
   let control: PinholeController | undefined;
   try {
+    fcp = await WarmupFcp.start(WARM_PROTECTED);
     const policy = new Policy({
       ...opts.policy,
       protectedNetworks: WARM_PROTECTED,
@@ -211,13 +189,13 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
     const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });
     control = new PinholeController({
       policy,
-      fcp: sink,
+      fcp: fcp.client,
       logger: silent,
       metrics: controlMetrics(metrics),
       failMode: opts.config.failMode,
       deadlineMs: opts.config.pinholeDeadlineMs,
     });
-    const firewall = new Firewall({ control, logger: silent });
+    const firewall = new Firewall({ control, logger: silent, metrics });
     const c = new ProxyCore({
       config: {
         ...opts.config,
@@ -253,12 +231,12 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
     core?.close();
     // Holds and FCP requests in flight settle on the sink's next turns; the sweep stops.
     await control?.close().catch(() => undefined);
-    await sink.close().catch(() => undefined);
+    await fcp?.close().catch(() => undefined);
   }
   return {
     calls: calls.completed,
     messages: calls.sent + calls.received,
-    fcpRequests: sink.requests,
+    fcpRequests: fcp?.requests ?? 0,
     ms: performance.now() - start,
     cpuMs: cpuMs(),
   };

@@ -64,4 +64,33 @@ describe('embedded fcpd', () => {
     expect(r.ok).toBe(true);
     expect(app.fcpd?.server.liveRules).toBe(1);
   });
+
+  it("serves the embedded fcpd's fcpd_* series on the proxy's metrics endpoint, once each", async () => {
+    const { config } = parseArgs([
+      '--protected',
+      '198.19.0.0/16',
+      '--listen',
+      'udp:127.0.0.1:0',
+      '--metrics',
+      'tcp:127.0.0.1:0',
+      '--no-warmup',
+    ]);
+    const app = await startApp({
+      config,
+      logger: pino({ level: 'silent' }),
+      embeddedBackend: 'memory',
+    });
+    cleanup.push(() => app.stop());
+    const r = await app.fcp.set({ proto: 17, dst: '198.19.0.10', dstPort: 40002 }, { timer: 30 });
+    expect(r.ok).toBe(true);
+    const res = await fetch(`http://127.0.0.1:${app.proxy.metricsPort}/metrics`);
+    const text = await res.text();
+    expect(text).toMatch(/^fcpd_requests_total\{method="SET",code="20[01]"\} 1$/m);
+    expect(text).toMatch(/^fcpd_backend_duration_seconds_count\{op="install"\} 1$/m);
+    expect(text).toMatch(/^pinhole_proxy_pinholes_total/m);
+    // One TYPE line per family: the fcpd's process series are not repeated.
+    const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
+    expect(new Set(types).size).toBe(types.length);
+    expect(types.filter((l) => l.startsWith('# TYPE process_cpu_seconds_total '))).toHaveLength(1);
+  });
 });
