@@ -78,7 +78,7 @@ const core = new ProxyCore({
   transport: peers.transport,
   metrics,
   logger: silent,
-  gate: new Firewall({ control, logger: silent, metrics }),
+  gate: new Firewall({ control, logger: silent }),
 });
 peers.attach((inb) => core.receive(inb));
 

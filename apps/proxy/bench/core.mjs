@@ -112,7 +112,7 @@ const control = new PinholeController({
   // BENCH_RELEASE_DELAY_MS: try @pinhole/control's releaseDelayMs (the app leaves it off).
   releaseDelayMs: Number(process.env.BENCH_RELEASE_DELAY_MS ?? 0),
 });
-const firewall = new Firewall({ control, logger: silent, metrics });
+const firewall = new Firewall({ control, logger: silent });
 const core = new ProxyCore({ config, transport, metrics, logger: silent, gate: firewall });
 peers.attach((inb) => core.receive(inb));
 

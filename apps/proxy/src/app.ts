@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { FcpClient, type ServerEndpoint } from '@pinhole/fcp';
+import { EMBEDDED_LIMITS, localEndpoint } from './embedded.js';
 import { NftablesBackend, startFcpd, type FcpdHandle } from '@pinhole/fcpd';
 import { warmUp } from './warmup.js';
 import { Policy, PolicyError, type PolicyConfigInput } from '@pinhole/policy';
@@ -100,9 +101,6 @@ export function buildPolicy(config: ProxyConfig, firewallAddresses: readonly str
   }
 }
 
-/** Rules the embedded fcpd lets this proxy hold: 500,000 two-hole calls. */
-const EMBEDDED_MAX_RULES = 1_000_000;
-
 /** The protected networks (policy and embedded fcpd): `--protected`, else the private ranges. */
 function protectedNetworks(config: ProxyConfig): readonly string[] {
   return config.protected.length > 0 ? config.protected : DEFAULT_PROTECTED;
@@ -181,11 +179,7 @@ export async function startEmbeddedFcpd(
       backend: backend === 'nftables' ? 'nftables' : 'memory',
       protected: prot,
       logLevel: config.logLevel,
-      // Its only client is this proxy process, over the local link. The per-client request rate
-      // (default 1,000/s) and rule quota (default 10,000) protect a shared fcpd from untrusted
-      // clients; here they would cap the proxy at ~250 calls/s (4 FCP requests per call) and
-      // ~5,000 concurrent two-hole calls, and refused SETs fail calls (fail-closed).
-      limits: { ratePerSec: 0, maxRulesPerClient: EMBEDDED_MAX_RULES },
+      limits: EMBEDDED_LIMITS,
       ...(shard !== undefined && backend === 'nftables'
         ? { nft: { shards: shard.count, shard: shard.index } }
         : {}),
@@ -218,9 +212,7 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     // a SET is answered in the turn that sent it (no kernel round trip, no event-loop poll
     // between the 200 and its relay). With several workers each has its own (cli.ts).
     const server = e.fcpd.server;
-    servers = [
-      { host: 'embedded', port: 0, transport: 'local', connect: () => server.connectLocal() },
-    ];
+    servers = [localEndpoint('embedded', server)];
   }
   const fcp = new FcpClient({ servers, keepAlive: false });
   const fcpLog = logger.child({ component: 'fcp-client' });
@@ -245,7 +237,8 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
   });
   // The embedded fcpd has no metrics endpoint of its own: its fcpd_* series (requests, backend
   // and nftables transaction latency, refusals, rules) are served with the proxy's. Its process
-  // series would repeat the proxy's, so they are left out.
+  // series would repeat the proxy's, so they are left out. startFcpd makes every series it has
+  // before it returns, so one pass finds them all.
   if (fcpd) {
     for (const m of fcpd.registry.metrics())
       if (m.name.startsWith('fcpd_')) metrics.registry.register(m);
@@ -263,7 +256,7 @@ export async function startApp(opts: AppOptions): Promise<AppHandle> {
     failMode: config.failMode,
     deadlineMs: config.pinholeDeadlineMs,
   });
-  const firewall = new Firewall({ control, logger: firewallLog, metrics });
+  const firewall = new Firewall({ control, logger: firewallLog });
   if (config.warmup) {
     // Before listening: nothing is sent, nothing is counted (see warmup.ts).
     const w = await warmUp({ config, policy: policyInput(config, addrs) });

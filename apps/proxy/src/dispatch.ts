@@ -217,6 +217,7 @@ export class WorkerDispatch {
       bytes: buf.subarray(nl + 1),
       peer,
       listener,
+      readAt: performance.now(),
       ...(peer.transport === 'tcp' && holder !== undefined && Number.isInteger(holder)
         ? { remoteWorker: holder }
         : {}),

@@ -72,7 +72,7 @@ function setup(failMode: 'open' | 'closed', answerMode: Answer) {
     sweepMs: 0,
   });
   controls.push({ control, fcp });
-  const firewall = new Firewall({ control, logger: quiet, metrics });
+  const firewall = new Firewall({ control, logger: quiet });
   const core = coreSetup([], firewall, metrics);
   return { ...core, fcp, metrics, firewall };
 }
@@ -121,6 +121,18 @@ describe('firewall module on the transaction layer', () => {
     expect(h.fcp.releases.map((p) => p.dstPort).sort()).toEqual([40000, 40001]);
   });
 
+  it('counts a pinhole step only for a response it held', async () => {
+    const h = setup('closed', 'ok');
+    const fwd = await call(h);
+    h.receive(answer(fwd, 180, 'Ringing', contact), CALLEE);
+    await tick();
+    expect(h.sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 180]);
+    expect(h.metrics.pinholeStep.count()).toBe(0);
+    h.receive(answer(fwd, 200, 'OK', contact, sdp('198.19.0.2', 40000)), CALLEE);
+    await tick();
+    expect(h.metrics.pinholeStep.count()).toBe(1);
+  });
+
   it('fail-closed: a 200 whose SETs are not acknowledged in time fails the call (503 up, ACK and BYE down)', async () => {
     const h = setup('closed', 'never');
     const fwd = await call(h);
@@ -128,9 +140,10 @@ describe('firewall module on the transaction layer', () => {
     await tick(120);
     const up = h.sent.filter((s) => isCaller(s.to));
     expect(up.map((s) => s.msg.status)).toEqual([100, 503]);
-    // The step is counted up to the decision, a failed one too: the 50 ms deadline and more.
+    // The step is counted up to the decision, a failed one too: it spans the whole wait.
     expect(h.metrics.pinholeStep.count()).toBe(1);
-    expect(h.metrics.pinholeStep.sum()).toBeGreaterThanOrEqual(0.05);
+    expect(h.metrics.pinholeWait.count()).toBe(1);
+    expect(h.metrics.pinholeStep.sum()).toBeGreaterThanOrEqual(h.metrics.pinholeWait.sum());
     expect(h.sent.filter((s) => isCallee(s.to)).map((s) => s.msg.method)).toEqual([
       'INVITE',
       'ACK',

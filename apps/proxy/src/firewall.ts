@@ -34,11 +34,6 @@ export type { FcpPmeInput, FcpPort } from '@pinhole/control';
 export interface FirewallOptions {
   readonly control: PinholeController;
   readonly logger: Logger;
-  /**
-   * Where the pinhole step of each held response is counted (`pinholeStep` and
-   * `pinholeStepRecent`): from the proxy reading the response to the decision that relays it.
-   */
-  readonly metrics?: ProxyMetrics;
 }
 
 function transportAddress(
@@ -58,14 +53,12 @@ function branchId(t: ClientTransaction | undefined): string | undefined {
 export class Firewall implements MediaGate {
   readonly #control: PinholeController;
   readonly #log: Logger;
-  readonly #metrics: ProxyMetrics | undefined;
   /** The last hold of each server transaction: a later response is decided after it. */
   readonly #chains = new Map<ServerTransaction, Promise<unknown>>();
 
   constructor(opts: FirewallOptions) {
     this.#control = opts.control;
     this.#log = opts.logger;
-    this.#metrics = opts.metrics;
   }
 
   get control(): PinholeController {
@@ -175,7 +168,10 @@ export class Firewall implements MediaGate {
       ? this.#control.hold(exec, { context: { callId: m.callId(), status: m.status } })
       : undefined;
     const decide = (v: HoldVerdict | undefined): HoldDecision | undefined => {
-      if (v !== undefined && receivedAt !== undefined) this.#step(performance.now() - receivedAt);
+      // The pinhole step, read to decision (relay or fail), of a response that was held.
+      if (v !== undefined && receivedAt !== undefined) {
+        hooks.observeStep((performance.now() - receivedAt) / 1000);
+      }
       let d: HoldDecision | undefined;
       if (server !== undefined && hooks.isFailed(server, m)) d = hooks.failCall(server, m, branch);
       else if (v === undefined || v.action === 'relay') return undefined;
@@ -202,14 +198,6 @@ export class Firewall implements MediaGate {
       });
     }
     return decided;
-  }
-
-  /** A held response's pinhole step, read to relay decision (ms). */
-  #step(ms: number): void {
-    const m = this.#metrics;
-    if (m === undefined) return;
-    m.pinholeStep.observe(ms / 1000);
-    m.pinholeStepRecent.observe(ms / 1000);
   }
 
   /** §16.7 step 10 cancels the other pending INVITE branches after a 2xx: their holes go. */

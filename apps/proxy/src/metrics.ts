@@ -49,7 +49,7 @@ export class ProxyMetrics {
   );
   readonly pinholeStep: Histogram = this.registry.histogram(
     'pinhole_proxy_pinhole_step_seconds',
-    'Pinhole step of media-enabling responses: from reading the response to the decision that relays it (parsing, transaction, policy, FCP SETs and their acknowledgements)',
+    'Pinhole step of media-enabling responses: from reading the response to the decision that relays or fails it (parsing, transaction, policy, FCP SETs and their acknowledgements)',
     [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   );
   readonly pinholeStepRecent: Summary = this.registry.summary(

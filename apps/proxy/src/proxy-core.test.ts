@@ -5,6 +5,7 @@ import type { MediaGate } from './proxy-core.js';
 import {
   CALLEE,
   CALLER,
+  LISTENER,
   answer as answerWith,
   bytesOf,
   bye,
@@ -306,6 +307,34 @@ describe('proxy core (RFC 3261 §16)', () => {
     release();
     await tick();
     expect(sent.filter((s) => isCaller(s.to)).map((s) => s.msg.status)).toEqual([100, 183, 180]);
+  });
+
+  it("tells the gate when it read the message it handles, from the transport's readAt, and nothing outside one", async () => {
+    const seen: [number, number | undefined][] = [];
+    let outside: (() => number | undefined) | undefined;
+    const gate: MediaGate = {
+      request: () => ({ actions: [] }),
+      attach: (layer, hooks) => {
+        outside = () => hooks.receivedAt();
+        return layer.on('provisionalRelayed', (e) => {
+          seen.push([e.message?.status ?? 0, hooks.receivedAt()]);
+          return undefined;
+        });
+      },
+    };
+    const h = setup([], gate);
+    h.receive(invite());
+    await tick();
+    const fwd = h.sent.find((s) => s.msg.isRequest)!.msg;
+    h.core.receive({
+      bytes: Buffer.from(answer(fwd, 180, 'Ringing')),
+      peer: CALLEE,
+      listener: LISTENER,
+      readAt: 1234.5,
+    });
+    await tick();
+    expect(seen).toEqual([[180, 1234.5]]);
+    expect(outside?.()).toBeUndefined();
   });
 
   it('fails the call with 503 when the gate fails it (fail-closed): the callee is ACKed and hung up', async () => {

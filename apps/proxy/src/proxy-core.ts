@@ -115,10 +115,16 @@ export interface ProxyHooks {
   /** The transport address as the core's peers name it. */
   peerOf(address: Address | undefined): Peer | undefined;
   /**
-   * When the proxy began handling the message it is handling now (`performance.now()`, at the
-   * core's `receive`); undefined outside the handling of a received message (a local response).
+   * When the proxy read the message it is handling now (`performance.now()`: the transport's
+   * `readAt`, else the core's `receive`); undefined outside the handling of a received message
+   * (a local response, a timer).
    */
   receivedAt(): number | undefined;
+  /**
+   * Counts the pinhole step of a held response into the proxy's metrics (`pinholeStep`,
+   * `pinholeStepRecent`): from `receivedAt` to the decision that relays or fails it.
+   */
+  observeStep(seconds: number): void;
 }
 
 /** The firewall module's view of the proxy (see firewall.ts). */
@@ -432,11 +438,12 @@ export class ProxyCore {
 
   /** Entry point for every received message (datagram bytes or a framed stream message). */
   receive(inb: Inbound): void {
-    this.#receivedAt = performance.now();
+    const outer = this.#receivedAt;
+    this.#receivedAt = inb.readAt ?? performance.now();
     try {
       this.#receive(inb);
     } finally {
-      this.#receivedAt = undefined;
+      this.#receivedAt = outer;
     }
   }
 
@@ -1047,6 +1054,10 @@ export class ProxyCore {
       },
       peerOf: (a) => this.#peerOf(a),
       receivedAt: () => this.#receivedAt,
+      observeStep: (seconds) => {
+        this.#metrics.pinholeStep.observe(seconds);
+        this.#metrics.pinholeStepRecent.observe(seconds);
+      },
     };
   }
 

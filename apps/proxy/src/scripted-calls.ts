@@ -189,7 +189,13 @@ export class ScriptedCalls {
       const listener = this.#o.listener;
       for (const [t, p] of this.#queue.splice(0)) {
         if (this.#closed) return;
-        receive?.({ bytes: Buffer.from(t, 'latin1'), peer: p, listener });
+        // Shaped as the transport's datagrams (see transport.ts).
+        receive?.({
+          bytes: Buffer.from(t, 'latin1'),
+          peer: p,
+          listener,
+          readAt: performance.now(),
+        });
       }
     });
   }

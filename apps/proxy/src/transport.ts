@@ -62,6 +62,29 @@ export interface Inbound {
    * message to its Call-ID's owner); sends to the peer go back through that worker.
    */
   readonly remoteWorker?: number;
+  /**
+   * When the transport read the message (`performance.now()`): the datagram off its socket, or
+   * the TCP segment that completed it; a message a sibling worker passed on, when its owner read
+   * it from the loopback socket. The pinhole step of a held response counts from here.
+   */
+  readonly readAt?: number;
+}
+
+/**
+ * A listener record. Every listener is made here, in one property order with every property
+ * set, so that they all share one hidden class (the warm-up's too: code V8 optimised for one
+ * serves the others).
+ */
+export function makeListener(
+  transport: TransportName,
+  host: string,
+  port: number,
+  family: 4 | 6,
+  advertise: string,
+  index: number,
+  recvBufferBytes: number | undefined,
+): Listener {
+  return { transport, host, port, family, advertise, recvBufferBytes, index };
 }
 
 export interface TransportEvents {
@@ -266,15 +289,15 @@ export class Transports {
     } catch {
       recv = undefined;
     }
-    const listener: Listener = {
-      transport: 'udp',
-      host: a.host,
-      port: socket.address().port,
-      family: a.family,
-      advertise: this.#advertise(a),
+    const listener = makeListener(
+      'udp',
+      a.host,
+      socket.address().port,
+      a.family,
+      this.#advertise(a),
       index,
-      ...(recv !== undefined ? { recvBufferBytes: recv } : {}),
-    };
+      recv,
+    );
     const intercept = this.#events.intercept?.bind(this.#events);
     const barrier = this.#barrier;
     socket.on('message', (bytes, rinfo) => {
@@ -283,6 +306,7 @@ export class Transports {
         bytes: datagramBytes(bytes),
         peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
         listener,
+        readAt: performance.now(),
       };
       if (intercept?.(msg, index)) return;
       this.#deliver(msg);
@@ -290,13 +314,22 @@ export class Transports {
     this.#udp.push({ socket, listener });
     if (this.#opts.shared === true) {
       const own = await this.#bindUdp(a, 0, true);
-      const privateListener: Listener = { ...listener, port: own.address().port };
+      const privateListener = makeListener(
+        'udp',
+        a.host,
+        own.address().port,
+        a.family,
+        listener.advertise,
+        index,
+        recv,
+      );
       own.on('message', (bytes, rinfo) => {
         if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
         this.#deliver({
           bytes: datagramBytes(bytes),
           peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
           listener: privateListener,
+          readAt: performance.now(),
         });
       });
       this.#private.push({ socket: own, listener: privateListener });
@@ -318,14 +351,15 @@ export class Transports {
     });
     server.removeAllListeners('error');
     const addr = server.address();
-    const listener: Listener = {
-      transport: 'tcp',
-      host: a.host,
-      port: typeof addr === 'object' && addr ? addr.port : a.port,
-      family: a.family,
-      advertise: this.#advertise(a),
+    const listener = makeListener(
+      'tcp',
+      a.host,
+      typeof addr === 'object' && addr ? addr.port : a.port,
+      a.family,
+      this.#advertise(a),
       index,
-    };
+      undefined,
+    );
     server.on('connection', (socket) => this.#adopt(socket, listener));
     server.on('error', (err) => this.#events.onError?.({ message: `tcp: ${err.message}` }));
     this.#tcp.push({ server, listener });
@@ -382,8 +416,9 @@ export class Transports {
     socket.setTimeout(this.#opts.tcpIdleMs ?? 600_000, () => socket.destroy());
     const intercept = this.#events.intercept?.bind(this.#events);
     socket.on('data', (chunk: Buffer) => {
+      const readAt = performance.now();
       for (const parsed of parser.push(chunk)) {
-        const msg: Inbound = { parsed, peer, listener };
+        const msg: Inbound = { parsed, peer, listener, readAt };
         if (intercept?.(msg, listener.index)) continue;
         this.#deliver(msg);
       }

@@ -31,13 +31,14 @@ import { FcpClient } from '@pinhole/fcp';
 import { startFcpd, type FcpdHandle } from '@pinhole/fcpd';
 import { PinholeController } from '@pinhole/control';
 import { pino } from 'pino';
+import { EMBEDDED_LIMITS, localEndpoint } from './embedded.js';
 import { Policy, type PolicyConfigInput } from '@pinhole/policy';
 import type { ProxyConfig } from './config.js';
 import { controlMetrics, Firewall } from './firewall.js';
 import { ProxyMetrics } from './metrics.js';
 import { ProxyCore, type Logger } from './proxy-core.js';
 import { ScriptedCalls } from './scripted-calls.js';
-import { SOCKET_BUFFER_BYTES, type Listener, type Peer } from './transport.js';
+import { makeListener, SOCKET_BUFFER_BYTES, type Listener, type Peer } from './transport.js';
 
 export interface WarmupOptions {
   /** The live configuration: the core and the firewall module run with its settings. */
@@ -58,7 +59,7 @@ export interface WarmupResult {
   readonly calls: number;
   /** Datagrams the private core received and sent. */
   readonly messages: number;
-  /** FCP requests the sink answered. */
+  /** FCP requests the private fcpd answered. */
   readonly fcpRequests: number;
   /** Wall time, milliseconds. */
   readonly ms: number;
@@ -67,20 +68,8 @@ export interface WarmupResult {
 }
 
 const PROXY = '198.18.0.1';
-/**
- * Shaped as a live UDP listener (the same properties in the same order, `recvBufferBytes`
- * included): code optimised for the warm-up's listener then needs no new compile for the live
- * one's hidden class.
- */
-const LISTENER: Listener = {
-  transport: 'udp',
-  host: PROXY,
-  port: 5060,
-  family: 4,
-  advertise: PROXY,
-  index: 0,
-  recvBufferBytes: SOCKET_BUFFER_BYTES,
-};
+/** Made as the transport makes its listeners (one hidden class: see `makeListener`). */
+const LISTENER: Listener = makeListener('udp', PROXY, 5060, 4, PROXY, 0, SOCKET_BUFFER_BYTES);
 const CALLER: Peer = { transport: 'udp', address: '198.18.0.10', port: 5061 };
 const CALLEE: Peer = { transport: 'udp', address: '198.19.0.20', port: 5060 };
 /** Calls started per event-loop turn, and the most in flight at once. */
@@ -119,12 +108,10 @@ export class WarmupFcp {
   private constructor(fcpd: FcpdHandle) {
     this.#fcpd = fcpd;
     this.client = new FcpClient({
-      servers: [
-        { host: 'warm-up', port: 0, transport: 'local', connect: () => fcpd.server.connectLocal() },
-      ],
+      servers: [localEndpoint('warm-up', fcpd.server)],
       keepAlive: false,
     });
-    this.client.on('response', () => this.requests++);
+    fcpd.server.on('request', () => this.requests++);
   }
 
   static async start(protectedNetworks: readonly string[]): Promise<WarmupFcp> {
@@ -133,10 +120,10 @@ export class WarmupFcp {
         listen: [],
         backend: 'memory',
         protected: [...protectedNetworks],
-        // As the embedded fcpd: no per-client rate limit or rule quota for the proxy.
-        limits: { ratePerSec: 0, maxRulesPerClient: 1_000_000 },
+        limits: EMBEDDED_LIMITS,
       },
-      { logger: pino({ level: 'silent' }) },
+      // Silent, and no stream of its own to stdout.
+      { logger: pino({ level: 'silent' }, { write: () => undefined }) },
     );
     const w = new WarmupFcp(fcpd);
     try {
@@ -195,7 +182,7 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
       failMode: opts.config.failMode,
       deadlineMs: opts.config.pinholeDeadlineMs,
     });
-    const firewall = new Firewall({ control, logger: silent, metrics });
+    const firewall = new Firewall({ control, logger: silent });
     const c = new ProxyCore({
       config: {
         ...opts.config,
@@ -229,7 +216,7 @@ export async function warmUp(opts: WarmupOptions): Promise<WarmupResult> {
   } finally {
     calls.close();
     core?.close();
-    // Holds and FCP requests in flight settle on the sink's next turns; the sweep stops.
+    // Holds and FCP requests in flight settle on the private fcpd's next turns; the sweep stops.
     await control?.close().catch(() => undefined);
     await fcp?.close().catch(() => undefined);
   }
