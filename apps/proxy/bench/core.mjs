@@ -16,7 +16,8 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { GCProfiler } from 'node:v8';
-import { cpus } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FcpClient } from '@pinhole/fcp';
@@ -28,6 +29,7 @@ import { controlMetrics, Firewall } from '../dist/firewall.js';
 import { ProxyMetrics } from '../dist/metrics.js';
 import { ProxyCore } from '../dist/proxy-core.js';
 import { ScriptedCalls } from '../dist/scripted-calls.js';
+import { makeListener, SOCKET_BUFFER_BYTES } from '../dist/transport.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const FCPD = join(here, '../../fcpd/dist/cli.js');
@@ -47,10 +49,19 @@ async function freePort() {
 }
 
 const fcpPort = await freePort();
+// Four FCP requests a call: lift the fcpd's per-client request rate (1,000/s) and rule quota, as
+// the embedded fcpd does (and run.mjs for its separate fcpd); 800 calls/s were refused SETs.
+const fcpdConfig = join(tmpdir(), `pinhole-core-bench-fcpd-${process.pid}.json`);
+writeFileSync(
+  fcpdConfig,
+  JSON.stringify({ limits: { ratePerSec: 0, maxRulesPerClient: 1_000_000 } }),
+);
 const fcpd = spawn(
   process.execPath,
   [
     FCPD,
+    '--config',
+    fcpdConfig,
     '--listen',
     `tcp:127.0.0.1:${fcpPort}`,
     '--backend',
@@ -63,14 +74,7 @@ const fcpd = spawn(
   { stdio: 'ignore' },
 );
 
-const LISTENER = {
-  transport: 'udp',
-  host: '127.0.0.1',
-  port: 5060,
-  family: 4,
-  advertise: '127.0.0.1',
-  index: 0,
-};
+const LISTENER = makeListener('udp', '127.0.0.1', 5060, 4, '127.0.0.1', 0, SOCKET_BUFFER_BYTES);
 const UAC = { transport: 'udp', address: '127.0.0.1', port: 5061 };
 const UAS = { transport: 'udp', address: '127.0.0.1', port: 5062 };
 
@@ -99,6 +103,7 @@ const { config } = parseArgs([
   '2000',
 ]);
 await sleep(500);
+rmSync(fcpdConfig, { force: true }); // read at start; nothing left behind
 const fcp = new FcpClient({ servers: [{ host: '127.0.0.1', port: fcpPort }], keepAlive: false });
 await fcp.ready(5000);
 const metrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 });

@@ -475,8 +475,9 @@ const FLAG_HELP = `Usage: pinhole-proxy [options]
   --overload-queue-bytes N    refuse a share of new requests (503) while a UDP socket's
                               receive queue holds N bytes (default 0 = off; 1048576 suits
                               one worker, see the README)
-  --overload-retry-after S    Retry-After of those 503s, seconds (default 0: none; an
-                              upstream proxy then stops sending anything for S seconds)
+  --overload-retry-after S    Retry-After of those 503s and of a full transaction
+                              table's, seconds (default 0: none; an upstream proxy then
+                              stops sending anything for S seconds)
   --help                      this text
 `;
 

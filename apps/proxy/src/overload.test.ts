@@ -252,6 +252,28 @@ describe('the proxy core under overload', () => {
     expect(sent.at(-1)!.msg.cseq()?.method).toBe('OPTIONS');
   });
 
+  it("answers past a full transaction table with the overload control's Retry-After: none by default, the configured one after a reload", async () => {
+    // Room for two transactions: the first call's server and client transactions fill it.
+    const h = setup([], undefined, undefined, undefined, 2);
+    h.receive(invite());
+    h.receive(invite([], 'z9hG4bKc2'));
+    await tick();
+    const full = h.sent.filter((s) => s.msg.status === 503);
+    expect(full).toHaveLength(1);
+    expect(full[0]!.msg.has('retry-after')).toBe(false);
+    const { config } = parseArgs([
+      '--route',
+      'default=sip:198.19.0.2:5060',
+      '--overload-retry-after',
+      '30',
+    ]);
+    h.core.reconfigure(config);
+    h.receive(invite([], 'z9hG4bKc3'));
+    await tick();
+    const again = h.sent.filter((s) => s.msg.status === 503);
+    expect(again.map((s) => s.msg.get('retry-after'))).toEqual([undefined, '30']);
+  });
+
   it('serves everything when overload control says so', async () => {
     const { sent, receive } = setup([], undefined, undefined, {
       shed: () => false,

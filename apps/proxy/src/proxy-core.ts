@@ -152,6 +152,8 @@ export interface ProxyCoreOptions {
   readonly onRegister?: (req: RegisterRequest) => void;
   /** Overload control (overload.ts): refuses a share of new out-of-dialog requests with 503. */
   readonly overload?: LoadShedder;
+  /** The transaction table's bound (default the layer's, 100,000); past it a stateless 503. */
+  readonly maxTransactions?: number;
 }
 
 /** What the core asks of overload control. */
@@ -258,6 +260,10 @@ export class ProxyCore {
       // 100 makes the caller retransmit, which costs more than the 100.
       trying: 'immediate',
       timers: { C: opts.config.timerCMs },
+      // A full transaction table is an overload too: its 503 carries the overload control's
+      // Retry-After, none by default (see `#refuseForOverload`).
+      tableFullRetryAfter: () => this.#config.overload.retryAfter,
+      ...(opts.maxTransactions !== undefined ? { maxTransactions: opts.maxTransactions } : {}),
       // Holds end at the media gate's own deadline; this is only the layer's safety net.
       holdDeadlineMs: 61_000,
       user: {

@@ -58,6 +58,7 @@ export function setup(
   gate?: MediaGate,
   metrics: ProxyMetrics = new ProxyMetrics({ transactions: () => 0, registrations: () => 0 }),
   overload?: LoadShedder,
+  maxTransactions?: number,
 ): CoreHarness {
   const sent: Sent[] = [];
   const transport: CoreTransport = {
@@ -78,6 +79,7 @@ export function setup(
     logger: quiet,
     ...(gate ? { gate } : {}),
     ...(overload ? { overload } : {}),
+    ...(maxTransactions !== undefined ? { maxTransactions } : {}),
   });
   cores.push(core);
   const receive = (text: string, peer: Peer = CALLER): void =>

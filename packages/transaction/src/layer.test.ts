@@ -70,6 +70,35 @@ describe('transaction layer', () => {
     expect(h.layer.sendRequest(request({ branch: 'z9hG4bK4' }), UAS1)).toBeUndefined();
   });
 
+  it('gives the table-full 503 the Retry-After it is told, or none with 0', () => {
+    const none = harness({ maxTransactions: 1, tableFullRetryAfter: 0 });
+    none.layer.receive(request({ branch: 'z9hG4bK1' }), UAC);
+    none.layer.receive(request({ branch: 'z9hG4bK2' }), UAC);
+    expect(none.transport.summary()).toEqual(['503']);
+    expect(none.transport.sent[0]?.message.has('retry-after')).toBe(false);
+    const sixty = harness({ maxTransactions: 1, tableFullRetryAfter: 60 });
+    sixty.layer.receive(request({ branch: 'z9hG4bK1' }), UAC);
+    sixty.layer.receive(request({ branch: 'z9hG4bK2' }), UAC);
+    expect(sixty.transport.sent[0]?.message.get('retry-after')).toBe('60');
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      expect(() => harness({ tableFullRetryAfter: bad })).toThrow(/tableFullRetryAfter/);
+    }
+    // Asked at each 503: a reloaded setting applies to the next one; a bad value sends none.
+    let setting = 0;
+    const live = harness({ maxTransactions: 1, tableFullRetryAfter: () => setting });
+    live.layer.receive(request({ branch: 'z9hG4bK1' }), UAC);
+    live.layer.receive(request({ branch: 'z9hG4bK2' }), UAC);
+    setting = 7;
+    live.layer.receive(request({ branch: 'z9hG4bK3' }), UAC);
+    setting = -3;
+    live.layer.receive(request({ branch: 'z9hG4bK4' }), UAC);
+    expect(live.transport.sent.map((s) => s.message.get('retry-after') ?? '-')).toEqual([
+      '-',
+      '7',
+      '-',
+    ]);
+  });
+
   it('passes a stray response and an ACK for an unknown 2xx to the core', () => {
     const strays: number[] = [];
     const acks: string[] = [];

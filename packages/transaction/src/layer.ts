@@ -83,6 +83,15 @@ export interface TransactionLayerOptions {
   /** Largest number of live transactions (default 100 000). */
   readonly maxTransactions?: number;
   /**
+   * Seconds in the `Retry-After` of the stateless 503 a full table answers with; 0 sends none
+   * (default 5). §21.5.4: a client "SHOULD NOT forward any other requests to that server for
+   * the duration", so an upstream proxy that honours it sends this element nothing at all
+   * meanwhile: an element that would rather shed only the excess gives 0. A function is asked
+   * at each such 503 (a setting that can be reloaded); a value it returns that is not a whole
+   * number of seconds, 0 or more, means none.
+   */
+  readonly tableFullRetryAfter?: number | (() => number);
+  /**
    * `host[:port]` this element puts in the Via of requests it forwards, per transport (and
    * destination, so that an element with several addresses can name the one it sends from).
    */
@@ -162,6 +171,8 @@ export class TransactionLayer implements MachineHost, ProxyHost {
   /** The transport sends serialised messages: transactions keep bytes, not parsed messages. */
   readonly #sendsBytes: boolean;
   readonly #max: number;
+  /** See `tableFullRetryAfter`. */
+  readonly #retryAfter: number | (() => number);
   readonly #sentBy: ((transport: string, destination: Address) => string) | undefined;
   readonly #trying: 'immediate' | 'delayed' | 'never';
   readonly #holdDeadline: number;
@@ -182,6 +193,14 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     this.clock = options.clock ?? systemClock;
     this.config = timerConfig(options.timers);
     this.#max = options.maxTransactions ?? 100_000;
+    const retryAfter = options.tableFullRetryAfter ?? 5;
+    if (typeof retryAfter === 'number' && !(Number.isInteger(retryAfter) && retryAfter >= 0)) {
+      throw new TransactionError(
+        'TXN_ERR_BAD_USAGE',
+        `tableFullRetryAfter must be a whole number of seconds, 0 or more (got ${retryAfter})`,
+      );
+    }
+    this.#retryAfter = retryAfter;
     this.#sentBy = options.sentBy;
     this.#trying = options.trying ?? 'delayed';
     this.#holdDeadline = options.holdDeadlineMs ?? 2_000;
@@ -652,7 +671,13 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     if (txn === undefined) {
       // Overload: answer statelessly. §21.5.4: 503 "The server is temporarily unable to process
       // the request due to a temporary overloading".
-      const reply = buildLocalResponse(request, 503, undefined, undefined, [['Retry-After', '5']]);
+      const reply = buildLocalResponse(
+        request,
+        503,
+        undefined,
+        undefined,
+        this.#tableFullHeaders(),
+      );
       const reliable = this.#isReliable(source.transport);
       void this.#sendStateless(reply, responseDestination(request.topVia(), source, reliable));
       return;
@@ -874,6 +899,13 @@ export class TransactionLayer implements MachineHost, ProxyHost {
     void next.then(() => {
       if (txn.holdChain === next) txn.holdChain = undefined;
     });
+  }
+
+  /** The table-full 503's Retry-After, if any (see `tableFullRetryAfter`). */
+  #tableFullHeaders(): [string, string][] {
+    const o = this.#retryAfter;
+    const s = typeof o === 'function' ? o() : o;
+    return Number.isInteger(s) && s > 0 ? [['Retry-After', String(s)]] : [];
   }
 
   async #sendStateless(message: SipMessage, destination: Address): Promise<void> {
