@@ -487,7 +487,10 @@ try {
       console.log('kamailio not installed: reference skipped');
       continue;
     }
+    // The highest rate with no failed call: the first step that fails ends the count, also when
+    // BENCH_CONTINUE runs the steps above it (a clean step above a failed one is not counted).
     let best;
+    let failedYet = false;
     for (const rate of RATES) {
       const r = await step(topo, target, rate, dir);
       results.push({ target: target.label, ...r });
@@ -496,10 +499,11 @@ try {
       );
       // BENCH_CONTINUE: go on past the first failing rate (how the proxy behaves overloaded).
       if (r.failed > 0 || r.warmFailed > 0) {
+        failedYet = true;
         if (process.env.BENCH_CONTINUE) continue;
         break;
       }
-      if (best === undefined || best.rate < r.rate) best = r;
+      if (!failedYet && (best === undefined || best.rate < r.rate)) best = r;
     }
     results.push({ target: target.label, summary: true, best: best?.rate ?? 0 });
   }
