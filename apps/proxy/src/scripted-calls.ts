@@ -10,7 +10,7 @@
  * Datagrams "on the wire" reach the core on a later event-loop turn, as from a socket.
  */
 import type { CoreTransport } from './proxy-core.js';
-import type { Inbound, Listener, Peer } from './transport.js';
+import { udpInbound, type Inbound, type Listener, type Peer } from './transport.js';
 
 export interface ScriptedCallsOptions {
   /** The proxy's listener: requests are addressed to it, and it is the one `send` goes out of. */
@@ -189,13 +189,8 @@ export class ScriptedCalls {
       const listener = this.#o.listener;
       for (const [t, p] of this.#queue.splice(0)) {
         if (this.#closed) return;
-        // Shaped as the transport's datagrams (see transport.ts).
-        receive?.({
-          bytes: Buffer.from(t, 'latin1'),
-          peer: p,
-          listener,
-          readAt: performance.now(),
-        });
+        // Made as the transport makes its datagrams (one shape, see transport.ts).
+        receive?.(udpInbound(Buffer.from(t, 'latin1'), p, listener));
       }
     });
   }

@@ -8,6 +8,7 @@ import {
   makeListener,
   SOCKET_BUFFER_BYTES,
   Transports,
+  udpInbound,
   type Inbound,
 } from './transport.js';
 import { until } from '../test/core-harness.js';
@@ -171,6 +172,9 @@ describe('datagramBytes', () => {
     expect(sameMap(got[0]!.bytes, Buffer.from('x', 'latin1'))).toBe(true);
     expect(got[0]!.readAt).toBeGreaterThan(0);
     expect(got[0]!.readAt).toBeLessThanOrEqual(performance.now());
+    // The warm-up's scripted datagrams are made by the same function: one hidden class.
+    const scripted = udpInbound(Buffer.from('x'), got[0]!.peer, got[0]!.listener);
+    expect(sameMap(got[0], scripted)).toBe(true);
   });
 
   it("makes every listener with one hidden class, the warm-up's too", async () => {

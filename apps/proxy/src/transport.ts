@@ -25,6 +25,14 @@ export function datagramBytes(bytes: Buffer): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/**
+ * A received datagram as the core gets it: its bytes as `datagramBytes` makes them, read now.
+ * The transport's sockets and the warm-up's scripted peers both make theirs here (one shape).
+ */
+export function udpInbound(bytes: Buffer, peer: Peer, listener: Listener): Inbound {
+  return { bytes: datagramBytes(bytes), peer, listener, readAt: performance.now() };
+}
+
 /** Socket buffers: Kamailio's first failure at high rates was datagrams dropped at its socket. */
 export const SOCKET_BUFFER_BYTES: number = 4 * 1024 * 1024;
 
@@ -302,12 +310,11 @@ export class Transports {
     const barrier = this.#barrier;
     socket.on('message', (bytes, rinfo) => {
       if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
-      const msg: Inbound = {
-        bytes: datagramBytes(bytes),
-        peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
+      const msg = udpInbound(
+        bytes,
+        { transport: 'udp', address: rinfo.address, port: rinfo.port },
         listener,
-        readAt: performance.now(),
-      };
+      );
       if (intercept?.(msg, index)) return;
       this.#deliver(msg);
     });
@@ -325,12 +332,13 @@ export class Transports {
       );
       own.on('message', (bytes, rinfo) => {
         if (bytes.length === PROBE_BYTES && barrier.take(bytes)) return;
-        this.#deliver({
-          bytes: datagramBytes(bytes),
-          peer: { transport: 'udp', address: rinfo.address, port: rinfo.port },
-          listener: privateListener,
-          readAt: performance.now(),
-        });
+        this.#deliver(
+          udpInbound(
+            bytes,
+            { transport: 'udp', address: rinfo.address, port: rinfo.port },
+            privateListener,
+          ),
+        );
       });
       this.#private.push({ socket: own, listener: privateListener });
     }
